@@ -1,0 +1,89 @@
+// Shared by every rule: bindings, the tile table, and the entry point that loads an
+// element, calls the rule's `update` and stores the result.
+//
+// The host prepends one of two preludes (src/kernel.rs):
+//   vec4:   alias V = vec4<f32>; const W: u32 = 4u; fn live_lanes(e0, end) -> vec4<bool>
+//   scalar: alias V = f32;       const W: u32 = 1u; fn live_lanes(e0, end) -> bool
+// and appends the rule's shaders/<rule>.wgsl, which defines
+//   fn update(h: Hyper, p: V, g: V, s: ptr<function, State>) -> V
+// in the same f32 operations, in the same order, as its CPU twin in src/rules/<rule>.rs.
+
+// Per-step scalars of one param group (src/rules/mod.rs: Hyper). Flags are 0.0 / 1.0.
+struct Hyper { a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32> }
+
+// The state slots of one element. Unused slots are never loaded or stored (SLOTS).
+struct State { s0: V, s1: V, s2: V }
+
+// One workgroup's work: vectors [first, first + WG) of the dispatch, of which the elements
+// before `end` (an element index) belong to param group `group`.
+struct Tile { group: u32, first: u32, end: u32, pad: u32 }
+
+// One dispatch's table. Each binding starts at an aligned offset at or before the
+// dispatch's first element; the shifts (in vectors) say by how much.
+struct Table {
+    p_shift: u32, g_shift: u32, s_shift: u32, grid_x: u32,
+    n_tiles: u32, pad0: u32, pad1: u32, pad2: u32,
+    tiles: array<Tile>,
+}
+
+override WG: u32 = 256u;
+override SLOTS: u32 = 0u;
+
+@group(0) @binding(0) var<storage, read_write> param: array<V>;
+// read_write so that params and grads may live in one buffer (one usage per dispatch).
+@group(0) @binding(1) var<storage, read_write> grad: array<V>;
+@group(0) @binding(2) var<storage, read> table: Table;
+@group(0) @binding(3) var<storage, read> hyper: array<Hyper>;
+@group(0) @binding(4) var<storage, read_write> s0: array<V>;
+@group(0) @binding(5) var<storage, read_write> s1: array<V>;
+@group(0) @binding(6) var<storage, read_write> s2: array<V>;
+
+// The gradient after `maximize` and coupled (L2) weight decay, as torch's loops form it.
+fn grad_in(g: V, p: V, weight_decay: f32, maximize: f32) -> V {
+    var d = g;
+    if maximize != 0.0 {
+        d = -g;
+    }
+    if weight_decay != 0.0 {
+        d = d + weight_decay * p;
+    }
+    return d;
+}
+
+// torch's CPU lerp: two formulas split at weight 0.5 (ATen lerp).
+fn lerp(a: V, b: V, w: f32) -> V {
+    if abs(w) < 0.5 {
+        return a + w * (b - a);
+    }
+    return b - (b - a) * (1.0 - w);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.y * table.grid_x + wg.x;
+    if t >= table.n_tiles {
+        return;
+    }
+    let tile = table.tiles[t];
+    let vi = tile.first + lid;
+    let e0 = vi * W;
+    if e0 >= tile.end {
+        return;
+    }
+    // Lanes past the tensor's end keep their old values (they may belong to the caller).
+    let live = live_lanes(e0, tile.end);
+    let h = hyper[tile.group];
+    let pi = vi + table.p_shift;
+    let si = vi + table.s_shift;
+    let p = param[pi];
+    var st: State;
+    if SLOTS > 0u { st.s0 = s0[si]; }
+    if SLOTS > 1u { st.s1 = s1[si]; }
+    if SLOTS > 2u { st.s2 = s2[si]; }
+    let old = st;
+    let p_new = update(h, p, grad[vi + table.g_shift], &st);
+    param[pi] = select(p, p_new, live);
+    if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
+    if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
+    if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
+}

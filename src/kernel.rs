@@ -1,0 +1,141 @@
+//! WGSL assembly and the pipeline cache: prelude (vector width) + `shaders/common.wgsl`
+//! + the rule's `update`, compiled once per (rule kernel, width, state slots, workgroup).
+
+use std::collections::HashMap;
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::rules::Kernel;
+
+const COMMON: &str = include_str!("../shaders/common.wgsl");
+
+const PRELUDE_VEC4: &str = "alias V = vec4<f32>;\nconst W: u32 = 4u;\n\
+fn live_lanes(e0: u32, end: u32) -> vec4<bool> {\n\
+    return vec4<u32>(e0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(end);\n}\n";
+
+const PRELUDE_SCALAR: &str = "alias V = f32;\nconst W: u32 = 1u;\n\
+fn live_lanes(e0: u32, end: u32) -> bool {\n    return e0 < end;\n}\n";
+
+/// Number of bindings in the shared layout (`shaders/common.wgsl`).
+pub(crate) const BINDINGS: u32 = 7;
+/// Binding of the per-step scalars, the only one with a dynamic offset.
+pub(crate) const HYPER_BINDING: u32 = 3;
+
+/// The full WGSL of a rule kernel at vector width 4 or 1. Public so tools (and the tests)
+/// can validate it with naga.
+pub fn shader_source(kernel: &Kernel, width: u32) -> String {
+    let prelude = if width == 4 {
+        PRELUDE_VEC4
+    } else {
+        PRELUDE_SCALAR
+    };
+    format!("{prelude}\n{COMMON}\n{}", kernel.source)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PipelineKey {
+    pub kernel: &'static str,
+    pub width: u32,
+    pub slots: u32,
+    pub workgroup: u32,
+}
+
+/// Pipelines live as long as the context; optimizers share them.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    layout: Option<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
+}
+
+fn storage(binding: u32, read_only: bool, dynamic: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: dynamic,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+/// The one bind group layout every rule kernel uses.
+pub(crate) fn bind_group_layout(ctx: &Context) -> Result<wgpu::BindGroupLayout> {
+    let mut cache = ctx.inner.pipelines.lock().unwrap();
+    layouts(ctx, &mut cache).map(|(b, _)| b)
+}
+
+fn layouts(
+    ctx: &Context,
+    cache: &mut PipelineCache,
+) -> Result<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
+    if let Some(l) = &cache.layout {
+        return Ok(l.clone());
+    }
+    let d = ctx.device();
+    let l = ctx.scoped("creating the bind group layout", || {
+        let entries: Vec<_> = (0..BINDINGS)
+            .map(|b| match b {
+                2 => storage(b, true, false),
+                HYPER_BINDING => storage(b, true, true),
+                _ => storage(b, false, false),
+            })
+            .collect();
+        let bgl = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("gpu-optim rule"),
+            entries: &entries,
+        });
+        let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("gpu-optim rule"),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        (bgl, pl)
+    })?;
+    cache.layout = Some(l.clone());
+    Ok(l)
+}
+
+/// The workgroup size for this device: 256 where allowed (measured best on lavapipe and
+/// the usual choice for memory-bound kernels on GPUs).
+pub(crate) fn workgroup_size(ctx: &Context) -> u32 {
+    let l = ctx.limits();
+    256.min(l.max_compute_invocations_per_workgroup)
+        .min(l.max_compute_workgroup_size_x)
+}
+
+/// The compiled pipeline for `key`, built on first use.
+pub(crate) fn pipeline(
+    ctx: &Context,
+    kernel: &Kernel,
+    key: PipelineKey,
+) -> Result<wgpu::ComputePipeline> {
+    let mut cache = ctx.inner.pipelines.lock().unwrap();
+    if let Some(p) = cache.pipelines.get(&key) {
+        return Ok(p.clone());
+    }
+    let (_, layout) = layouts(ctx, &mut cache)?;
+    let src = shader_source(kernel, key.width);
+    let d = ctx.device();
+    ctx.count("pipeline");
+    let p = ctx.scoped("compiling a rule kernel", || {
+        let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("WG", key.workgroup as f64), ("SLOTS", key.slots as f64)],
+                ..Default::default()
+            },
+            cache: None,
+        })
+    })?;
+    cache.pipelines.insert(key, p.clone());
+    Ok(p)
+}

@@ -1,0 +1,298 @@
+//! Update rules: one file per rule, its WGSL kernel beside it in `shaders/`.
+//!
+//! A rule is a hyperparameter struct (torch.optim names and defaults) that says
+//! - which state slots it keeps per parameter ([`UpdateRule::state_slots`]),
+//! - the per-step scalars its kernel reads ([`UpdateRule::hyper`], computed on the host
+//!   in f64 and rounded to f32 once, as torch does with Python floats),
+//! - the element update itself, twice: in WGSL (`shaders/<rule>.wgsl`, function `update`)
+//!   and in Rust ([`UpdateRule::update`]), with the same f32 operations in the same order.
+//!
+//! The scheduler knows nothing else about a rule, so a new rule is one Rust file and one
+//! WGSL file.
+
+mod adadelta;
+mod adagrad;
+mod adam;
+mod rmsprop;
+mod sgd;
+
+pub use adadelta::Adadelta;
+pub use adagrad::Adagrad;
+pub use adam::Adam;
+pub use rmsprop::RmsProp;
+pub use sgd::Sgd;
+
+use crate::error::{Error, Result};
+
+/// Per-step scalars of one param group, as the kernel reads them (`struct Hyper` in
+/// `shaders/common.wgsl`: four `vec4<f32>`, named `a`, `b`, `c`, `d`). Flags are 0.0 / 1.0.
+pub type Hyper = [f32; 16];
+
+/// Most state slots any rule keeps per parameter (`s0..s2` in `shaders/common.wgsl`).
+pub const MAX_SLOTS: usize = 3;
+
+/// A rule's WGSL kernel: the source of its `update` function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// Identifies the pipeline in caches, e.g. `"adam"`.
+    pub name: &'static str,
+    /// WGSL defining `fn update(h: Hyper, p: V, g: V, s: ptr<function, State>) -> V`.
+    pub source: &'static str,
+}
+
+/// An optimizer update rule. See the module docs.
+pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Display name of this configuration, e.g. `"sgd+nesterov"`.
+    fn name(&self) -> String;
+    /// Checks the hyperparameters as torch.optim's constructor does.
+    fn validate(&self) -> Result<()>;
+    /// Names of the per-parameter state slots, as torch.optim's `state` dict names them.
+    fn state_slots(&self) -> &'static [&'static str];
+    /// Value a state slot starts with (Adagrad's `initial_accumulator_value`; else 0).
+    fn initial_state(&self, _slot: usize) -> f32 {
+        0.0
+    }
+    /// The kernel implementing this rule.
+    fn kernel(&self) -> Kernel;
+    /// Scalars for step `t` (the first step is 1).
+    fn hyper(&self, t: u64) -> Hyper;
+    /// The CPU twin of the kernel's `update`: one element, same f32 operations, same order.
+    /// Returns the new parameter and updates `s` (length `state_slots().len()`) in place.
+    fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32;
+    /// Learning rate (what lr schedules scale).
+    fn lr(&self) -> f64;
+    /// Sets the learning rate.
+    fn set_lr(&mut self, lr: f64);
+    /// Rounded f32 operations on the longest dependency chain of one element update, with
+    /// division and sqrt counted as 3 (WGSL allows 2.5 ulp for them). The verifier's default
+    /// tolerance is this many ulps per step; see [`crate::verify`].
+    fn rounding_ops(&self) -> u32;
+    /// Bytes one step moves per parameter: read p, g and each slot; write p and each slot.
+    fn bytes_per_param(&self) -> usize {
+        4 * (3 + 2 * self.state_slots().len())
+    }
+}
+
+/// Runs one step of `rule` on host slices: the CPU reference, usable on its own.
+///
+/// `state` holds one slice per state slot, each as long as `params` (start them with
+/// [`UpdateRule::initial_state`]); `t` is the step number, 1 on the first step.
+pub fn cpu_step<R: UpdateRule>(
+    rule: &R,
+    t: u64,
+    params: &mut [f32],
+    grads: &[f32],
+    state: &mut [Vec<f32>],
+) -> Result<()> {
+    let n = params.len();
+    if grads.len() != n {
+        return Err(Error::LengthMismatch {
+            what: "grads".into(),
+            got: grads.len(),
+            expected: n,
+        });
+    }
+    let slots = rule.state_slots().len();
+    if state.len() != slots {
+        return Err(Error::LengthMismatch {
+            what: "state slots".into(),
+            got: state.len(),
+            expected: slots,
+        });
+    }
+    for (k, s) in state.iter().enumerate() {
+        if s.len() != n {
+            return Err(Error::LengthMismatch {
+                what: format!("state slot {}", rule.state_slots()[k]),
+                got: s.len(),
+                expected: n,
+            });
+        }
+    }
+    let h = rule.hyper(t);
+    let mut s = [0f32; MAX_SLOTS];
+    for i in 0..n {
+        for k in 0..slots {
+            s[k] = state[k][i];
+        }
+        params[i] = rule.update(&h, params[i], grads[i], &mut s[..slots]);
+        for k in 0..slots {
+            state[k][i] = s[k];
+        }
+    }
+    Ok(())
+}
+
+/// A CPU optimizer over one host tensor: the reference, with its own state and step count.
+#[derive(Clone, Debug)]
+pub struct CpuOptimizer<R: UpdateRule> {
+    /// The rule and its hyperparameters.
+    pub rule: R,
+    /// Steps taken so far.
+    pub t: u64,
+    /// One vector per state slot.
+    pub state: Vec<Vec<f32>>,
+}
+
+impl<R: UpdateRule> CpuOptimizer<R> {
+    /// State for `len` parameters, initialised as the rule says.
+    pub fn new(rule: R, len: usize) -> Result<Self> {
+        rule.validate()?;
+        let state = (0..rule.state_slots().len())
+            .map(|k| vec![rule.initial_state(k); len])
+            .collect();
+        Ok(Self { rule, t: 0, state })
+    }
+
+    /// One step on `params` in place.
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        cpu_step(&self.rule, self.t + 1, params, grads, &mut self.state)?;
+        self.t += 1;
+        Ok(())
+    }
+}
+
+/// Every rule of the crate behind one type: for tables of rules (tests, the bench, the
+/// command line). Each variant's semantics are its own type's.
+#[derive(Clone, Debug)]
+#[allow(missing_docs)]
+pub enum AnyRule {
+    Sgd(Sgd),
+    Adagrad(Adagrad),
+    Adadelta(Adadelta),
+    RmsProp(RmsProp),
+    Adam(Adam),
+}
+
+macro_rules! delegate {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            AnyRule::Sgd($r) => $e,
+            AnyRule::Adagrad($r) => $e,
+            AnyRule::Adadelta($r) => $e,
+            AnyRule::RmsProp($r) => $e,
+            AnyRule::Adam($r) => $e,
+        }
+    };
+}
+
+impl UpdateRule for AnyRule {
+    fn name(&self) -> String {
+        delegate!(self, r => r.name())
+    }
+    fn validate(&self) -> Result<()> {
+        delegate!(self, r => r.validate())
+    }
+    fn state_slots(&self) -> &'static [&'static str] {
+        delegate!(self, r => r.state_slots())
+    }
+    fn initial_state(&self, slot: usize) -> f32 {
+        delegate!(self, r => r.initial_state(slot))
+    }
+    fn kernel(&self) -> Kernel {
+        delegate!(self, r => r.kernel())
+    }
+    fn hyper(&self, t: u64) -> Hyper {
+        delegate!(self, r => r.hyper(t))
+    }
+    fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32 {
+        delegate!(self, r => r.update(h, p, g, s))
+    }
+    fn lr(&self) -> f64 {
+        delegate!(self, r => r.lr())
+    }
+    fn set_lr(&mut self, lr: f64) {
+        delegate!(self, r => r.set_lr(lr))
+    }
+    fn rounding_ops(&self) -> u32 {
+        delegate!(self, r => r.rounding_ops())
+    }
+}
+
+impl AnyRule {
+    /// The rule table: every rule and every option that changes the kernel's path, at
+    /// torch.optim defaults otherwise. Names are what `gpu-optim-bench --rules` takes.
+    pub fn catalog() -> Vec<AnyRule> {
+        vec![
+            AnyRule::Sgd(Sgd::default()),
+            AnyRule::Sgd(Sgd {
+                momentum: 0.9,
+                ..Sgd::default()
+            }),
+            AnyRule::Sgd(Sgd {
+                momentum: 0.9,
+                nesterov: true,
+                ..Sgd::default()
+            }),
+            AnyRule::Adagrad(Adagrad::default()),
+            AnyRule::Adadelta(Adadelta::default()),
+            AnyRule::RmsProp(RmsProp::default()),
+            AnyRule::RmsProp(RmsProp {
+                centered: true,
+                momentum: 0.9,
+                ..RmsProp::default()
+            }),
+            AnyRule::Adam(Adam::default()),
+            AnyRule::Adam(Adam::adamw()),
+            AnyRule::Adam(Adam {
+                amsgrad: true,
+                ..Adam::default()
+            }),
+        ]
+    }
+
+    /// Looks a rule up in [`AnyRule::catalog`] by its name.
+    pub fn by_name(name: &str) -> Option<AnyRule> {
+        Self::catalog().into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// 1.0 for true, 0.0 for false: how flags travel in [`Hyper`].
+pub(crate) fn flag(b: bool) -> f32 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// torch's CPU `lerp` (ATen `lerp`): two formulas split at weight 0.5 for accuracy.
+/// Mirrored by `lerp` in `shaders/common.wgsl`.
+pub(crate) fn lerp(a: f32, b: f32, w: f32) -> f32 {
+    if w.abs() < 0.5 {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (1.0 - w)
+    }
+}
+
+/// The gradient as torch's single-tensor loops see it after `maximize` and coupled
+/// (L2) weight decay. Mirrored by `grad_in` in `shaders/common.wgsl`.
+pub(crate) fn grad_in(g: f32, p: f32, weight_decay: f32, maximize: f32) -> f32 {
+    let g = if maximize != 0.0 { -g } else { g };
+    if weight_decay != 0.0 {
+        g + weight_decay * p
+    } else {
+        g
+    }
+}
+
+/// Validation helper: `ok` must hold and `value` be finite, else a typed error.
+pub(crate) fn check(
+    rule: &'static str,
+    name: &'static str,
+    value: f64,
+    ok: bool,
+    why: &'static str,
+) -> Result<()> {
+    if ok && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidHyperparameter {
+            rule,
+            name,
+            value,
+            why,
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Learning-rate schedules, evaluated on the host once per step (torch.optim.lr_scheduler
+//! closed forms). The optimizer writes the resulting lr into that step's scalars: nothing
+//! is rebuilt when it changes.
+
+use crate::error::{Error, Result};
+
+/// An lr schedule: lr at step `t` (1 on the first step) from the base lr.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LrSchedule {
+    /// `ConstantLR` with factor 1: the base lr throughout.
+    Constant,
+    /// `StepLR`: lr · gamma^⌊(t−1) / step_size⌋.
+    Step {
+        /// Steps between decays.
+        step_size: u64,
+        /// Decay factor.
+        gamma: f64,
+    },
+    /// `CosineAnnealingLR` (closed form): η_min + (lr − η_min)(1 + cos(π·(t−1)/t_max))/2,
+    /// held at η_min after t_max.
+    Cosine {
+        /// Steps of the half period.
+        t_max: u64,
+        /// Final lr.
+        eta_min: f64,
+    },
+    /// `LinearLR` warm-up from 0 over `warmup` steps (lr·t/warmup), then cosine annealing
+    /// to `eta_min` over the remaining `t_max − warmup` steps (the GPT-2/LLM recipe that
+    /// torch builds with `SequentialLR(LinearLR, CosineAnnealingLR)`).
+    WarmupCosine {
+        /// Warm-up steps.
+        warmup: u64,
+        /// Total steps.
+        t_max: u64,
+        /// Final lr.
+        eta_min: f64,
+    },
+}
+
+impl LrSchedule {
+    /// Checks the schedule's parameters.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name, value: f64, why| Error::InvalidHyperparameter {
+            rule: "lr_schedule",
+            name,
+            value,
+            why,
+        };
+        match *self {
+            LrSchedule::Constant => Ok(()),
+            LrSchedule::Step { step_size, gamma } => {
+                if step_size == 0 {
+                    Err(bad("step_size", 0.0, "step_size >= 1"))
+                } else if !(gamma.is_finite() && gamma >= 0.0) {
+                    Err(bad("gamma", gamma, "gamma >= 0"))
+                } else {
+                    Ok(())
+                }
+            }
+            LrSchedule::Cosine { t_max, eta_min }
+            | LrSchedule::WarmupCosine { t_max, eta_min, .. } => {
+                if t_max == 0 {
+                    Err(bad("t_max", 0.0, "t_max >= 1"))
+                } else if !(eta_min.is_finite() && eta_min >= 0.0) {
+                    Err(bad("eta_min", eta_min, "eta_min >= 0"))
+                } else if let LrSchedule::WarmupCosine { warmup, .. } = *self {
+                    if warmup > t_max {
+                        Err(bad("warmup", warmup as f64, "warmup <= t_max"))
+                    } else {
+                        Ok(())
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The lr for step `t` (1-based) given the base lr.
+    pub fn lr(&self, base: f64, t: u64) -> f64 {
+        let cosine = |k: u64, n: u64, eta_min: f64| {
+            if k >= n {
+                eta_min
+            } else {
+                let c = (std::f64::consts::PI * k as f64 / n as f64).cos();
+                eta_min + (base - eta_min) * (1.0 + c) / 2.0
+            }
+        };
+        let k = t.saturating_sub(1);
+        match *self {
+            LrSchedule::Constant => base,
+            LrSchedule::Step { step_size, gamma } => base * gamma.powi((k / step_size) as i32),
+            LrSchedule::Cosine { t_max, eta_min } => cosine(k, t_max, eta_min),
+            LrSchedule::WarmupCosine {
+                warmup,
+                t_max,
+                eta_min,
+            } => {
+                if t <= warmup {
+                    base * t as f64 / warmup as f64
+                } else {
+                    cosine(t - 1 - warmup, t_max - warmup, eta_min)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,726 @@
+//! The optimizer: registered tensors and param groups, planned once into a few dispatches,
+//! then stepped with nothing but a small scalar upload per step.
+//!
+//! Rule-agnostic: a rule contributes its kernel, state slot count and per-step scalars;
+//! everything here (batching, chunking, submission) is the same for all rules.
+//!
+//! ## How tensors become dispatches
+//! Tensors that share their param buffer and grad buffer (and the distance between their
+//! param and grad offsets, as in an [`Arena`]) form one *launch group* and get one state
+//! buffer per slot laid out like the param buffer. A launch group is cut into *windows*
+//! that fit `max_storage_buffer_binding_size` (a tensor larger than that is split); each
+//! window is one dispatch over a table of tiles, one tile per workgroup, each tile a run of
+//! `workgroup × width` elements of one tensor with its param group's index. The grid is 2D
+//! when the tiles exceed `max_compute_workgroups_per_dimension`. A whole model in one
+//! arena is therefore one dispatch per 128 MiB of parameters, not one per tensor.
+//!
+//! Width 4 (vec4 loads) is used when every tensor of the launch group starts at a multiple
+//! of 4 elements in both buffers and its last vector fits in the buffers; else width 1.
+//! The lanes of a last, partial vector that lie past the tensor are written back unchanged.
+//!
+//! ## Per-step scalars
+//! Each step's scalars (lr, bias corrections, step flags) for every group are written into
+//! a ring of `steps_per_submission` slots and selected with a dynamic offset, so many steps
+//! can sit in one command buffer, each with its own scalars, and no bind group is rebuilt.
+
+use std::collections::BTreeMap;
+
+use crate::context::{BufferRange, Context};
+use crate::error::{Error, Result};
+use crate::kernel::{self, PipelineKey, BINDINGS};
+use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
+use crate::schedule::LrSchedule;
+
+/// Index of a param group in its optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupId(pub usize);
+
+/// Index of a registered tensor in its optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TensorId(pub usize);
+
+/// Tensors allocated together: one params buffer and one grads buffer with the same layout,
+/// each tensor at a 256-byte aligned offset so the caller's kernels can bind it directly.
+/// An optimizer steps all of an arena's tensors in one dispatch (per 128 MiB).
+#[derive(Debug)]
+pub struct Arena {
+    /// All parameters.
+    pub params: wgpu::Buffer,
+    /// All gradients, laid out as `params`.
+    pub grads: wgpu::Buffer,
+    ranges: Vec<(u64, usize)>,
+}
+
+/// Alignment of arena tensors, in elements: 256 bytes, the largest
+/// `min_storage_buffer_offset_alignment` WebGPU allows.
+pub const ARENA_ALIGN: u64 = 64;
+
+impl Arena {
+    /// Zero-filled params and grads for tensors of the given lengths.
+    pub fn new(ctx: &Context, lens: &[usize]) -> Result<Self> {
+        let mut ranges = Vec::with_capacity(lens.len());
+        let mut end = 0u64;
+        for &len in lens {
+            ranges.push((end, len));
+            end = (end + len as u64).div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+        }
+        Ok(Self {
+            params: ctx.create_zeroed("gpu-optim arena params", end as usize)?,
+            grads: ctx.create_zeroed("gpu-optim arena grads", end as usize)?,
+            ranges,
+        })
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// True when the arena holds no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Where tensor `i`'s parameters live.
+    pub fn param(&self, i: usize) -> BufferRange {
+        let (o, n) = self.ranges[i];
+        BufferRange::new(&self.params, o, n)
+    }
+
+    /// Where tensor `i`'s gradient lives.
+    pub fn grad(&self, i: usize) -> BufferRange {
+        let (o, n) = self.ranges[i];
+        BufferRange::new(&self.grads, o, n)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Tensor {
+    group: usize,
+    param: BufferRange,
+    grad: BufferRange,
+}
+
+/// One dispatch.
+struct Launch {
+    bind_group: wgpu::BindGroup,
+    width: u32,
+    grid: (u32, u32),
+}
+
+/// Where each tensor's state lives: a buffer per slot, shared by a launch group.
+struct StateSet {
+    buffers: Vec<wgpu::Buffer>,
+}
+
+struct Plan {
+    launches: Vec<Launch>,
+    pipelines: [Option<wgpu::ComputePipeline>; 2],
+    states: Vec<StateSet>,
+    /// Per tensor: (state set, element offset in its buffers).
+    tensor_state: Vec<(usize, u64)>,
+    hyper_buf: wgpu::Buffer,
+    hyper_stride: u64,
+}
+
+/// Element count of one tile's vectors at width `w`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Tile {
+    group: u32,
+    first: u32,
+    end: u32,
+    pad: u32,
+}
+
+/// Header of a dispatch's table (`struct Table` in `shaders/common.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TableHeader {
+    p_shift: u32,
+    g_shift: u32,
+    s_shift: u32,
+    grid_x: u32,
+    n_tiles: u32,
+    pad: [u32; 3],
+}
+
+/// A GPU optimizer over registered tensors, one update rule, any number of param groups.
+///
+/// ```no_run
+/// # fn main() -> gpu_optim::Result<()> {
+/// use gpu_optim::{Adam, Context, Optimizer, Arena};
+/// let ctx = Context::new()?;
+/// let arena = Arena::new(&ctx, &[768 * 768, 768])?;
+/// let mut opt = Optimizer::new(&ctx, Adam::default())?;
+/// opt.add_arena(&arena, opt.default_group())?;
+/// // ... your backward pass writes arena.grads ...
+/// opt.step()?;
+/// # Ok(()) }
+/// ```
+pub struct Optimizer<R: UpdateRule> {
+    ctx: Context,
+    groups: Vec<R>,
+    schedules: Vec<Option<(f64, LrSchedule)>>,
+    tensors: Vec<Tensor>,
+    plan: Option<Plan>,
+    t: u64,
+    ring: u32,
+    next_slot: u32,
+    scratch: Vec<Hyper>,
+}
+
+impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Optimizer")
+            .field("groups", &self.groups)
+            .field("tensors", &self.tensors.len())
+            .field("t", &self.t)
+            .finish()
+    }
+}
+
+impl<R: UpdateRule> Optimizer<R> {
+    /// An optimizer whose group 0 has `rule`'s hyperparameters.
+    pub fn new(ctx: &Context, rule: R) -> Result<Self> {
+        rule.validate()?;
+        Ok(Self {
+            ctx: ctx.clone(),
+            groups: vec![rule],
+            schedules: vec![None],
+            tensors: Vec::new(),
+            plan: None,
+            t: 0,
+            ring: 16,
+            next_slot: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// How many steps may be recorded between two submissions (default 16): the size of
+    /// the ring of per-step scalar slots. Only [`Optimizer::record_step`] into the caller's
+    /// encoder can exceed it; [`Optimizer::step_many`] submits in batches of this size.
+    pub fn with_steps_per_submission(mut self, k: u32) -> Result<Self> {
+        if self.plan.is_some() {
+            return Err(Error::InvalidState(
+                "steps_per_submission must be set before the first step".into(),
+            ));
+        }
+        self.ring = k.max(1);
+        Ok(self)
+    }
+
+    /// Group 0, created with the optimizer.
+    pub fn default_group(&self) -> GroupId {
+        GroupId(0)
+    }
+
+    /// Adds a param group with its own hyperparameters. It must keep the same state slots
+    /// as group 0 (e.g. `amsgrad` on both or neither): they share the kernel.
+    pub fn add_group(&mut self, rule: R) -> Result<GroupId> {
+        rule.validate()?;
+        if rule.state_slots() != self.groups[0].state_slots() {
+            return Err(Error::IncompatibleGroup {
+                group: self.groups.len(),
+                why: format!(
+                    "state slots {:?} differ from {:?}",
+                    rule.state_slots(),
+                    self.groups[0].state_slots()
+                ),
+            });
+        }
+        self.frozen("add_group")?;
+        self.groups.push(rule);
+        self.schedules.push(None);
+        Ok(GroupId(self.groups.len() - 1))
+    }
+
+    /// A group's hyperparameters.
+    pub fn group(&self, g: GroupId) -> &R {
+        &self.groups[g.0]
+    }
+
+    /// Changes a group's hyperparameters; validated, and used from the next step on.
+    /// Changing the state slots (e.g. switching `amsgrad`) is refused.
+    pub fn set_group(&mut self, g: GroupId, rule: R) -> Result<()> {
+        rule.validate()?;
+        let old = self
+            .groups
+            .get(g.0)
+            .ok_or_else(|| Error::InvalidState(format!("no param group {}", g.0)))?;
+        if rule.state_slots() != old.state_slots() {
+            return Err(Error::IncompatibleGroup {
+                group: g.0,
+                why: "a group's state slots cannot change".into(),
+            });
+        }
+        self.groups[g.0] = rule;
+        Ok(())
+    }
+
+    /// Drives group `g`'s lr from `schedule`, relative to the group's current lr (the
+    /// base lr, as torch.optim.lr_scheduler takes `initial_lr`).
+    pub fn set_schedule(&mut self, g: GroupId, schedule: LrSchedule) -> Result<()> {
+        schedule.validate()?;
+        let base = self.groups[g.0].lr();
+        self.schedules[g.0] = Some((base, schedule));
+        Ok(())
+    }
+
+    /// Registers a tensor: its parameters and its gradient (same length), in any buffers
+    /// with `STORAGE` usage. The optimizer allocates its state.
+    pub fn add_tensor(
+        &mut self,
+        group: GroupId,
+        param: BufferRange,
+        grad: BufferRange,
+    ) -> Result<TensorId> {
+        self.frozen("add_tensor")?;
+        if group.0 >= self.groups.len() {
+            return Err(Error::InvalidState(format!("no param group {}", group.0)));
+        }
+        let i = self.tensors.len();
+        param.check(&format!("tensor {i} params"), wgpu::BufferUsages::STORAGE)?;
+        grad.check(&format!("tensor {i} grads"), wgpu::BufferUsages::STORAGE)?;
+        if grad.len != param.len {
+            return Err(Error::LengthMismatch {
+                what: format!("tensor {i} grads"),
+                got: grad.len,
+                expected: param.len,
+            });
+        }
+        if param.len as u64 >= u32::MAX as u64 / 2 {
+            return Err(Error::BadRange {
+                what: format!("tensor {i}"),
+                why: "more than 2^31 elements".into(),
+            });
+        }
+        for (j, t) in self.tensors.iter().enumerate() {
+            for (a, b, what) in [
+                (&t.param, &param, "params"),
+                (&t.grad, &grad, "grads"),
+                (&t.param, &grad, "params of one / grads of the other"),
+                (&t.grad, &param, "grads of one / params of the other"),
+            ] {
+                if overlaps(a, b) {
+                    return Err(Error::BadRange {
+                        what: format!("tensor {i}"),
+                        why: format!("its {what} overlap tensor {j}'s"),
+                    });
+                }
+            }
+        }
+        self.tensors.push(Tensor {
+            group: group.0,
+            param,
+            grad,
+        });
+        Ok(TensorId(i))
+    }
+
+    /// Registers every tensor of `arena` in `group`.
+    pub fn add_arena(&mut self, arena: &Arena, group: GroupId) -> Result<Vec<TensorId>> {
+        (0..arena.len())
+            .map(|i| self.add_tensor(group, arena.param(i), arena.grad(i)))
+            .collect()
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.t
+    }
+
+    /// Number of dispatches one step records (after the first step or [`Optimizer::prepare`]).
+    pub fn dispatches_per_step(&self) -> usize {
+        self.plan.as_ref().map_or(0, |p| p.launches.len())
+    }
+
+    /// The registered tensors' state slot `slot` of tensor `t`.
+    pub fn state(&mut self, t: TensorId, slot: usize) -> Result<BufferRange> {
+        self.prepare()?;
+        let plan = self.plan.as_ref().expect("prepared");
+        let &(set, offset) = plan
+            .tensor_state
+            .get(t.0)
+            .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))?;
+        let buf = plan.states[set].buffers.get(slot).ok_or_else(|| {
+            Error::InvalidState(format!(
+                "rule has {} state slots, asked for {slot}",
+                self.groups[0].state_slots().len()
+            ))
+        })?;
+        Ok(BufferRange::new(buf, offset, self.tensors[t.0].param.len))
+    }
+
+    /// Reads tensor `t`'s state slot back to the host.
+    pub fn read_state(&mut self, t: TensorId, slot: usize) -> Result<Vec<f32>> {
+        let r = self.state(t, slot)?;
+        self.ctx.download(&r)
+    }
+
+    /// One step of every registered tensor: record, submit. Returns once submitted (the
+    /// GPU works on; [`Context::wait`] or a read-back waits for it).
+    pub fn step(&mut self) -> Result<()> {
+        self.step_many(1)
+    }
+
+    /// `k` steps on the current gradients, submitted in command buffers of up to
+    /// `steps_per_submission` steps each, each step with its own scalars.
+    pub fn step_many(&mut self, k: u32) -> Result<()> {
+        self.prepare()?;
+        let mut left = k;
+        while left > 0 {
+            let n = left.min(self.ring);
+            let t0 = self.t;
+            let slot0 = self.next_slot;
+            let ctx = self.ctx.clone();
+            let r = ctx.scoped("step", || -> Result<()> {
+                let mut enc = ctx.device().create_command_encoder(&Default::default());
+                for _ in 0..n {
+                    self.record_step(&mut enc)?;
+                }
+                ctx.queue().submit([enc.finish()]);
+                Ok(())
+            });
+            if let Err(e) = r.and_then(|r| r) {
+                // Nothing of this batch ran: the step count says so.
+                self.t = t0;
+                self.next_slot = slot0;
+                return Err(e);
+            }
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Records one step into the caller's encoder (e.g. right after its backward pass) and
+    /// advances the step count. At most `steps_per_submission` steps may be recorded
+    /// before the encoder is submitted; each uses its own slot of scalars.
+    pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.prepare()?;
+        let t = self.t + 1;
+        self.scratch.clear();
+        for (g, rule) in self.groups.iter_mut().enumerate() {
+            if let Some((base, sched)) = &self.schedules[g] {
+                rule.set_lr(sched.lr(*base, t));
+            }
+            self.scratch.push(rule.hyper(t));
+        }
+        let plan = self.plan.as_ref().expect("prepared");
+        let offset = self.next_slot as u64 * plan.hyper_stride;
+        self.ctx
+            .queue()
+            .write_buffer(&plan.hyper_buf, offset, bytemuck::cast_slice(&self.scratch));
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("gpu-optim step"),
+                timestamp_writes: None,
+            });
+            for l in &plan.launches {
+                let p = plan.pipelines[(l.width == 4) as usize]
+                    .as_ref()
+                    .expect("pipeline for every width in use");
+                pass.set_pipeline(p);
+                pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
+                pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+            }
+        }
+        self.next_slot = (self.next_slot + 1) % self.ring;
+        self.t = t;
+        Ok(())
+    }
+
+    fn frozen(&self, what: &str) -> Result<()> {
+        if self.plan.is_some() {
+            Err(Error::InvalidState(format!(
+                "{what} after the optimizer was prepared (first step); register everything first"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Plans dispatches and allocates state now instead of on the first step. After this
+    /// no tensor or group can be added.
+    pub fn prepare(&mut self) -> Result<()> {
+        if self.plan.is_none() {
+            if self.tensors.is_empty() {
+                return Err(Error::InvalidState("no tensors registered".into()));
+            }
+            let ctx = self.ctx.clone();
+            let plan = ctx.scoped("planning", || self.build_plan())??;
+            self.plan = Some(plan);
+        }
+        Ok(())
+    }
+
+    fn build_plan(&self) -> Result<Plan> {
+        let ctx = &self.ctx;
+        let limits = ctx.limits();
+        let rule = &self.groups[0];
+        let slots = rule.state_slots().len();
+        let wg = kernel::workgroup_size(ctx);
+        let align_b = limits.min_storage_buffer_offset_alignment as u64;
+        let align = align_b / 4; // elements
+        let max_bind = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        // Window length from its first element: room for a binding's alignment shift.
+        let wmax = ((max_bind / 4).saturating_sub(align)) / ARENA_ALIGN * ARENA_ALIGN;
+        if wmax < (wg as u64) * 4 {
+            return Err(Error::InvalidState(format!(
+                "max_storage_buffer_binding_size {max_bind} is too small for one tile"
+            )));
+        }
+        let max_groups = limits.max_compute_workgroups_per_dimension as u64;
+
+        // Launch groups: same param buffer, same grad buffer, same grad-param distance.
+        // (Buffers order by identity, which their interior mutability never changes.)
+        #[allow(clippy::mutable_key_type)]
+        let mut lgroups: BTreeMap<(wgpu::Buffer, wgpu::Buffer, i64), Vec<usize>> = BTreeMap::new();
+        for (i, t) in self.tensors.iter().enumerate() {
+            let delta = t.grad.offset as i64 - t.param.offset as i64;
+            lgroups
+                .entry((t.param.buffer.clone(), t.grad.buffer.clone(), delta))
+                .or_default()
+                .push(i);
+        }
+
+        let dummy = ctx.create_zeroed("gpu-optim unused slot", 4)?;
+        let hyper_size = (self.groups.len() * std::mem::size_of::<Hyper>()) as u64;
+        let hyper_stride = hyper_size.div_ceil(align_b) * align_b;
+        let hyper_buf = self.buffer(
+            "gpu-optim per-step scalars",
+            hyper_stride * self.ring as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
+
+        let mut states = Vec::new();
+        let mut tensor_state = vec![(0usize, 0u64); self.tensors.len()];
+        // Per launch: width, grid, header, tiles, and the binding windows (bytes).
+        struct Pending {
+            width: u32,
+            header: TableHeader,
+            tiles: Vec<Tile>,
+            set: usize,
+            windows: [(u64, u64); 3], // (offset, size) of param, grad, state
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+
+        for ((pbuf, gbuf, delta), mut members) in lgroups {
+            members.sort_by_key(|&i| self.tensors[i].param.offset);
+            let t = |i: usize| &self.tensors[i];
+            let pad4 = |x: u64| x.div_ceil(4) * 4;
+            let vec4 = delta % 4 == 0
+                && members.iter().enumerate().all(|(k, &i)| {
+                    let (o, n) = (t(i).param.offset, t(i).param.len as u64);
+                    let end = pad4(o + n);
+                    o % 4 == 0
+                        && end * 4 <= pbuf.size()
+                        && ((end as i64 + delta) as u64) * 4 <= gbuf.size()
+                        && members.get(k + 1).is_none_or(|&j| end <= t(j).param.offset)
+                });
+            let width: u64 = if vec4 { 4 } else { 1 };
+            let padded_end = |i: usize| {
+                let e = t(i).param.offset + t(i).param.len as u64;
+                e.div_ceil(width) * width
+            };
+
+            // State: one buffer per slot, laid out like the param buffer from `base`.
+            let base = t(members[0]).param.offset / ARENA_ALIGN * ARENA_ALIGN;
+            let span = members.iter().map(|&i| padded_end(i)).max().unwrap() - base;
+            let set = states.len();
+            let mut buffers = Vec::with_capacity(slots);
+            for k in 0..slots {
+                let b = ctx.create_zeroed(rule.state_slots()[k], span as usize)?;
+                for &i in &members {
+                    let init = self.groups[t(i).group].initial_state(k);
+                    if init != 0.0 {
+                        let r = BufferRange::new(&b, t(i).param.offset - base, t(i).param.len);
+                        ctx.upload(&r, &vec![init; r.len])?;
+                    }
+                }
+                buffers.push(b);
+            }
+            for &i in &members {
+                tensor_state[i] = (set, t(i).param.offset - base);
+            }
+            states.push(StateSet { buffers });
+
+            // Windows and tiles.
+            let tile_elems = wg as u64 * width;
+            let mut cur: Option<(u64, u64, Vec<Tile>)> = None; // (start, padded end, tiles)
+                                                               // A window's tiles index from its first element `x0`; each binding starts at
+                                                               // an aligned offset at or before x0, hence a (non-negative) shift per binding.
+            let flush = |cur: Option<(u64, u64, Vec<Tile>)>, pending: &mut Vec<Pending>| {
+                let Some((x0, pend, tiles)) = cur else { return };
+                let pw = x0 / align * align;
+                let g0 = (x0 as i64 + delta) as u64;
+                let gw = g0 / align * align;
+                let sw = (x0 - base) / align * align;
+                let n = tiles.len() as u64;
+                let grid_x = n.min(max_groups);
+                let header = TableHeader {
+                    p_shift: ((x0 - pw) / width) as u32,
+                    g_shift: ((g0 - gw) / width) as u32,
+                    s_shift: ((x0 - base - sw) / width) as u32,
+                    grid_x: grid_x as u32,
+                    n_tiles: n as u32,
+                    pad: [0; 3],
+                };
+                pending.push(Pending {
+                    width: width as u32,
+                    header,
+                    tiles,
+                    set,
+                    windows: [
+                        (pw * 4, (pend - pw) * 4),
+                        (gw * 4, (pend as i64 + delta - gw as i64) as u64 * 4),
+                        (sw * 4, (pend - base - sw) * 4),
+                    ],
+                });
+            };
+            for &i in &members {
+                let (off, len) = (t(i).param.offset, t(i).param.len as u64);
+                let end = off + len;
+                let mut e = off;
+                while e < end {
+                    let fits = cur
+                        .as_ref()
+                        .is_some_and(|(x0, _, _)| e + width <= x0 + wmax);
+                    if !fits {
+                        flush(cur.take(), &mut pending);
+                        cur = Some((e, e, Vec::new()));
+                    }
+                    let (x0, pend, tiles) = cur.as_mut().unwrap();
+                    let limit = *x0 + wmax;
+                    let piece_end = if end.div_ceil(width) * width <= limit {
+                        end
+                    } else {
+                        limit
+                    };
+                    let mut a = e;
+                    while a < piece_end {
+                        tiles.push(Tile {
+                            group: t(i).group as u32,
+                            first: ((a - *x0) / width) as u32,
+                            end: (piece_end - *x0) as u32,
+                            pad: 0,
+                        });
+                        a += tile_elems;
+                    }
+                    *pend = (*pend).max(piece_end.div_ceil(width) * width);
+                    e = piece_end;
+                }
+            }
+            flush(cur.take(), &mut pending);
+        }
+
+        // All tables in one buffer, each at an aligned offset.
+        let mut table_bytes: Vec<u8> = Vec::new();
+        let mut table_ranges = Vec::with_capacity(pending.len());
+        for p in &pending {
+            let start = table_bytes.len() as u64;
+            table_bytes.extend_from_slice(bytemuck::bytes_of(&p.header));
+            table_bytes.extend_from_slice(bytemuck::cast_slice(&p.tiles));
+            table_ranges.push((start, table_bytes.len() as u64 - start));
+            let aligned = (table_bytes.len() as u64).div_ceil(align_b) * align_b;
+            table_bytes.resize(aligned as usize, 0);
+        }
+        let table_buf = self.buffer(
+            "gpu-optim tile tables",
+            table_bytes.len() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
+        ctx.queue().write_buffer(&table_buf, 0, &table_bytes);
+
+        let layout = kernel::bind_group_layout(ctx)?;
+        let mut pipelines: [Option<wgpu::ComputePipeline>; 2] = [None, None];
+        let mut launches = Vec::with_capacity(pending.len());
+        for (p, &(toff, tsize)) in pending.iter().zip(&table_ranges) {
+            let w = (p.width == 4) as usize;
+            if pipelines[w].is_none() {
+                let key = PipelineKey {
+                    kernel: rule.kernel().name,
+                    width: p.width,
+                    slots: slots as u32,
+                    workgroup: wg,
+                };
+                pipelines[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
+            }
+            // Which tensor buffers this launch's windows refer to: any member will do.
+            let member = tensor_state.iter().position(|&(s, _)| s == p.set).unwrap();
+            let tm = &self.tensors[member];
+            fn bind(
+                buffer: &wgpu::Buffer,
+                (offset, size): (u64, u64),
+            ) -> wgpu::BindingResource<'_> {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset,
+                    size: wgpu::BufferSize::new(size.max(4)),
+                })
+            }
+            let mut entries = vec![
+                bind(&tm.param.buffer, p.windows[0]),
+                bind(&tm.grad.buffer, p.windows[1]),
+                bind(&table_buf, (toff, tsize)),
+                bind(&hyper_buf, (0, hyper_size)),
+            ];
+            for k in 0..MAX_SLOTS {
+                entries.push(match states[p.set].buffers.get(k) {
+                    Some(b) => bind(b, p.windows[2]),
+                    None => dummy.as_entire_binding(),
+                });
+            }
+            debug_assert_eq!(entries.len() as u32, BINDINGS);
+            let entries: Vec<_> = entries
+                .into_iter()
+                .enumerate()
+                .map(|(b, resource)| wgpu::BindGroupEntry {
+                    binding: b as u32,
+                    resource,
+                })
+                .collect();
+            ctx.count("bind_group");
+            let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gpu-optim launch"),
+                layout: &layout,
+                entries: &entries,
+            });
+            let n = p.header.n_tiles as u64;
+            let gx = p.header.grid_x as u64;
+            launches.push(Launch {
+                bind_group,
+                width: p.width,
+                grid: (gx as u32, n.div_ceil(gx) as u32),
+            });
+        }
+        Ok(Plan {
+            launches,
+            pipelines,
+            states,
+            tensor_state,
+            hyper_buf,
+            hyper_stride,
+        })
+    }
+
+    fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.ctx.count("buffer");
+        self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(16),
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+}
+
+fn overlaps(a: &BufferRange, b: &BufferRange) -> bool {
+    a.buffer == b.buffer
+        && a.len > 0
+        && b.len > 0
+        && a.offset < b.offset + b.len as u64
+        && b.offset < a.offset + a.len as u64
+}

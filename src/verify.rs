@@ -1,0 +1,271 @@
+//! The verifier: the same steps on the GPU and on the CPU reference, from the same inputs,
+//! compared buffer by buffer (params and every state slot).
+//!
+//! ## Error measures and the tolerance
+//! Per buffer it reports the max absolute error, the max relative error `|Δ|/|ref|`, the
+//! max ulp distance, and the max *scaled* error `|Δ| / (ε₃₂ · max(|ref|, rms(ref)))`, with
+//! ε₃₂ = 2⁻²³. Raw ulps and relative error explode where a value cancels to near zero
+//! (a parameter crossing 0, a momentum changing sign), although the absolute error there is
+//! as small as anywhere; the scaled error measures such elements against the buffer's RMS
+//! magnitude instead.
+//!
+//! WGSL does not promise correctly rounded results: division may be off by 2.5 ulp, sqrt
+//! may go through inverseSqrt, and `a*b + c` may be fused. The CPU twin rounds each
+//! operation correctly. So each step may differ by about one ulp per rounded operation on
+//! the longest dependency chain ([`UpdateRule::rounding_ops`], division and sqrt counted
+//! as 3), and the differences accumulate at most linearly through the state over steps:
+//! the default tolerance is `rounding_ops × steps` scaled ulps. It is a bound derived from
+//! the operation count, not fitted to a run; the measured figures are far below it.
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::rules::{cpu_step, UpdateRule};
+use crate::scheduler::{Arena, GroupId, Optimizer};
+
+/// A small deterministic generator (SplitMix64): the same inputs on every machine.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// `n` values uniform in [-scale, scale).
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform() * scale).collect()
+    }
+}
+
+/// How far one buffer's GPU result is from the CPU reference.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BufferError {
+    /// `params` or the state slot's name.
+    pub name: String,
+    /// Elements compared.
+    pub len: usize,
+    /// max |gpu − cpu|.
+    pub max_abs: f64,
+    /// max |gpu − cpu| / |cpu| over elements with cpu ≠ 0.
+    pub max_rel: f64,
+    /// max distance in units in the last place.
+    pub max_ulps: u64,
+    /// max |gpu − cpu| / (ε₃₂ · max(|cpu|, rms(cpu))): see the module docs.
+    pub max_scaled: f64,
+    /// Elements where exactly one side is NaN/inf, or both are but differently.
+    pub nonfinite_mismatches: usize,
+}
+
+/// Distance in ulps between two finite f32 (0 for equal values, +0 and −0 included).
+pub fn ulp_distance(a: f32, b: f32) -> u64 {
+    let key = |x: f32| {
+        let i = x.to_bits() as i32;
+        if i < 0 {
+            i64::from(i32::MIN) - i64::from(i)
+        } else {
+            i64::from(i)
+        }
+    };
+    (key(a) - key(b)).unsigned_abs()
+}
+
+/// Compares a GPU buffer with its CPU reference.
+pub fn compare(name: &str, gpu: &[f32], cpu: &[f32]) -> BufferError {
+    assert_eq!(gpu.len(), cpu.len(), "compare: lengths differ");
+    let n = cpu.len().max(1) as f64;
+    let rms = (cpu.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n).sqrt();
+    let mut e = BufferError {
+        name: name.into(),
+        len: cpu.len(),
+        ..Default::default()
+    };
+    for (&g, &c) in gpu.iter().zip(cpu) {
+        if !g.is_finite() || !c.is_finite() {
+            if g.to_bits() != c.to_bits() && !(g.is_nan() && c.is_nan()) {
+                e.nonfinite_mismatches += 1;
+            }
+            continue;
+        }
+        let d = (g as f64 - c as f64).abs();
+        e.max_abs = e.max_abs.max(d);
+        if c != 0.0 {
+            e.max_rel = e.max_rel.max(d / (c as f64).abs());
+        }
+        e.max_ulps = e.max_ulps.max(ulp_distance(g, c));
+        let floor = (c as f64).abs().max(rms);
+        if d > 0.0 {
+            let scaled = if floor > 0.0 {
+                d / (f32::EPSILON as f64 * floor)
+            } else {
+                f64::INFINITY
+            };
+            e.max_scaled = e.max_scaled.max(scaled);
+        }
+    }
+    e
+}
+
+/// The verifier's findings for one rule.
+#[derive(Clone, Debug)]
+pub struct VerifyReport {
+    /// The rule's name.
+    pub rule: String,
+    /// Steps run.
+    pub steps: u32,
+    /// The allowed max scaled error: `rounding_ops × steps`.
+    pub tolerance: f64,
+    /// Params first, then each state slot.
+    pub buffers: Vec<BufferError>,
+}
+
+impl VerifyReport {
+    /// True when every buffer is within tolerance and no non-finite value differs.
+    pub fn passed(&self) -> bool {
+        self.buffers
+            .iter()
+            .all(|b| b.max_scaled <= self.tolerance && b.nonfinite_mismatches == 0)
+    }
+
+    /// The buffer with the largest scaled error.
+    pub fn worst(&self) -> &BufferError {
+        self.buffers
+            .iter()
+            .max_by(|a, b| a.max_scaled.total_cmp(&b.max_scaled))
+            .expect("a report has at least the params buffer")
+    }
+}
+
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} after {} steps: {} (tolerance {} scaled ulps)",
+            self.rule,
+            self.steps,
+            if self.passed() { "PASS" } else { "FAIL" },
+            self.tolerance
+        )?;
+        for b in &self.buffers {
+            writeln!(
+                f,
+                "  {:<16} max_abs {:.3e}  max_rel {:.3e}  max_ulps {:>6}  scaled {:.2}{}",
+                b.name,
+                b.max_abs,
+                b.max_rel,
+                b.max_ulps,
+                b.max_scaled,
+                if b.nonfinite_mismatches > 0 {
+                    format!("  NONFINITE MISMATCH x{}", b.nonfinite_mismatches)
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What to verify: param groups (each a rule configuration), the tensors (group index and
+/// length, laid out in one [`Arena`]), the number of steps and the random seed.
+#[derive(Clone, Debug)]
+pub struct VerifyPlan<R: UpdateRule> {
+    /// Param groups; all share the rule type and its state slots.
+    pub groups: Vec<R>,
+    /// (group index, length) per tensor.
+    pub tensors: Vec<(usize, usize)>,
+    /// Steps to run, each with fresh random gradients.
+    pub steps: u32,
+    /// Seed for params (uniform in [-1, 1)) and grads (uniform in [-1, 1)).
+    pub seed: u64,
+}
+
+impl<R: UpdateRule> VerifyPlan<R> {
+    /// One group, one flat tensor of `len` parameters.
+    pub fn flat(rule: R, len: usize, steps: u32) -> Self {
+        Self {
+            groups: vec![rule],
+            tensors: vec![(0, len)],
+            steps,
+            seed: 0x5eed,
+        }
+    }
+}
+
+/// Runs `plan` on the GPU (through [`Optimizer`], as a user would) and on the CPU reference
+/// and compares params and every state slot.
+pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<VerifyReport> {
+    let lens: Vec<usize> = plan.tensors.iter().map(|&(_, n)| n).collect();
+    let arena = Arena::new(ctx, &lens)?;
+    let mut opt = Optimizer::new(ctx, plan.groups[0].clone())?;
+    let mut gids = vec![GroupId(0)];
+    for g in &plan.groups[1..] {
+        gids.push(opt.add_group(g.clone())?);
+    }
+    let mut ids = Vec::new();
+    for (i, &(g, _)) in plan.tensors.iter().enumerate() {
+        ids.push(opt.add_tensor(gids[g], arena.param(i), arena.grad(i))?);
+    }
+
+    let mut rng = Rng(plan.seed);
+    let slots = plan.groups[0].state_slots();
+    let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
+    let mut cpu_s: Vec<Vec<Vec<f32>>> = plan
+        .tensors
+        .iter()
+        .map(|&(g, n)| {
+            (0..slots.len())
+                .map(|k| vec![plan.groups[g].initial_state(k); n])
+                .collect()
+        })
+        .collect();
+    for (i, p) in cpu_p.iter().enumerate() {
+        ctx.upload(&arena.param(i), p)?;
+    }
+    opt.prepare()?;
+    for t in 1..=plan.steps as u64 {
+        for (i, &(g, n)) in plan.tensors.iter().enumerate() {
+            let grads = rng.vec(n, 1.0);
+            ctx.upload(&arena.grad(i), &grads)?;
+            cpu_step(&plan.groups[g], t, &mut cpu_p[i], &grads, &mut cpu_s[i])?;
+        }
+        opt.step()?;
+    }
+
+    let mut gpu_all = Vec::new();
+    let mut cpu_all = Vec::new();
+    for (i, p) in cpu_p.iter().enumerate() {
+        gpu_all.extend(ctx.download(&arena.param(i))?);
+        cpu_all.extend_from_slice(p);
+    }
+    let mut buffers = vec![compare("params", &gpu_all, &cpu_all)];
+    for (k, name) in slots.iter().enumerate() {
+        let (mut g, mut c) = (Vec::new(), Vec::new());
+        for (i, id) in ids.iter().enumerate() {
+            g.extend(opt.read_state(*id, k)?);
+            c.extend_from_slice(&cpu_s[i][k]);
+        }
+        buffers.push(compare(name, &g, &c));
+    }
+    let ops = plan
+        .groups
+        .iter()
+        .map(|g| g.rounding_ops())
+        .max()
+        .unwrap_or(1);
+    Ok(VerifyReport {
+        rule: plan.groups[0].name(),
+        steps: plan.steps,
+        tolerance: ops as f64 * plan.steps.max(1) as f64,
+        buffers,
+    })
+}
