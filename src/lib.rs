@@ -33,6 +33,7 @@ pub mod rules;
 mod schedule;
 mod scheduler;
 pub mod verify;
+pub mod workloads;
 
 pub use context::{list_adapters, BufferRange, Context, ContextOptions};
 pub use error::{Error, Result};

@@ -473,6 +473,7 @@ impl<R: UpdateRule> Optimizer<R> {
             )));
         }
         let max_groups = limits.max_compute_workgroups_per_dimension as u64;
+        let max_tiles = (max_groups * max_groups).min(u32::MAX as u64);
 
         // Launch groups: same param buffer, same grad buffer, same grad-param distance.
         // (Buffers order by identity, which their interior mutability never changes.)
@@ -585,20 +586,23 @@ impl<R: UpdateRule> Optimizer<R> {
                 let end = off + len;
                 let mut e = off;
                 while e < end {
-                    let fits = cur
-                        .as_ref()
-                        .is_some_and(|(x0, _, _)| e + width <= x0 + wmax);
+                    let fits = cur.as_ref().is_some_and(|(x0, _, tiles)| {
+                        e + width <= x0 + wmax && (tiles.len() as u64) < max_tiles
+                    });
                     if !fits {
                         flush(cur.take(), &mut pending);
                         cur = Some((e, e, Vec::new()));
                     }
                     let (x0, pend, tiles) = cur.as_mut().unwrap();
                     let limit = *x0 + wmax;
-                    let piece_end = if end.div_ceil(width) * width <= limit {
+                    let mut piece_end = if end.div_ceil(width) * width <= limit {
                         end
                     } else {
                         limit
                     };
+                    // A 2D grid holds at most max_groups² tiles.
+                    let room = (max_tiles - tiles.len() as u64) * tile_elems;
+                    piece_end = piece_end.min(e + room);
                     let mut a = e;
                     while a < piece_end {
                         tiles.push(Tile {
