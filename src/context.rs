@@ -310,10 +310,16 @@ impl Context {
     /// Reads `src` back to the host (waits for all submitted work).
     pub fn download(&self, src: &BufferRange) -> Result<Vec<f32>> {
         src.check("download source", wgpu::BufferUsages::COPY_SRC)?;
-        if src.len == 0 {
+        let bytes = self.download_bytes(&src.buffer, src.byte_offset(), (src.len * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Reads `size` bytes at `offset` of `buffer` (needs `COPY_SRC`; offset and size
+    /// multiples of 4). Waits for all submitted work.
+    pub fn download_bytes(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Result<Vec<u8>> {
+        if size == 0 {
             return Ok(Vec::new());
         }
-        let size = (src.len * 4) as u64;
         let d = &self.inner.device;
         let staging = self.scoped("download", || {
             let staging = d.create_buffer(&wgpu::BufferDescriptor {
@@ -323,7 +329,7 @@ impl Context {
                 mapped_at_creation: false,
             });
             let mut enc = d.create_command_encoder(&Default::default());
-            enc.copy_buffer_to_buffer(&src.buffer, src.byte_offset(), &staging, 0, size);
+            enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
             self.inner.queue.submit([enc.finish()]);
             staging
         })?;
@@ -338,7 +344,7 @@ impl Context {
         let view = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Readback(e.to_string()))?;
-        let out = bytemuck::cast_slice(&view).to_vec();
+        let out = view.to_vec();
         drop(view);
         staging.unmap();
         Ok(out)

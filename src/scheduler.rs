@@ -168,6 +168,7 @@ pub struct Optimizer<R: UpdateRule> {
     ring: u32,
     next_slot: u32,
     scratch: Vec<Hyper>,
+    per_tensor: bool,
 }
 
 impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {
@@ -194,6 +195,7 @@ impl<R: UpdateRule> Optimizer<R> {
             ring: 16,
             next_slot: 0,
             scratch: Vec::new(),
+            per_tensor: false,
         })
     }
 
@@ -207,6 +209,14 @@ impl<R: UpdateRule> Optimizer<R> {
             ));
         }
         self.ring = k.max(1);
+        Ok(self)
+    }
+
+    /// One dispatch per tensor instead of batching: the naive baseline the bench compares
+    /// against. Never faster; there for measurement.
+    pub fn with_dispatch_per_tensor(mut self, on: bool) -> Result<Self> {
+        self.frozen("with_dispatch_per_tensor")?;
+        self.per_tensor = on;
         Ok(self)
     }
 
@@ -587,7 +597,9 @@ impl<R: UpdateRule> Optimizer<R> {
                 let mut e = off;
                 while e < end {
                     let fits = cur.as_ref().is_some_and(|(x0, _, tiles)| {
-                        e + width <= x0 + wmax && (tiles.len() as u64) < max_tiles
+                        e + width <= x0 + wmax
+                            && (tiles.len() as u64) < max_tiles
+                            && !(self.per_tensor && e == off)
                     });
                     if !fits {
                         flush(cur.take(), &mut pending);

@@ -1,0 +1,368 @@
+//! Measurement for `gpu-optim-bench` and `benches/`: GPU timing (timestamp queries where
+//! the device has them inside encoders, else wall clock around a blocking wait), the
+//! device's copy roofline, and each rule's step time and bandwidth.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::rules::UpdateRule;
+use crate::scheduler::{Arena, Optimizer};
+use crate::verify::Rng;
+
+/// How a time was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimingMethod {
+    /// GPU timestamps written before and after the work, in the same command buffer.
+    Timestamps,
+    /// Host clock around submit + wait: includes submission and wake-up latency.
+    WallClock,
+}
+
+/// Median and spread of repeated measurements, in seconds per unit of work.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Sample {
+    /// Median over repetitions.
+    pub median: f64,
+    /// Fastest repetition.
+    pub min: f64,
+    /// Slowest repetition.
+    pub max: f64,
+}
+
+impl Sample {
+    fn of(mut xs: Vec<f64>) -> Sample {
+        xs.sort_by(f64::total_cmp);
+        Sample {
+            median: xs[xs.len() / 2],
+            min: xs[0],
+            max: xs[xs.len() - 1],
+        }
+    }
+}
+
+/// Times work recorded into command encoders.
+pub struct Timer {
+    ctx: Context,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+}
+
+impl Timer {
+    /// Timestamps if the device has `TIMESTAMP_QUERY_INSIDE_ENCODERS`, else wall clock.
+    /// `force_wall_clock` makes the choice explicit.
+    pub fn new(ctx: &Context, force_wall_clock: bool) -> Timer {
+        let f = ctx.device().features();
+        let ok = f.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        );
+        let queries = (ok && !force_wall_clock).then(|| {
+            let d = ctx.device();
+            let qs = d.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("bench timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let buf = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("bench timestamps"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (qs, buf)
+        });
+        Timer {
+            ctx: ctx.clone(),
+            queries,
+        }
+    }
+
+    /// Which method this timer uses.
+    pub fn method(&self) -> TimingMethod {
+        if self.queries.is_some() {
+            TimingMethod::Timestamps
+        } else {
+            TimingMethod::WallClock
+        }
+    }
+
+    /// Runs `record` (which records `per_rep` units of work) once to warm up, then `reps`
+    /// times, each in its own submission; returns seconds per unit.
+    pub fn time(
+        &self,
+        reps: usize,
+        per_rep: usize,
+        mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<Sample> {
+        let mut xs = Vec::with_capacity(reps);
+        for rep in 0..=reps {
+            let mut enc = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            if let Some((qs, _)) = &self.queries {
+                enc.write_timestamp(qs, 0);
+            }
+            record(&mut enc)?;
+            if let Some((qs, buf)) = &self.queries {
+                enc.write_timestamp(qs, 1);
+                enc.resolve_query_set(qs, 0..2, buf, 0);
+            }
+            let start = Instant::now();
+            self.ctx.queue().submit([enc.finish()]);
+            self.ctx.wait()?;
+            let wall = start.elapsed().as_secs_f64();
+            let secs = match &self.queries {
+                Some((_, buf)) => {
+                    let b = self.ctx.download_bytes(buf, 0, 16)?;
+                    let t: Vec<u64> = bytemuck::pod_collect_to_vec(&b);
+                    let ns = t[1].saturating_sub(t[0]) as f64
+                        * self.ctx.queue().get_timestamp_period() as f64;
+                    ns * 1e-9
+                }
+                None => wall,
+            };
+            if rep > 0 {
+                xs.push(secs / per_rep as f64);
+            }
+        }
+        Ok(Sample::of(xs))
+    }
+}
+
+/// The copy ceiling at one size.
+#[derive(Clone, Debug, Serialize)]
+pub struct Roofline {
+    /// Elements (f32) copied.
+    pub params: usize,
+    /// `copy_buffer_to_buffer`, GB/s counting bytes read plus written.
+    pub copy_buffer_gbps: f64,
+    /// A vec4 copy kernel, same count.
+    pub copy_kernel_gbps: f64,
+}
+
+impl Roofline {
+    /// The higher of the two: what a memory-bound kernel can hope for.
+    pub fn gbps(&self) -> f64 {
+        self.copy_buffer_gbps.max(self.copy_kernel_gbps)
+    }
+}
+
+/// Measures both copies of `n` f32 on this device.
+pub fn roofline(ctx: &Context, timer: &Timer, n: usize, reps: usize, k: usize) -> Result<Roofline> {
+    let src = ctx.create_zeroed("bench copy src", n)?;
+    let dst = ctx.create_zeroed("bench copy dst", n)?;
+    let bytes = (n * 4) as u64;
+    let cb = timer.time(reps, k, |enc| {
+        for _ in 0..k {
+            enc.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+        }
+        Ok(())
+    })?;
+    let kernel = CopyKernel::new(ctx, &src, &dst, n)?;
+    let ck = timer.time(reps, k, |enc| {
+        for _ in 0..k {
+            kernel.record(enc);
+        }
+        Ok(())
+    })?;
+    let gbps = |s: Sample| 2.0 * bytes as f64 / s.median / 1e9;
+    Ok(Roofline {
+        params: n,
+        copy_buffer_gbps: gbps(cb),
+        copy_kernel_gbps: gbps(ck),
+    })
+}
+
+/// `dst = src` as a compute kernel shaped like the rule kernels (vec4, 256 per workgroup,
+/// 2D grid), chunked at the binding limit the same way.
+struct CopyKernel {
+    pipeline: wgpu::ComputePipeline,
+    chunks: Vec<(wgpu::BindGroup, (u32, u32))>,
+}
+
+impl CopyKernel {
+    fn new(ctx: &Context, src: &wgpu::Buffer, dst: &wgpu::Buffer, n: usize) -> Result<Self> {
+        let d = ctx.device();
+        let limits = ctx.limits();
+        let wg = 256u32.min(limits.max_compute_invocations_per_workgroup);
+        let maxg = limits.max_compute_workgroups_per_dimension as u64;
+        ctx.scoped("building the copy kernel", || {
+            let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("copy"),
+                source: wgpu::ShaderSource::Wgsl(include_str!("../shaders/copy.wgsl").into()),
+            });
+            let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("copy"),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[("WG", wg as f64)],
+                    ..Default::default()
+                },
+                cache: None,
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            // Chunks of whole vec4s within the binding limit and the 2D grid.
+            let vecs = (n as u64).div_ceil(4);
+            let per_chunk =
+                (limits.max_storage_buffer_binding_size / 16).min(maxg * maxg * wg as u64) / 64
+                    * 64;
+            let mut chunks = Vec::new();
+            let mut v0 = 0;
+            while v0 < vecs {
+                let nv = per_chunk.min(vecs - v0);
+                let groups = nv.div_ceil(wg as u64);
+                let gx = groups.min(maxg);
+                let grid = [gx as u32, nv as u32];
+                let ubuf = d.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("copy grid"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                ctx.queue()
+                    .write_buffer(&ubuf, 0, bytemuck::cast_slice(&[grid[0], grid[1], 0, 0]));
+                let window = |buffer| {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: v0 * 16,
+                        size: wgpu::BufferSize::new(nv * 16),
+                    })
+                };
+                let bg = d.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("copy"),
+                    layout: &layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: window(src),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: window(dst),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 2,
+                            resource: ubuf.as_entire_binding(),
+                        },
+                    ],
+                });
+                chunks.push((bg, (gx as u32, groups.div_ceil(gx) as u32)));
+                v0 += nv;
+            }
+            CopyKernel { pipeline, chunks }
+        })
+    }
+
+    fn record(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&self.pipeline);
+        for (bg, (x, y)) in &self.chunks {
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(*x, *y, 1);
+        }
+    }
+}
+
+/// One rule's speed at one size.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleTiming {
+    /// Rule name.
+    pub rule: String,
+    /// Parameters per step.
+    pub params: usize,
+    /// Bytes the rule moves per parameter per step.
+    pub bytes_per_param: usize,
+    /// Seconds per step.
+    pub step: Sample,
+    /// Effective bandwidth at the median: bytes moved / time, GB/s.
+    pub gbps: f64,
+}
+
+/// Times `k` steps per submission of `rule` on one flat tensor of `n` parameters.
+pub fn time_rule<R: UpdateRule>(
+    ctx: &Context,
+    timer: &Timer,
+    rule: &R,
+    n: usize,
+    reps: usize,
+    k: usize,
+) -> Result<RuleTiming> {
+    let arena = Arena::new(ctx, &[n])?;
+    let mut rng = Rng(1);
+    // Random, not zero, data: zeros can run faster than real values.
+    let chunk = 1 << 20;
+    for start in (0..n).step_by(chunk) {
+        let len = chunk.min(n - start);
+        let r = |b: &wgpu::Buffer| crate::BufferRange::new(b, start as u64, len);
+        ctx.upload(&r(&arena.params), &rng.vec(len, 1.0))?;
+        ctx.upload(&r(&arena.grads), &rng.vec(len, 1e-2))?;
+    }
+    let mut opt = Optimizer::new(ctx, rule.clone())?.with_steps_per_submission(k as u32)?;
+    opt.add_arena(&arena, opt.default_group())?;
+    let step = time_steps(timer, &mut opt, reps, k)?;
+    let bpp = rule.bytes_per_param();
+    Ok(RuleTiming {
+        rule: rule.name(),
+        params: n,
+        bytes_per_param: bpp,
+        step,
+        gbps: (bpp * n) as f64 / step.median / 1e9,
+    })
+}
+
+/// Times `k` recorded steps per submission of a prepared optimizer; seconds per step.
+pub fn time_steps<R: UpdateRule>(
+    timer: &Timer,
+    opt: &mut Optimizer<R>,
+    reps: usize,
+    k: usize,
+) -> Result<Sample> {
+    opt.prepare()?;
+    timer.time(reps, k, |enc| {
+        for _ in 0..k {
+            opt.record_step(enc)?;
+        }
+        Ok(())
+    })
+}
+
+/// Host time to encode and submit one step (not waiting for the GPU), median over `n`
+/// submissions of `k` steps each, in seconds per step.
+pub fn host_cost<R: UpdateRule>(
+    ctx: &Context,
+    opt: &mut Optimizer<R>,
+    n: usize,
+    k: u32,
+) -> Result<Sample> {
+    opt.step_many(k)?;
+    ctx.wait()?;
+    let mut xs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        opt.step_many(k)?;
+        xs.push(t.elapsed().as_secs_f64() / k as f64);
+        ctx.wait()?;
+    }
+    Ok(Sample::of(xs))
+}
+
+/// The CPU reference's time per step (single thread) on `n` parameters.
+pub fn time_cpu<R: UpdateRule>(rule: &R, n: usize, reps: usize) -> Result<Sample> {
+    let mut rng = Rng(2);
+    let mut p = rng.vec(n, 1.0);
+    let g = rng.vec(n, 1e-2);
+    let mut cpu = crate::CpuOptimizer::new(rule.clone(), n)?;
+    let mut xs = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        cpu.step(&mut p, &g)?;
+        xs.push(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&p);
+    Ok(Sample::of(xs))
+}

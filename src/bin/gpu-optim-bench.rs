@@ -1,0 +1,637 @@
+//! gpu-optim-bench: how fast and how correct every rule is on this device, and how close
+//! to the device's own copy bandwidth. Run `gpu-optim-bench --help` for what each figure
+//! means.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use gpu_optim::bench::{self, Roofline, RuleTiming, Sample, Timer, TimingMethod};
+use gpu_optim::workloads::{gpt2_small_lens, GPT2_SMALL};
+use gpu_optim::{
+    list_adapters, verify, Adam, AnyRule, Arena, Context, ContextOptions, Optimizer, UpdateRule,
+    VerifyPlan,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+const ABOUT: &str = "Speed and correctness of every gpu-optim rule on this device.
+
+Figures:
+  roofline      the device's ceiling: the faster of copy_buffer_to_buffer and a vec4 copy
+                kernel over the same bytes, in GB/s counting bytes read plus written.
+  B/param       bytes a rule must move per parameter per step (read p, g, each state slot;
+                write p and each slot): SGD 12, momentum/Adagrad/RMSprop 20, Adam 28,
+                AMSGrad 36.
+  ms/step       median GPU time per step (timestamps where the device has them inside
+                encoders, else wall clock around a blocking wait), K steps per submission,
+                after a warm-up; [min-max] over the repetitions.
+  GB/s, %roof   B/param x params / time, and that as a percentage of the roofline at the
+                same size, measured in the same run.
+  verify        GPU vs the CPU reference after a few steps on random data: max relative
+                error, max ulps, and the max scaled error |d|/(eps32*max(|ref|,rms)), which
+                must stay within the rule's tolerance (op count x steps); FAIL otherwise.
+  cpu           the CPU reference (one thread) at the same size: what the GPU buys.
+  model         GPT-2 small's 148 tensors (124M params) in one arena vs one flat buffer
+                of the same size, and vs one dispatch per tensor; host cost of encoding and
+                submitting a step (K=1 and K=8).
+
+Exit status is 1 if any correctness check fails.";
+
+#[derive(Parser, Debug)]
+#[command(name = "gpu-optim-bench", version, about = ABOUT)]
+struct Args {
+    /// List the adapters wgpu sees and exit.
+    #[arg(long)]
+    list_adapters: bool,
+    /// Use the adapter whose name contains this (case-insensitive); default WGPU_ADAPTER_NAME,
+    /// else the best one.
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Backends to consider, e.g. `vulkan` or `vulkan,gl` (default WGPU_BACKEND, else all).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Rules to run, comma-separated (default: all). Names as listed in the table.
+    #[arg(long, value_delimiter = ',')]
+    rules: Vec<String>,
+    /// Sizes in parameters, comma-separated; `2^24` or `16777216`.
+    #[arg(long, value_delimiter = ',', default_value = "2^16,2^20,2^24,2^25")]
+    sizes: Vec<String>,
+    /// Steps recorded per submission (default: enough to make each submission ~2^24 params,
+    /// at most 64).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Timed repetitions per figure (median reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Steps run by the correctness check.
+    #[arg(long, default_value_t = 10)]
+    verify_steps: u32,
+    /// Skip the GPT-2-small model workload.
+    #[arg(long)]
+    no_model: bool,
+    /// Skip the CPU reference timing.
+    #[arg(long)]
+    no_cpu: bool,
+    /// Time with the host clock even where timestamps exist.
+    #[arg(long)]
+    wall_clock: bool,
+    /// Write every figure, the adapter, limits and crate version as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw bandwidth vs size per rule with the roofline, as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct AdapterReport {
+    name: String,
+    backend: String,
+    driver: String,
+    driver_info: String,
+    device_type: String,
+    software: bool,
+}
+
+#[derive(Serialize)]
+struct LimitsReport {
+    max_storage_buffer_binding_size: u64,
+    max_buffer_size: u64,
+    max_compute_workgroups_per_dimension: u32,
+    min_storage_buffer_offset_alignment: u32,
+}
+
+#[derive(Serialize)]
+struct RuleRow {
+    #[serde(flatten)]
+    timing: RuleTiming,
+    roofline_gbps: f64,
+    pct_roofline: f64,
+}
+
+#[derive(Serialize)]
+struct VerifyRow {
+    rule: String,
+    steps: u32,
+    params: usize,
+    passed: bool,
+    max_rel: f64,
+    max_ulps: u64,
+    max_scaled: f64,
+    tolerance: f64,
+}
+
+#[derive(Serialize)]
+struct CpuRow {
+    rule: String,
+    params: usize,
+    cpu: Sample,
+    gpu_median: f64,
+    gpu_speedup: f64,
+}
+
+#[derive(Serialize)]
+struct ModelReport {
+    rule: String,
+    tensors: usize,
+    params: usize,
+    flat: Sample,
+    multi_tensor: Sample,
+    per_tensor_dispatch: Sample,
+    multi_over_flat: f64,
+    naive_over_multi: f64,
+    dispatches_multi: usize,
+    dispatches_naive: usize,
+    host_us_per_step_k1: f64,
+    host_us_per_step_k8: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    crate_version: &'static str,
+    adapter: AdapterReport,
+    limits: LimitsReport,
+    timing: TimingMethod,
+    steps_per_submission: Vec<(usize, usize)>,
+    reps: usize,
+    roofline: Vec<Roofline>,
+    rules: Vec<RuleRow>,
+    verify: Vec<VerifyRow>,
+    cpu: Vec<CpuRow>,
+    model: Option<ModelReport>,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    if let Some(e) = s.strip_prefix("2^") {
+        let e: u32 = e.parse().map_err(|_| format!("bad size {s}"))?;
+        return 1usize.checked_shl(e).ok_or(format!("size {s} too large"));
+    }
+    s.parse().map_err(|_| format!("bad size {s}"))
+}
+
+fn fmt_size(n: usize) -> String {
+    if n.is_power_of_two() {
+        format!("2^{}", n.trailing_zeros())
+    } else {
+        n.to_string()
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("gpu-optim-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<bool, Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let backends = args.backend.as_deref().map(wgpu::Backends::from_comma_list);
+    if args.list_adapters {
+        for a in list_adapters(backends) {
+            println!(
+                "{} | {:?} | {:?} | driver {} {}",
+                a.name, a.backend, a.device_type, a.driver, a.driver_info
+            );
+        }
+        return Ok(true);
+    }
+    let sizes: Vec<usize> = args
+        .sizes
+        .iter()
+        .map(|s| parse_size(s))
+        .collect::<Result<_, _>>()?;
+    let rules: Vec<AnyRule> = if args.rules.is_empty() {
+        AnyRule::catalog()
+    } else {
+        args.rules
+            .iter()
+            .map(|n| {
+                AnyRule::by_name(n).ok_or_else(|| {
+                    let names: Vec<_> = AnyRule::catalog().iter().map(|r| r.name()).collect();
+                    format!("unknown rule {n}; known: {}", names.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+
+    let ctx = Context::with_options(&ContextOptions {
+        adapter_name: args.adapter.clone(),
+        backends,
+        ..Default::default()
+    })?;
+    let info = ctx.adapter_info().clone();
+    let limits = ctx.limits();
+    println!(
+        "adapter: {} ({:?}, {:?}; driver {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    );
+    if ctx.is_software() {
+        println!(
+            "NOTE: this is a software (CPU) device: its figures measure this CPU's memory \
+             system, not a GPU."
+        );
+    }
+    let timer = Timer::new(&ctx, args.wall_clock);
+    let k_for = |n: usize| args.steps.unwrap_or(((1usize << 24) / n).clamp(1, 64));
+    println!(
+        "timing: {:?}; median of {} repetitions after a warm-up\n",
+        timer.method(),
+        args.reps
+    );
+
+    let model_jobs = if args.no_model { 0 } else { 3 };
+    let total =
+        sizes.len() * (1 + rules.len()) + rules.len() * (1 + !args.no_cpu as usize) + model_jobs;
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}").unwrap(),
+    );
+
+    // Roofline and rules per size.
+    let mut roofs = Vec::new();
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        bar.set_message(format!("copy {}", fmt_size(n)));
+        let roof = bench::roofline(&ctx, &timer, n, args.reps, k_for(n))?;
+        bar.inc(1);
+        for rule in &rules {
+            bar.set_message(format!("{} {}", rule.name(), fmt_size(n)));
+            let t = bench::time_rule(&ctx, &timer, rule, n, args.reps, k_for(n))?;
+            rows.push(RuleRow {
+                roofline_gbps: roof.gbps(),
+                pct_roofline: 100.0 * t.gbps / roof.gbps(),
+                timing: t,
+            });
+            bar.inc(1);
+        }
+        roofs.push(roof);
+    }
+
+    // Correctness.
+    let mut verifies = Vec::new();
+    let vlen = 100_003;
+    for rule in &rules {
+        bar.set_message(format!("verify {}", rule.name()));
+        let r = verify(
+            &ctx,
+            &VerifyPlan::flat(rule.clone(), vlen, args.verify_steps),
+        )?;
+        let pick = |f: fn(&gpu_optim::verify::BufferError) -> f64| {
+            r.buffers.iter().map(f).fold(0.0, f64::max)
+        };
+        verifies.push(VerifyRow {
+            rule: r.rule.clone(),
+            steps: r.steps,
+            params: vlen,
+            passed: r.passed(),
+            max_rel: pick(|b| b.max_rel),
+            max_ulps: r.buffers.iter().map(|b| b.max_ulps).max().unwrap_or(0),
+            max_scaled: pick(|b| b.max_scaled),
+            tolerance: r.tolerance,
+        });
+        bar.inc(1);
+    }
+
+    // CPU reference, at the largest size up to 2^24.
+    let mut cpus = Vec::new();
+    if !args.no_cpu {
+        let n = sizes
+            .iter()
+            .copied()
+            .filter(|&n| n <= 1 << 24)
+            .max()
+            .unwrap_or(sizes[0]);
+        for rule in &rules {
+            bar.set_message(format!("cpu {}", rule.name()));
+            let s = bench::time_cpu(rule, n, 3)?;
+            let gpu = rows
+                .iter()
+                .find(|r| r.timing.rule == rule.name() && r.timing.params == n)
+                .map(|r| r.timing.step.median)
+                .unwrap_or(f64::NAN);
+            cpus.push(CpuRow {
+                rule: rule.name(),
+                params: n,
+                cpu: s,
+                gpu_median: gpu,
+                gpu_speedup: s.median / gpu,
+            });
+            bar.inc(1);
+        }
+    }
+
+    let model = if args.no_model {
+        None
+    } else {
+        Some(model_workload(&ctx, &timer, &bar, args.reps)?)
+    };
+    bar.finish_and_clear();
+
+    // The table.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "roofline (GB/s, read + write)")?;
+    writeln!(
+        out,
+        "  {:>8} {:>12} {:>12} {:>10}",
+        "params", "copy_buffer", "copy_kernel", "roofline"
+    )?;
+    for r in &roofs {
+        writeln!(
+            out,
+            "  {:>8} {:>12.1} {:>12.1} {:>10.1}",
+            fmt_size(r.params),
+            r.copy_buffer_gbps,
+            r.copy_kernel_gbps,
+            r.gbps()
+        )?;
+    }
+    writeln!(out, "\nrules")?;
+    writeln!(
+        out,
+        "  {:<26} {:>8} {:>7} {:>10} {:>21} {:>8} {:>7}",
+        "rule", "params", "B/param", "ms/step", "[min - max]", "GB/s", "%roof"
+    )?;
+    for r in &rows {
+        let t = &r.timing;
+        writeln!(
+            out,
+            "  {:<26} {:>8} {:>7} {:>10.3} {:>21} {:>8.1} {:>6.1}%",
+            t.rule,
+            fmt_size(t.params),
+            t.bytes_per_param,
+            t.step.median * 1e3,
+            format!("[{:.3} - {:.3}]", t.step.min * 1e3, t.step.max * 1e3),
+            t.gbps,
+            r.pct_roofline
+        )?;
+    }
+    writeln!(out, "\ncorrectness: GPU vs CPU reference, {} params", vlen)?;
+    writeln!(
+        out,
+        "  {:<26} {:>6} {:>11} {:>9} {:>10} {:>10}  result",
+        "rule", "steps", "max rel", "max ulps", "scaled", "tolerance"
+    )?;
+    let mut all_ok = true;
+    for v in &verifies {
+        all_ok &= v.passed;
+        writeln!(
+            out,
+            "  {:<26} {:>6} {:>11.3e} {:>9} {:>10.2} {:>10}  {}",
+            v.rule,
+            v.steps,
+            v.max_rel,
+            v.max_ulps,
+            v.max_scaled,
+            v.tolerance,
+            if v.passed { "ok" } else { "FAIL" }
+        )?;
+    }
+    if !cpus.is_empty() {
+        writeln!(
+            out,
+            "\nCPU reference (one thread) vs GPU, {} params",
+            fmt_size(cpus[0].params)
+        )?;
+        writeln!(
+            out,
+            "  {:<26} {:>10} {:>10} {:>9}",
+            "rule", "cpu ms", "gpu ms", "speedup"
+        )?;
+        for c in &cpus {
+            writeln!(
+                out,
+                "  {:<26} {:>10.2} {:>10.3} {:>8.1}x",
+                c.rule,
+                c.cpu.median * 1e3,
+                c.gpu_median * 1e3,
+                c.gpu_speedup
+            )?;
+        }
+    }
+    if let Some(m) = &model {
+        writeln!(
+            out,
+            "\nmodel: GPT-2 small, {} tensors, {} params, {} (ms/step, median)",
+            m.tensors, m.params, m.rule
+        )?;
+        writeln!(
+            out,
+            "  one flat buffer            {:>9.2}",
+            m.flat.median * 1e3
+        )?;
+        writeln!(
+            out,
+            "  148 tensors, batched       {:>9.2}   {:.3}x flat   ({} dispatches)",
+            m.multi_tensor.median * 1e3,
+            m.multi_over_flat,
+            m.dispatches_multi
+        )?;
+        writeln!(
+            out,
+            "  one dispatch per tensor    {:>9.2}   {:.3}x batched ({} dispatches)",
+            m.per_tensor_dispatch.median * 1e3,
+            m.naive_over_multi,
+            m.dispatches_naive
+        )?;
+        writeln!(
+            out,
+            "  host encode+submit per step: {:.1} us (K=1), {:.1} us (K=8)",
+            m.host_us_per_step_k1, m.host_us_per_step_k8
+        )?;
+    }
+    if !all_ok {
+        writeln!(
+            out,
+            "\nFAIL: a rule disagrees with its CPU reference beyond tolerance"
+        )?;
+    }
+
+    let report = Report {
+        crate_version: env!("CARGO_PKG_VERSION"),
+        adapter: AdapterReport {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            device_type: format!("{:?}", info.device_type),
+            software: ctx.is_software(),
+        },
+        limits: LimitsReport {
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
+        },
+        timing: timer.method(),
+        steps_per_submission: sizes.iter().map(|&n| (n, k_for(n))).collect(),
+        reps: args.reps,
+        roofline: roofs,
+        rules: rows,
+        verify: verifies,
+        cpu: cpus,
+        model,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+        println!("\nwrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &report)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(all_ok)
+}
+
+/// GPT-2 small with AdamW (decay on 2-D tensors only): one flat buffer vs the 148 tensors
+/// batched vs one dispatch per tensor; host cost per step on the batched optimizer.
+fn model_workload(
+    ctx: &Context,
+    timer: &Timer,
+    bar: &ProgressBar,
+    reps: usize,
+) -> Result<ModelReport, Box<dyn std::error::Error>> {
+    let lens = gpt2_small_lens();
+    let total: usize = lens.iter().sum();
+    let rule = Adam::adamw();
+    let k = 1;
+    bar.set_message("model: flat");
+    let flat = bench::time_rule(ctx, timer, &rule, total, reps, k)?.step;
+    bar.inc(1);
+
+    let arena = Arena::new(ctx, &lens)?;
+    let build = |naive: bool| -> Result<Optimizer<Adam>, gpu_optim::Error> {
+        let mut opt = Optimizer::new(ctx, rule.clone())?
+            .with_dispatch_per_tensor(naive)?
+            .with_steps_per_submission(8)?;
+        let no_decay = opt.add_group(Adam {
+            weight_decay: 0.0,
+            ..rule.clone()
+        })?;
+        for (i, (_, shape)) in GPT2_SMALL.iter().enumerate() {
+            let g = if shape.len() == 2 {
+                opt.default_group()
+            } else {
+                no_decay
+            };
+            opt.add_tensor(g, arena.param(i), arena.grad(i))?;
+        }
+        opt.prepare()?;
+        Ok(opt)
+    };
+    bar.set_message("model: 148 tensors");
+    let mut multi_opt = build(false)?;
+    let multi = bench::time_steps(timer, &mut multi_opt, reps, k)?;
+    bar.inc(1);
+    bar.set_message("model: per-tensor dispatch");
+    let mut naive_opt = build(true)?;
+    let naive = bench::time_steps(timer, &mut naive_opt, reps, k)?;
+    bar.inc(1);
+    drop(naive_opt);
+    drop(multi_opt);
+    drop(arena);
+
+    // Host cost does not depend on tensor sizes, only on their number and layout: measure
+    // it on the same 148 tensors scaled down 256x so the GPU keeps up.
+    let small: Vec<usize> = lens.iter().map(|n| (n / 256).max(1)).collect();
+    let arena = Arena::new(ctx, &small)?;
+    let mut opt = Optimizer::new(ctx, rule.clone())?.with_steps_per_submission(8)?;
+    opt.add_arena(&arena, opt.default_group())?;
+    let h1 = bench::host_cost(ctx, &mut opt, 50, 1)?;
+    let h8 = bench::host_cost(ctx, &mut opt, 20, 8)?;
+    Ok(ModelReport {
+        rule: rule.name(),
+        tensors: lens.len(),
+        params: total,
+        flat,
+        multi_tensor: multi,
+        per_tensor_dispatch: naive,
+        multi_over_flat: multi.median / flat.median,
+        naive_over_multi: naive.median / multi.median,
+        dispatches_multi: 1,
+        dispatches_naive: lens.len(),
+        host_us_per_step_k1: h1.median * 1e6,
+        host_us_per_step_k8: h8.median * 1e6,
+    })
+}
+
+fn plot(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let xs: Vec<f64> = report
+        .roofline
+        .iter()
+        .map(|r| (r.params as f64).log2())
+        .collect();
+    let (x0, x1) = (
+        xs.iter().cloned().fold(f64::INFINITY, f64::min) - 0.5,
+        xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.5,
+    );
+    let ymax = report
+        .roofline
+        .iter()
+        .map(|r| r.gbps())
+        .chain(report.rules.iter().map(|r| r.timing.gbps))
+        .fold(0.0, f64::max)
+        * 1.15;
+    let title = format!("gpu-optim on {}", report.adapter.name);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, 0.0..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc("parameters (log2)")
+        .y_desc("effective bandwidth, GB/s")
+        .x_label_formatter(&|x| format!("2^{x:.0}"))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            report
+                .roofline
+                .iter()
+                .map(|r| ((r.params as f64).log2(), r.gbps())),
+            BLACK.stroke_width(3),
+        ))?
+        .label("roofline (best copy)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
+    let mut names: Vec<&str> = report
+        .rules
+        .iter()
+        .map(|r| r.timing.rule.as_str())
+        .collect();
+    names.dedup();
+    for (i, name) in names.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = report
+            .rules
+            .iter()
+            .filter(|r| r.timing.rule == *name)
+            .map(|r| ((r.timing.params as f64).log2(), r.timing.gbps))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(*name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
