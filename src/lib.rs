@@ -10,7 +10,7 @@
 //!   groups and steps them all in a few dispatches, many steps per submission if asked.
 //! - [`verify()`]: GPU vs CPU reference, max abs/rel/ulp error per buffer.
 //!
-//! ```no_run
+//! ```
 //! use gpu_optim::{Adam, Arena, Context, Optimizer};
 //! # fn main() -> gpu_optim::Result<()> {
 //! let ctx = Context::new()?;                        // best adapter; WGPU_* env honoured
@@ -47,3 +47,8 @@ pub use rules::{
 pub use schedule::LrSchedule;
 pub use scheduler::{Arena, GroupId, Optimizer, TensorId, ARENA_ALIGN};
 pub use verify::{verify, VerifyPlan, VerifyReport};
+
+/// The README's usage example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

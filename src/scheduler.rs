@@ -147,7 +147,7 @@ struct TableHeader {
 
 /// A GPU optimizer over registered tensors, one update rule, any number of param groups.
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> gpu_optim::Result<()> {
 /// use gpu_optim::{Adam, Context, Optimizer, Arena};
 /// let ctx = Context::new()?;
