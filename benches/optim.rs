@@ -42,7 +42,8 @@ fn main() -> gpu_optim::Result<()> {
     let arena = Arena::new(&ctx, &lens)?;
     let mut times = Vec::new();
     for naive in [false, true] {
-        let mut opt = Optimizer::new(&ctx, rule.clone())?.with_dispatch_per_tensor(naive)?;
+        let mut opt = Optimizer::new(&ctx, rule.clone())?;
+        opt.set_dispatch_per_tensor(naive)?;
         opt.add_arena(&arena, opt.default_group())?;
         times.push(bench::time_steps(&timer, &mut opt, reps, 1)?.median);
     }

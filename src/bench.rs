@@ -302,7 +302,8 @@ pub fn time_rule<R: UpdateRule>(
         ctx.upload(&r(&arena.params), &rng.vec(len, 1.0))?;
         ctx.upload(&r(&arena.grads), &rng.vec(len, 1e-2))?;
     }
-    let mut opt = Optimizer::new(ctx, rule.clone())?.with_steps_per_submission(k as u32)?;
+    let mut opt = Optimizer::new(ctx, rule.clone())?;
+    opt.set_steps_per_submission(k as u32)?;
     opt.add_arena(&arena, opt.default_group())?;
     let step = time_steps(timer, &mut opt, reps, k)?;
     let bpp = rule.bytes_per_param();

@@ -266,7 +266,9 @@ impl Context {
 
     /// A zero-filled buffer of `len` f32 (see [`Context::create_buffer`]).
     pub fn create_zeroed(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        let size = ((len.max(1) * 4).div_ceil(16) * 16) as u64;
+        let size = (len.max(1) as u64)
+            .checked_mul(4)
+            .map_or(u64::MAX, |b| b.div_ceil(16) * 16);
         if size > self.limits().max_buffer_size {
             return Err(Error::OutOfMemory {
                 during: "create_buffer (larger than max_buffer_size)",
@@ -404,7 +406,11 @@ impl BufferRange {
                 has,
             });
         }
-        let end = (self.offset + self.len as u64) * 4;
+        let end = self
+            .offset
+            .checked_add(self.len as u64)
+            .and_then(|e| e.checked_mul(4))
+            .unwrap_or(u64::MAX);
         if end > self.buffer.size() {
             return Err(Error::BadRange {
                 what: what.into(),

@@ -139,3 +139,63 @@ pub(crate) fn pipeline(
     cache.pipelines.insert(key, p.clone());
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{AnyRule, Hyper, UpdateRule};
+    use crate::scheduler::{TableHeader, Tile};
+
+    fn parse(src: &str) -> naga::Module {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        module
+    }
+
+    /// Every rule's kernel is valid WGSL at both widths, without needing a device.
+    #[test]
+    fn every_kernel_validates_with_naga() {
+        for rule in AnyRule::catalog() {
+            for width in [1, 4] {
+                parse(&shader_source(&rule.kernel(), width));
+            }
+        }
+        parse(include_str!("../shaders/copy.wgsl"));
+    }
+
+    /// The host's Pod structs have the WGSL structs' sizes (naga's layout rules).
+    #[test]
+    fn host_structs_match_wgsl_layout() {
+        let module = parse(&shader_source(&AnyRule::catalog()[0].kernel(), 4));
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).unwrap();
+        let size = |name: &str| {
+            let (h, _) = module
+                .types
+                .iter()
+                .find(|(_, t)| t.name.as_deref() == Some(name))
+                .unwrap();
+            layouter[h].size as usize
+        };
+        assert_eq!(size("Hyper"), std::mem::size_of::<Hyper>());
+        assert_eq!(size("Tile"), std::mem::size_of::<Tile>());
+        let (table, _) = module
+            .types
+            .iter()
+            .find(|(_, t)| t.name.as_deref() == Some("Table"))
+            .unwrap();
+        let naga::TypeInner::Struct { members, .. } = &module.types[table].inner else {
+            panic!()
+        };
+        assert_eq!(
+            members.last().unwrap().offset as usize,
+            std::mem::size_of::<TableHeader>()
+        );
+    }
+}

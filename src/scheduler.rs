@@ -123,10 +123,10 @@ struct Plan {
     hyper_stride: u64,
 }
 
-/// Element count of one tile's vectors at width `w`.
+/// One workgroup's work (`struct Tile` in `shaders/common.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Tile {
+pub(crate) struct Tile {
     group: u32,
     first: u32,
     end: u32,
@@ -136,7 +136,7 @@ struct Tile {
 /// Header of a dispatch's table (`struct Table` in `shaders/common.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TableHeader {
+pub(crate) struct TableHeader {
     p_shift: u32,
     g_shift: u32,
     s_shift: u32,
@@ -202,22 +202,18 @@ impl<R: UpdateRule> Optimizer<R> {
     /// How many steps may be recorded between two submissions (default 16): the size of
     /// the ring of per-step scalar slots. Only [`Optimizer::record_step`] into the caller's
     /// encoder can exceed it; [`Optimizer::step_many`] submits in batches of this size.
-    pub fn with_steps_per_submission(mut self, k: u32) -> Result<Self> {
-        if self.plan.is_some() {
-            return Err(Error::InvalidState(
-                "steps_per_submission must be set before the first step".into(),
-            ));
-        }
+    pub fn set_steps_per_submission(&mut self, k: u32) -> Result<()> {
+        self.frozen("set_steps_per_submission")?;
         self.ring = k.max(1);
-        Ok(self)
+        Ok(())
     }
 
     /// One dispatch per tensor instead of batching: the naive baseline the bench compares
     /// against. Never faster; there for measurement.
-    pub fn with_dispatch_per_tensor(mut self, on: bool) -> Result<Self> {
-        self.frozen("with_dispatch_per_tensor")?;
+    pub fn set_dispatch_per_tensor(&mut self, on: bool) -> Result<()> {
+        self.frozen("set_dispatch_per_tensor")?;
         self.per_tensor = on;
-        Ok(self)
+        Ok(())
     }
 
     /// Group 0, created with the optimizer.
@@ -272,7 +268,11 @@ impl<R: UpdateRule> Optimizer<R> {
     /// base lr, as torch.optim.lr_scheduler takes `initial_lr`).
     pub fn set_schedule(&mut self, g: GroupId, schedule: LrSchedule) -> Result<()> {
         schedule.validate()?;
-        let base = self.groups[g.0].lr();
+        let base = self
+            .groups
+            .get(g.0)
+            .ok_or_else(|| Error::InvalidState(format!("no param group {}", g.0)))?
+            .lr();
         self.schedules[g.0] = Some((base, schedule));
         Ok(())
     }
@@ -303,6 +303,12 @@ impl<R: UpdateRule> Optimizer<R> {
             return Err(Error::BadRange {
                 what: format!("tensor {i}"),
                 why: "more than 2^31 elements".into(),
+            });
+        }
+        if overlaps(&param, &grad) {
+            return Err(Error::BadRange {
+                what: format!("tensor {i}"),
+                why: "its grads overlap its own params".into(),
             });
         }
         for (j, t) in self.tensors.iter().enumerate() {

@@ -18,7 +18,7 @@
 //! the operation count, not fitted to a run; the measured figures are far below it.
 
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::rules::{cpu_step, UpdateRule};
 use crate::scheduler::{Arena, GroupId, Optimizer};
 
@@ -204,6 +204,14 @@ impl<R: UpdateRule> VerifyPlan<R> {
 /// Runs `plan` on the GPU (through [`Optimizer`], as a user would) and on the CPU reference
 /// and compares params and every state slot.
 pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<VerifyReport> {
+    if plan.groups.is_empty() {
+        return Err(Error::InvalidState(
+            "verify: the plan has no param group".into(),
+        ));
+    }
+    if let Some(&(g, _)) = plan.tensors.iter().find(|&&(g, _)| g >= plan.groups.len()) {
+        return Err(Error::InvalidState(format!("verify: no param group {g}")));
+    }
     let lens: Vec<usize> = plan.tensors.iter().map(|&(_, n)| n).collect();
     let arena = Arena::new(ctx, &lens)?;
     let mut opt = Optimizer::new(ctx, plan.groups[0].clone())?;

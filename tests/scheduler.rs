@@ -34,8 +34,8 @@ fn k_steps_per_submission_equal_k_separate_steps() {
     let ctx = common::ctx();
     let lens = [1000, 33, 4096];
     let (a1, mut o1) = setup(&ctx, Adam::default(), &lens, 1);
-    let (a2, o2) = setup(&ctx, Adam::default(), &lens, 1);
-    let mut o2 = o2.with_steps_per_submission(4).unwrap();
+    let (a2, mut o2) = setup(&ctx, Adam::default(), &lens, 1);
+    o2.set_steps_per_submission(4).unwrap();
     for _ in 0..10 {
         o1.step().unwrap();
     }

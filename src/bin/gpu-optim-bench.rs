@@ -507,9 +507,9 @@ fn model_workload(
 
     let arena = Arena::new(ctx, &lens)?;
     let build = |naive: bool| -> Result<Optimizer<Adam>, gpu_optim::Error> {
-        let mut opt = Optimizer::new(ctx, rule.clone())?
-            .with_dispatch_per_tensor(naive)?
-            .with_steps_per_submission(8)?;
+        let mut opt = Optimizer::new(ctx, rule.clone())?;
+        opt.set_dispatch_per_tensor(naive)?;
+        opt.set_steps_per_submission(8)?;
         let no_decay = opt.add_group(Adam {
             weight_decay: 0.0,
             ..rule.clone()
@@ -541,7 +541,8 @@ fn model_workload(
     // it on the same 148 tensors scaled down 256x so the GPU keeps up.
     let small: Vec<usize> = lens.iter().map(|n| (n / 256).max(1)).collect();
     let arena = Arena::new(ctx, &small)?;
-    let mut opt = Optimizer::new(ctx, rule.clone())?.with_steps_per_submission(8)?;
+    let mut opt = Optimizer::new(ctx, rule.clone())?;
+    opt.set_steps_per_submission(8)?;
     opt.add_arena(&arena, opt.default_group())?;
     let h1 = bench::host_cost(ctx, &mut opt, 50, 1)?;
     let h8 = bench::host_cost(ctx, &mut opt, 20, 8)?;
