@@ -75,6 +75,13 @@ struct Args {
     /// Skip the CPU reference timing.
     #[arg(long)]
     no_cpu: bool,
+    /// PyTorch's timings (JSON written by benches/torch_optim.py) to print side by side.
+    #[arg(long)]
+    torch_json: Option<PathBuf>,
+    /// Run benches/torch_optim.py at the same sizes (needs `python3 -c "import torch"`).
+    /// Done by default when torch sees a CUDA device.
+    #[arg(long)]
+    torch: bool,
     /// Time with the host clock even where timestamps exist.
     #[arg(long)]
     wall_clock: bool,
@@ -163,6 +170,75 @@ struct Report {
     verify: Vec<VerifyRow>,
     cpu: Vec<CpuRow>,
     model: Option<ModelReport>,
+    peers: Vec<PeerRow>,
+}
+
+/// A peer's row beside ours: its time per step, and ours / its at the same size.
+#[derive(Serialize, serde::Deserialize, Clone)]
+struct PeerStep {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+#[derive(Serialize, serde::Deserialize, Clone)]
+struct PeerTiming {
+    rule: String,
+    params: usize,
+    bytes_per_param: usize,
+    step: PeerStep,
+    gbps: f64,
+}
+
+#[derive(Serialize)]
+struct PeerRow {
+    #[serde(flatten)]
+    peer: PeerTiming,
+    /// The gpu-optim rule it is compared with.
+    ours: String,
+    /// gpu-optim's median / the peer's median (below 1: gpu-optim is faster).
+    time_ratio: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeerFile {
+    rules: Vec<PeerTiming>,
+}
+
+/// The torch peer: read `--torch-json`, or run the script when asked or when torch has CUDA.
+fn torch_peer(args: &Args, sizes: &[usize]) -> Result<Vec<PeerTiming>, Box<dyn std::error::Error>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_optim.py");
+    let path = match &args.torch_json {
+        Some(p) => p.clone(),
+        None => {
+            let probe = |code: &str| {
+                std::process::Command::new("python3")
+                    .args(["-c", code])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            };
+            let want = args.torch
+                || probe("import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)");
+            if !want || !std::path::Path::new(script).exists() || !probe("import torch") {
+                return Ok(Vec::new());
+            }
+            let out = std::env::temp_dir().join("gpu-optim-torch.json");
+            let list: Vec<String> = sizes.iter().map(|n| n.to_string()).collect();
+            let status = std::process::Command::new("python3")
+                .arg(script)
+                .args(["--sizes", &list.join(","), "--json"])
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .status()?;
+            if !status.success() {
+                return Err(format!("{script} failed: {status}").into());
+            }
+            out
+        }
+    };
+    let file: PeerFile = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    Ok(file.rules)
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -330,6 +406,28 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         }
     }
 
+    bar.set_message("peers");
+    let peers: Vec<PeerRow> = torch_peer(&args, &sizes)?
+        .into_iter()
+        .map(|p| {
+            // "torch-adamw-fused" is compared with our "adamw" at the same size.
+            let ours = p
+                .rule
+                .trim_start_matches("torch-")
+                .rsplit_once('-')
+                .map_or(p.rule.clone(), |(r, _)| r.to_string());
+            let time_ratio = rows
+                .iter()
+                .find(|r| r.timing.rule == ours && r.timing.params == p.params)
+                .map(|r| r.timing.step.median / p.step.median);
+            PeerRow {
+                peer: p,
+                ours,
+                time_ratio,
+            }
+        })
+        .collect();
+
     let model = if args.no_model {
         None
     } else {
@@ -450,6 +548,29 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             m.host_us_per_step_k1, m.host_us_per_step_k8
         )?;
     }
+    if !peers.is_empty() {
+        writeln!(
+            out,
+            "\npeers (time ratio = gpu-optim / peer; below 1 means gpu-optim is faster)"
+        )?;
+        writeln!(
+            out,
+            "  {:<28} {:>8} {:>10} {:>8} {:>12}",
+            "peer", "params", "ms/step", "GB/s", "ratio"
+        )?;
+        for p in &peers {
+            writeln!(
+                out,
+                "  {:<28} {:>8} {:>10.3} {:>8.1} {:>12}",
+                p.peer.rule,
+                fmt_size(p.peer.params),
+                p.peer.step.median * 1e3,
+                p.peer.gbps,
+                p.time_ratio
+                    .map_or("-".into(), |r| format!("{r:.3}x {}", p.ours))
+            )?;
+        }
+    }
     if !all_ok {
         writeln!(
             out,
@@ -481,6 +602,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         verify: verifies,
         cpu: cpus,
         model,
+        peers,
     };
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;

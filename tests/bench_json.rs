@@ -1,0 +1,116 @@
+//! The bench binary's `--json` output validates against tests/report.schema.json, and
+//! `--plot` writes an SVG. A small run: tiny sizes, two rules, no model.
+
+use serde_json::Value;
+
+/// The subset of JSON Schema the report schema uses: type (one or a list), required,
+/// properties, items, enum. Returns the paths that fail.
+fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(|x| x.as_str()).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "boolean" => v.is_boolean(),
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        if !ok {
+            errors.push(format!("{path}: expected {types:?}, got {v}"));
+            return;
+        }
+    }
+    if let Some(Value::Array(allowed)) = schema.get("enum") {
+        if !allowed.contains(v) {
+            errors.push(format!("{path}: {v} not in {allowed:?}"));
+        }
+    }
+    if let Some(Value::Array(req)) = schema.get("required") {
+        for k in req.iter().filter_map(|k| k.as_str()) {
+            if v.get(k).is_none() {
+                errors.push(format!("{path}: missing {k}"));
+            }
+        }
+    }
+    if let (Some(Value::Object(props)), Value::Object(obj)) = (schema.get("properties"), v) {
+        for (k, s) in props {
+            if let Some(x) = obj.get(k) {
+                validate(s, x, &format!("{path}.{k}"), errors);
+            }
+        }
+    }
+    if let (Some(items), Value::Array(arr)) = (schema.get("items"), v) {
+        for (i, x) in arr.iter().enumerate() {
+            validate(items, x, &format!("{path}[{i}]"), errors);
+        }
+    }
+}
+
+#[test]
+fn json_report_matches_schema_and_plot_is_svg() {
+    let dir = std::env::temp_dir().join(format!("gpu-optim-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("r.json"), dir.join("r.svg"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+        .args([
+            "--sizes",
+            "2^12,2^14",
+            "--rules",
+            "sgd,adam-amsgrad",
+            "--reps",
+            "2",
+        ])
+        .args(["--verify-steps", "3", "--no-model", "--no-cpu", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("roofline") && stdout.contains("adam-amsgrad"),
+        "{stdout}"
+    );
+
+    let schema: Value = serde_json::from_str(include_str!("report.schema.json")).unwrap();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&schema, &report, "$", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
+    // Two sizes x two rules, two verified rules that passed, bytes/param from the rule.
+    assert_eq!(report["rules"].as_array().unwrap().len(), 4);
+    assert_eq!(report["roofline"].as_array().unwrap().len(), 2);
+    assert!(report["verify"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["passed"] == true));
+    assert_eq!(report["rules"][1]["bytes_per_param"], 36);
+
+    // The validator itself rejects a broken report.
+    let mut broken = report.clone();
+    broken["rules"][0]["gbps"] = Value::String("fast".into());
+    broken.as_object_mut().unwrap().remove("adapter");
+    let mut errors = Vec::new();
+    validate(&schema, &broken, "$", &mut errors);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("roofline"),
+        "not an SVG plot"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
