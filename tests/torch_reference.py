@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Generates the expected values in tests/torch_reference.rs: torch.optim single-tensor
+(foreach=False) on CPU, 5 steps from fixed params with exactly representable grads.
+Run: python3 tests/torch_reference.py  (the Case list is printed to paste)."""
+import torch, struct
+torch.set_default_dtype(torch.float32)
+N, T = 6, 5
+p0 = [0.5, -0.25, 1.5, -2.0, 0.125, 3.0]
+def grad(i, t):  # exact in f32
+    return (((i * 7 + t * 3) % 11) - 5) * 0.125
+CONFIGS = [
+  ("sgd", "Sgd::default()", lambda p: torch.optim.SGD(p, foreach=False)),
+  ("sgd_momentum", "Sgd { lr: 0.1, momentum: 0.9, dampening: 0.1, weight_decay: 0.01, ..Sgd::default() }",
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01, foreach=False)),
+  ("sgd_nesterov_max", "Sgd { lr: 0.1, momentum: 0.9, nesterov: true, maximize: true, ..Sgd::default() }",
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, maximize=True, foreach=False)),
+  ("adagrad", "Adagrad { lr: 0.1, lr_decay: 0.01, initial_accumulator_value: 0.1, weight_decay: 0.01, ..Adagrad::default() }",
+     lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.01, foreach=False)),
+  ("adadelta", "Adadelta { weight_decay: 0.01, ..Adadelta::default() }",
+     lambda p: torch.optim.Adadelta(p, weight_decay=0.01, foreach=False)),
+  ("rmsprop", "RmsProp::default()", lambda p: torch.optim.RMSprop(p, foreach=False)),
+  ("rmsprop_centered_momentum", "RmsProp { centered: true, momentum: 0.9, weight_decay: 0.01, ..RmsProp::default() }",
+     lambda p: torch.optim.RMSprop(p, centered=True, momentum=0.9, weight_decay=0.01, foreach=False)),
+  ("adam", "Adam::default()", lambda p: torch.optim.Adam(p, foreach=False)),
+  ("adam_l2", "Adam { lr: 0.01, weight_decay: 0.1, ..Adam::default() }", lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1, foreach=False)),
+  ("adamw", "Adam::adamw()", lambda p: torch.optim.AdamW(p, foreach=False)),
+  ("adam_amsgrad_max", "Adam { amsgrad: true, maximize: true, ..Adam::default() }", lambda p: torch.optim.Adam(p, amsgrad=True, maximize=True, foreach=False)),
+]
+STATE = {"Sgd": ["momentum_buffer"], "Adagrad": ["sum"], "Adadelta": ["square_avg", "acc_delta"],
+         "RmsProp": ["square_avg", "grad_avg", "momentum_buffer"], "Adam": ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]}
+def lit(x): return f"f32::from_bits(0x{struct.unpack('<I', struct.pack('<f', x))[0]:08x})"
+out = []
+for name, rust, make in CONFIGS:
+    p = torch.nn.Parameter(torch.tensor(p0))
+    opt = make([p])
+    for t in range(1, T + 1):
+        p.grad = torch.tensor([grad(i, t) for i in range(N)])
+        opt.step()
+    st = opt.state[p]
+    kind = rust.split("::")[0].split(" ")[0]
+    slots = [(k, st[k]) for k in STATE[kind] if k in st]
+    out.append((name, rust, p.detach().tolist(), [(k, v.tolist()) for k, v in slots]))
+print(torch.__version__)
+for name, rust, params, slots in out:
+    print("    Case {")
+    print(f'        name: "{name}",')
+    print(f"        rule: AnyRule::{ {'Sgd':'Sgd','Adagrad':'Adagrad','Adadelta':'Adadelta','RmsProp':'RmsProp','Adam':'Adam'}[rust.split('::')[0].split(' ')[0]] }({rust}),")
+    print("        params: [" + ", ".join(lit(x) for x in params) + "],")
+    print("        state: &[")
+    for k, v in slots:
+        print(f'            ("{k}", [' + ", ".join(lit(x) for x in v) + "]),")
+    print("        ],")
+    print("    },")
