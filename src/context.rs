@@ -252,6 +252,12 @@ impl Context {
                 },
             });
         }
+        // A loss (driver reset, destroy) is only reported from a poll; a non-blocking one
+        // here makes the very call that hit it fail instead of later ones silently doing
+        // nothing.
+        if let Err(e) = d.poll(wgpu::PollType::Poll) {
+            return Err(Error::DeviceLost(e.to_string()));
+        }
         self.check_lost()?;
         Ok(out)
     }

@@ -985,3 +985,23 @@ fn verify_refuses_invalid_rules() {
     );
     assert!(matches!(r, Err(Error::IncompatibleGroup { .. })), "{r:?}");
 }
+
+/// A lost device (here: destroyed on purpose) is reported as an error by the next step,
+/// never a panic, and the step count does not advance.
+#[test]
+fn device_loss_is_an_error() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[1000]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    opt.step().unwrap();
+    ctx.wait().unwrap();
+    ctx.device().destroy();
+    let err = opt.step().unwrap_err();
+    assert!(
+        matches!(err, Error::DeviceLost(_) | Error::Wgpu { .. }),
+        "unexpected error {err:?}"
+    );
+    assert_eq!(opt.step_count(), 1);
+    assert!(ctx.download(&arena.param(0)).is_err());
+}
