@@ -88,6 +88,14 @@ pub enum Error {
     /// restart from a checkpoint on a new device.
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
+    /// A checkpoint could not be written or read, or does not match this optimizer.
+    #[error("checkpoint {path}: {why}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What is wrong, naming the field that differs.
+        why: String,
+    },
     /// Mapping a buffer for reading failed.
     #[error("buffer read-back failed: {0}")]
     Readback(String),

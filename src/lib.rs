@@ -28,6 +28,7 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+mod checkpoint;
 mod context;
 mod error;
 mod kernel;

@@ -95,10 +95,10 @@ impl Arena {
 }
 
 #[derive(Clone, Debug)]
-struct Tensor {
-    group: usize,
-    param: BufferRange,
-    grad: BufferRange,
+pub(crate) struct Tensor {
+    pub(crate) group: usize,
+    pub(crate) param: BufferRange,
+    pub(crate) grad: BufferRange,
 }
 
 /// One dispatch.
@@ -159,12 +159,12 @@ pub(crate) struct TableHeader {
 /// # Ok(()) }
 /// ```
 pub struct Optimizer<R: UpdateRule> {
-    ctx: Context,
-    groups: Vec<R>,
-    schedules: Vec<Option<(f64, LrSchedule)>>,
-    tensors: Vec<Tensor>,
+    pub(crate) ctx: Context,
+    pub(crate) groups: Vec<R>,
+    pub(crate) schedules: Vec<Option<(f64, LrSchedule)>>,
+    pub(crate) tensors: Vec<Tensor>,
     plan: Option<Plan>,
-    t: u64,
+    pub(crate) t: u64,
     ring: u32,
     next_slot: u32,
     scratch: Vec<Hyper>,
