@@ -234,6 +234,45 @@ fn table() -> Vec<(&'static str, AnyRule)> {
                 ..Adam::default()
             }),
         ),
+        // Beyond the classics.
+        ("adamax", A::Adamax(Adamax::default())),
+        (
+            "adamax wd maximize",
+            A::Adamax(Adamax {
+                weight_decay: 0.1,
+                maximize: true,
+                ..Adamax::default()
+            }),
+        ),
+        ("nadam", A::NAdam(NAdam::default())),
+        (
+            "nadamw",
+            A::NAdam(NAdam {
+                weight_decay: 0.1,
+                decoupled_weight_decay: true,
+                ..NAdam::default()
+            }),
+        ),
+        ("radam (rectified from step 7)", A::RAdam(RAdam::default())),
+        (
+            "radamw maximize",
+            A::RAdam(RAdam {
+                weight_decay: 0.1,
+                decoupled_weight_decay: true,
+                maximize: true,
+                ..RAdam::default()
+            }),
+        ),
+        ("lion", A::Lion(Lion::default())),
+        (
+            "lion wd maximize",
+            A::Lion(Lion {
+                lr: 1e-3,
+                weight_decay: 1.0,
+                maximize: true,
+                ..Lion::default()
+            }),
+        ),
     ]
 }
 

@@ -258,6 +258,9 @@ fn textbook(rule: &AnyRule) -> Vec<Snapshot> {
         AnyRule::Adadelta(r) => textbook_adadelta(r),
         AnyRule::RmsProp(r) => textbook_rmsprop(r),
         AnyRule::Adam(r) => textbook_adam(r),
+        // Adamax, NAdam and RAdam are checked against torch itself (torch_reference.rs),
+        // Lion by lion_matches_the_paper below.
+        other => panic!("no textbook formula here for {}", other.name()),
     }
 }
 
@@ -773,4 +776,66 @@ fn defaults_equal_torch() {
     assert_eq!(cpu.state, vec![vec![0.25f32; 2]]);
     let cpu = CpuOptimizer::new(Adam::default(), 2).unwrap();
     assert_eq!(cpu.state, vec![vec![0.0f32; 2]; 2]);
+}
+
+/// Lion, from the paper's Algorithm 2 (Chen et al. 2023) written out in f64:
+/// θ ← θ(1 − lr·λ); c = β1·m + (1 − β1)·g; θ ← θ − lr·sign(c); m ← β2·m + (1 − β2)·g.
+/// Element 2's first gradient is 0, so c = 0 there and only the decay moves it.
+#[test]
+fn lion_matches_the_paper() {
+    let (lr, wd, b1, b2) = (0.1f64, 0.1f64, 0.9f64, 0.99f64);
+    let grads: [[f64; 3]; 3] = [[1.0, -2.0, 0.0], [-9.0, 0.5, 0.25], [0.5, 0.5, -1.0]];
+    let mut p = [0.5f64, -0.25, 1.0];
+    let mut m = [0.0f64; 3];
+    for g in &grads {
+        for i in 0..3 {
+            p[i] *= 1.0 - lr * wd;
+            let c = b1 * m[i] + (1.0 - b1) * g[i];
+            let s = if c > 0.0 {
+                1.0
+            } else if c < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            p[i] -= lr * s;
+            m[i] = b2 * m[i] + (1.0 - b2) * g[i];
+        }
+    }
+    let rule = Lion {
+        lr,
+        betas: (b1, b2),
+        weight_decay: wd,
+        maximize: false,
+    };
+    let mut cpu = CpuOptimizer::new(rule, 3).unwrap();
+    let mut q = [0.5f32, -0.25, 1.0];
+    for g in &grads {
+        let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+        cpu.step(&mut q, &g32).unwrap();
+    }
+    for i in 0..3 {
+        assert!(
+            ((q[i] as f64) - p[i]).abs() <= 1e-5 * p[i].abs().max(1.0),
+            "element {i}: {} vs {}",
+            q[i],
+            p[i]
+        );
+        assert!(((cpu.state[0][i] as f64) - m[i]).abs() <= 1e-5 * m[i].abs().max(1e-3));
+    }
+    // sign(0) = 0 (f32::signum would give 1): a zero gradient on fresh state moves the
+    // parameter by the decay alone.
+    let mut one = CpuOptimizer::new(
+        Lion {
+            lr,
+            betas: (b1, b2),
+            weight_decay: wd,
+            maximize: false,
+        },
+        1,
+    )
+    .unwrap();
+    let mut x = [1.0f32];
+    one.step(&mut x, &[0.0]).unwrap();
+    assert_eq!(x[0], 0.99);
 }

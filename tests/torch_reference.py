@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Generates the expected values in tests/torch_reference.rs: torch.optim single-tensor
-(foreach=False) on CPU, 5 steps from fixed params with exactly representable grads.
+(foreach=False) on CPU, 8 steps from fixed params with exactly representable grads.
 Run: python3 tests/torch_reference.py  (the Case list is printed to paste)."""
 import torch, struct
 torch.set_default_dtype(torch.float32)
-N, T = 6, 5
+N, T = 6, 8
 p0 = [0.5, -0.25, 1.5, -2.0, 0.125, 3.0]
 def grad(i, t):  # exact in f32
     return (((i * 7 + t * 3) % 11) - 5) * 0.125
@@ -25,9 +25,23 @@ CONFIGS = [
   ("adam_l2", "Adam { lr: 0.01, weight_decay: 0.1, ..Adam::default() }", lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.1, foreach=False)),
   ("adamw", "Adam::adamw()", lambda p: torch.optim.AdamW(p, foreach=False)),
   ("adam_amsgrad_max", "Adam { amsgrad: true, maximize: true, ..Adam::default() }", lambda p: torch.optim.Adam(p, amsgrad=True, maximize=True, foreach=False)),
+  ("adamax", "Adamax::default()", lambda p: torch.optim.Adamax(p, foreach=False)),
+  ("adamax_wd_max", "Adamax { lr: 0.01, weight_decay: 0.1, maximize: true, ..Adamax::default() }",
+     lambda p: torch.optim.Adamax(p, lr=0.01, weight_decay=0.1, maximize=True, foreach=False)),
+  ("nadam", "NAdam::default()", lambda p: torch.optim.NAdam(p, foreach=False)),
+  ("nadamw", "NAdam { lr: 0.01, weight_decay: 0.1, decoupled_weight_decay: true, ..NAdam::default() }",
+     lambda p: torch.optim.NAdam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, foreach=False)),
+  ("nadam_l2", "NAdam { weight_decay: 0.1, momentum_decay: 0.01, ..NAdam::default() }",
+     lambda p: torch.optim.NAdam(p, weight_decay=0.1, momentum_decay=0.01, foreach=False)),
+  ("radam", "RAdam::default()", lambda p: torch.optim.RAdam(p, foreach=False)),
+  ("radamw_max", "RAdam { lr: 0.01, weight_decay: 0.1, decoupled_weight_decay: true, maximize: true, ..RAdam::default() }",
+     lambda p: torch.optim.RAdam(p, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True, foreach=False)),
+  ("radam_l2", "RAdam { weight_decay: 0.1, betas: (0.9, 0.99), ..RAdam::default() }",
+     lambda p: torch.optim.RAdam(p, weight_decay=0.1, betas=(0.9, 0.99), foreach=False)),
 ]
 STATE = {"Sgd": ["momentum_buffer"], "Adagrad": ["sum"], "Adadelta": ["square_avg", "acc_delta"],
-         "RmsProp": ["square_avg", "grad_avg", "momentum_buffer"], "Adam": ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]}
+         "RmsProp": ["square_avg", "grad_avg", "momentum_buffer"], "Adam": ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+         "Adamax": ["exp_avg", "exp_inf"], "NAdam": ["exp_avg", "exp_avg_sq"], "RAdam": ["exp_avg", "exp_avg_sq"]}
 def lit(x): return f"f32::from_bits(0x{struct.unpack('<I', struct.pack('<f', x))[0]:08x})"
 out = []
 for name, rust, make in CONFIGS:
@@ -44,7 +58,7 @@ print(torch.__version__)
 for name, rust, params, slots in out:
     print("    Case {")
     print(f'        name: "{name}",')
-    print(f"        rule: AnyRule::{ {'Sgd':'Sgd','Adagrad':'Adagrad','Adadelta':'Adadelta','RmsProp':'RmsProp','Adam':'Adam'}[rust.split('::')[0].split(' ')[0]] }({rust}),")
+    print(f"        rule: AnyRule::{rust.split('::')[0].split(' ')[0]}({rust}),")
     print("        params: [" + ", ".join(lit(x) for x in params) + "],")
     print("        state: &[")
     for k, v in slots:

@@ -13,12 +13,20 @@
 mod adadelta;
 mod adagrad;
 mod adam;
+mod adamax;
+mod lion;
+mod nadam;
+mod radam;
 mod rmsprop;
 mod sgd;
 
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
+pub use adamax::Adamax;
+pub use lion::Lion;
+pub use nadam::NAdam;
+pub use radam::RAdam;
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
 
@@ -162,6 +170,10 @@ pub enum AnyRule {
     Adadelta(Adadelta),
     RmsProp(RmsProp),
     Adam(Adam),
+    Adamax(Adamax),
+    NAdam(NAdam),
+    RAdam(RAdam),
+    Lion(Lion),
 }
 
 macro_rules! delegate {
@@ -172,6 +184,10 @@ macro_rules! delegate {
             AnyRule::Adadelta($r) => $e,
             AnyRule::RmsProp($r) => $e,
             AnyRule::Adam($r) => $e,
+            AnyRule::Adamax($r) => $e,
+            AnyRule::NAdam($r) => $e,
+            AnyRule::RAdam($r) => $e,
+            AnyRule::Lion($r) => $e,
         }
     };
 }
@@ -238,6 +254,10 @@ impl AnyRule {
                 amsgrad: true,
                 ..Adam::default()
             }),
+            AnyRule::Adamax(Adamax::default()),
+            AnyRule::NAdam(NAdam::default()),
+            AnyRule::RAdam(RAdam::default()),
+            AnyRule::Lion(Lion::default()),
         ]
     }
 
