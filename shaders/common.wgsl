@@ -2,8 +2,9 @@
 // element, calls the rule's `update` and stores the result.
 //
 // The host prepends one of two preludes (src/kernel.rs):
-//   vec4:   alias V = vec4<f32>; const W: u32 = 4u; fn live_lanes(e0, end) -> vec4<bool>
-//   scalar: alias V = f32;       const W: u32 = 1u; fn live_lanes(e0, end) -> bool
+//   vec4:   alias V = vec4<f32>; alias U = vec4<u32>; const W: u32 = 4u;
+//   scalar: alias V = f32;       alias U = u32;       const W: u32 = 1u;
+// each with live_lanes(e0, end) (which lanes hold elements before `end`) and lane_sum.
 // and appends the rule's shaders/<rule>.wgsl, which defines
 //   fn update(h: Hyper, p: V, g: V, s: ptr<function, State>) -> V
 // in the same f32 operations, in the same order, as its CPU twin in src/rules/<rule>.rs.
@@ -15,19 +16,23 @@ struct Hyper { a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32> }
 struct State { s0: V, s1: V, s2: V }
 
 // One workgroup's work: vectors [first, first + WG) of the dispatch, of which the elements
-// before `end` (an element index) belong to param group `group`.
-struct Tile { group: u32, first: u32, end: u32, pad: u32 }
+// before `end` (an element index) belong to param group `group` and tensor `tensor`.
+struct Tile { group: u32, first: u32, end: u32, tensor: u32 }
 
 // One dispatch's table. Each binding starts at an aligned offset at or before the
 // dispatch's first element; the shifts (in vectors) say by how much.
+// `tile_base` numbers this dispatch's first tile among all of a step's tiles; the
+// gradient-norm pass writes tile t's partial sums at aux[partials_at + 2 (tile_base + t)].
 struct Table {
     p_shift: u32, g_shift: u32, s_shift: u32, grid_x: u32,
-    n_tiles: u32, pad0: u32, pad1: u32, pad2: u32,
+    n_tiles: u32, tile_base: u32, partials_at: u32, pad: u32,
     tiles: array<Tile>,
 }
 
 override WG: u32 = 256u;
 override SLOTS: u32 = 0u;
+// Gradient clipping on: grads are clamped to ±aux[1] (if > 0) and scaled by aux[3].
+override CLIP: bool = false;
 
 @group(0) @binding(0) var<storage, read_write> param: array<V>;
 // read_write so that params and grads may live in one buffer (one usage per dispatch).
@@ -37,6 +42,23 @@ override SLOTS: u32 = 0u;
 @group(0) @binding(4) var<storage, read_write> s0: array<V>;
 @group(0) @binding(5) var<storage, read_write> s1: array<V>;
 @group(0) @binding(6) var<storage, read_write> s2: array<V>;
+// Device-side scalars shared by the passes of a step (src/scheduler.rs, `Aux`):
+// [0] max_norm, [1] clip_value, [2] last total grad norm, [3] grad scale, [4] non-finite
+// grad count; then 2 f32 per tensor (its sums), then 2 f32 per tile (partial sums).
+@group(0) @binding(7) var<storage, read_write> aux: array<f32>;
+
+// The gradient as the rule sees it: clamped by value, then scaled by the clip coefficient.
+fn clipped(g: V) -> V {
+    if !CLIP {
+        return g;
+    }
+    var c = g;
+    let v = aux[1];
+    if v > 0.0 {
+        c = clamp(c, V(-v), V(v));
+    }
+    return c * aux[3];
+}
 
 // The gradient after `maximize` and coupled (L2) weight decay, as torch's loops form it.
 fn grad_in(g: V, p: V, weight_decay: f32, maximize: f32) -> V {
@@ -81,9 +103,50 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if SLOTS > 1u { st.s1 = s1[si]; }
     if SLOTS > 2u { st.s2 = s2[si]; }
     let old = st;
-    let p_new = update(h, p, grad[vi + table.g_shift], &st);
+    let p_new = update(h, p, clipped(grad[vi + table.g_shift]), &st);
     param[pi] = select(p, p_new, live);
     if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
     if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
     if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
+}
+
+// Pass 1 of a clipped step: each tile's sum of squares of its (value-clipped) grads and
+// count of non-finite ones, by a fixed-order tree in workgroup memory (deterministic).
+var<workgroup> partial: array<vec2<f32>, WG>;
+
+@compute @workgroup_size(WG)
+fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = wg.y * table.grid_x + wg.x;
+    if t >= table.n_tiles {
+        return;
+    }
+    let tile = table.tiles[t];
+    let vi = tile.first + lid;
+    let e0 = vi * W;
+    var acc = vec2<f32>(0.0);
+    if e0 < tile.end {
+        let live = live_lanes(e0, tile.end);
+        var g = grad[vi + table.g_shift];
+        // Non-finite values are found from their bits: WGSL may assume x == x.
+        let bad = (bitcast<U>(g) & U(0x7f800000u)) == U(0x7f800000u);
+        let v = aux[1];
+        if v > 0.0 {
+            g = clamp(g, V(-v), V(v));
+        }
+        g = select(V(0.0), g, live & !bad);
+        acc = vec2<f32>(lane_sum(g * g), lane_sum(select(V(0.0), V(1.0), live & bad)));
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            partial[lid] = partial[lid] + partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let at = table.partials_at + 2u * (table.tile_base + t);
+        aux[at] = partial[0].x;
+        aux[at + 1u] = partial[0].y;
+    }
 }

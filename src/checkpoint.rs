@@ -3,7 +3,7 @@
 //! Tensors are named `state.<tensor index>.<slot>` (torch.optim's slot names, e.g.
 //! `state.3.exp_avg`) and, when asked, `param.<tensor index>`; all F32, shape `[len]`.
 //! The header's metadata holds the format version, the rule, the step count, every param
-//! group's hyperparameters and lr schedule, and the tensor layout. Loading checks all of
+//! group's hyperparameters and lr schedule, the gradient clipping, and the tensor layout. Loading checks all of
 //! it against the optimizer it loads into (built the same way as the one saved) and
 //! refuses any difference with an error that names it, so a resumed run continues
 //! bit-identically or not at all.
@@ -60,6 +60,7 @@ impl<R: UpdateRule> Optimizer<R> {
             .map(|t| format!("{}:{}", t.group, t.param.len))
             .collect();
         m.insert("tensors".into(), layout.join(","));
+        m.insert("grad_clip".into(), format!("{:?}", self.clip));
         m
     }
 
@@ -151,7 +152,15 @@ impl<R: UpdateRule> Optimizer<R> {
             .ok_or_else(|| err(path, "no metadata: not a gpu-optim checkpoint"))?;
 
         let want = self.checkpoint_metadata();
-        for key in ["format", "version", "rule", "slots", "groups", "tensors"] {
+        for key in [
+            "format",
+            "version",
+            "rule",
+            "slots",
+            "groups",
+            "tensors",
+            "grad_clip",
+        ] {
             let (got, exp) = (meta.get(key), &want[key]);
             if got != Some(exp) {
                 return Err(err(

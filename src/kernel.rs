@@ -9,15 +9,17 @@ use crate::rules::Kernel;
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 
-const PRELUDE_VEC4: &str = "alias V = vec4<f32>;\nconst W: u32 = 4u;\n\
+const PRELUDE_VEC4: &str = "alias V = vec4<f32>;\nalias U = vec4<u32>;\nconst W: u32 = 4u;\n\
 fn live_lanes(e0: u32, end: u32) -> vec4<bool> {\n\
-    return vec4<u32>(e0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(end);\n}\n";
+    return vec4<u32>(e0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(end);\n}\n\
+fn lane_sum(x: vec4<f32>) -> f32 {\n    return (x.x + x.y) + (x.z + x.w);\n}\n";
 
-const PRELUDE_SCALAR: &str = "alias V = f32;\nconst W: u32 = 1u;\n\
-fn live_lanes(e0: u32, end: u32) -> bool {\n    return e0 < end;\n}\n";
+const PRELUDE_SCALAR: &str = "alias V = f32;\nalias U = u32;\nconst W: u32 = 1u;\n\
+fn live_lanes(e0: u32, end: u32) -> bool {\n    return e0 < end;\n}\n\
+fn lane_sum(x: f32) -> f32 {\n    return x;\n}\n";
 
 /// Number of bindings in the shared layout (`shaders/common.wgsl`).
-pub(crate) const BINDINGS: u32 = 7;
+pub(crate) const BINDINGS: u32 = 8;
 /// Binding of the per-step scalars, the only one with a dynamic offset.
 pub(crate) const HYPER_BINDING: u32 = 3;
 
@@ -35,15 +37,19 @@ pub fn shader_source(kernel: &Kernel, width: u32) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
     pub kernel: &'static str,
+    /// `main` (the update) or `grad_sumsq` (the clipping pre-pass).
+    pub entry: &'static str,
     pub width: u32,
     pub slots: u32,
     pub workgroup: u32,
+    pub clip: bool,
 }
 
 /// Pipelines live as long as the context; optimizers share them.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     layout: Option<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    reduce: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline)>,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
 }
 
@@ -97,6 +103,46 @@ fn layouts(
     Ok(l)
 }
 
+/// The reduction kernels of a clipped step (`shaders/reduce.wgsl`): `per_tensor`, `total`.
+pub(crate) fn reduce_pipelines(
+    ctx: &Context,
+) -> Result<(wgpu::ComputePipeline, wgpu::ComputePipeline)> {
+    let mut cache = ctx.inner.pipelines.lock().unwrap();
+    if let Some(p) = &cache.reduce {
+        return Ok(p.clone());
+    }
+    let d = ctx.device();
+    ctx.count("pipeline");
+    let p = ctx.scoped("compiling the reduction kernels", || {
+        let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("reduce"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../shaders/reduce.wgsl").into()),
+        });
+        let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("reduce"),
+            entries: &[storage(0, true, false), storage(1, false, false)],
+        });
+        let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("reduce"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let make = |entry| {
+            d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        };
+        (make("per_tensor"), make("total"))
+    })?;
+    cache.reduce = Some(p.clone());
+    Ok(p)
+}
+
 /// The workgroup size for this device: 256 where allowed (measured best on lavapipe and
 /// the usual choice for memory-bound kernels on GPUs).
 pub(crate) fn workgroup_size(ctx: &Context) -> u32 {
@@ -128,9 +174,13 @@ pub(crate) fn pipeline(
             label: Some(kernel.name),
             layout: Some(&layout),
             module: &module,
-            entry_point: Some("main"),
+            entry_point: Some(key.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[("WG", key.workgroup as f64), ("SLOTS", key.slots as f64)],
+                constants: &[
+                    ("WG", key.workgroup as f64),
+                    ("SLOTS", key.slots as f64),
+                    ("CLIP", key.clip as u32 as f64),
+                ],
                 ..Default::default()
             },
             cache: None,

@@ -29,6 +29,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 mod checkpoint;
+mod clip;
 mod context;
 mod error;
 mod kernel;
@@ -38,6 +39,7 @@ mod scheduler;
 pub mod verify;
 pub mod workloads;
 
+pub use clip::{cpu_grad_clip, GradClip, GradStats};
 pub use context::{list_adapters, BufferRange, Context, ContextOptions};
 pub use error::{Error, Result};
 pub use kernel::shader_source;

@@ -25,6 +25,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::clip::{GradClip, GradStats};
 use crate::context::{BufferRange, Context};
 use crate::error::{Error, Result};
 use crate::kernel::{self, PipelineKey, BINDINGS};
@@ -121,7 +122,22 @@ struct Plan {
     tensor_state: Vec<(usize, u64)>,
     hyper_buf: wgpu::Buffer,
     hyper_stride: u64,
+    /// Device-side step scalars (`aux` in the shaders).
+    aux: wgpu::Buffer,
+    /// The clipping passes, when clipping was set before planning.
+    clip: Option<ClipPasses>,
 }
+
+struct ClipPasses {
+    sumsq: [Option<wgpu::ComputePipeline>; 2],
+    per_tensor: wgpu::ComputePipeline,
+    total: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    grid: (u32, u32),
+}
+
+/// Layout of `aux` (see shaders/reduce.wgsl): control words, then per-tensor sums.
+const AUX_SUMS_AT: u64 = 8;
 
 /// One workgroup's work (`struct Tile` in `shaders/common.wgsl`).
 #[repr(C)]
@@ -130,7 +146,7 @@ pub(crate) struct Tile {
     group: u32,
     first: u32,
     end: u32,
-    pad: u32,
+    tensor: u32,
 }
 
 /// Header of a dispatch's table (`struct Table` in `shaders/common.wgsl`).
@@ -142,7 +158,9 @@ pub(crate) struct TableHeader {
     s_shift: u32,
     grid_x: u32,
     n_tiles: u32,
-    pad: [u32; 3],
+    tile_base: u32,
+    partials_at: u32,
+    pad: u32,
 }
 
 /// A GPU optimizer over registered tensors, one update rule, any number of param groups.
@@ -169,6 +187,8 @@ pub struct Optimizer<R: UpdateRule> {
     next_slot: u32,
     scratch: Vec<Hyper>,
     per_tensor: bool,
+    pub(crate) clip: Option<GradClip>,
+    clip_dirty: bool,
 }
 
 impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {
@@ -196,6 +216,8 @@ impl<R: UpdateRule> Optimizer<R> {
             next_slot: 0,
             scratch: Vec::new(),
             per_tensor: false,
+            clip: None,
+            clip_dirty: false,
         })
     }
 
@@ -214,6 +236,48 @@ impl<R: UpdateRule> Optimizer<R> {
         self.frozen("set_dispatch_per_tensor")?;
         self.per_tensor = on;
         Ok(())
+    }
+
+    /// Clips gradients on the device in every step (see [`GradClip`]). Turning clipping on
+    /// must happen before the first step (it adds a pass); its values may change later and
+    /// apply from the next submission.
+    pub fn set_grad_clip(&mut self, clip: GradClip) -> Result<()> {
+        for (name, v) in [("max_norm", clip.max_norm), ("value", clip.value)] {
+            if let Some(v) = v {
+                crate::rules::check("grad_clip", name, v as f64, v > 0.0, "> 0")?;
+            }
+        }
+        let on = clip != GradClip::default();
+        match &self.plan {
+            Some(p) if p.clip.is_none() => {
+                if on {
+                    return Err(Error::InvalidState(
+                        "gradient clipping must be enabled before the first step".into(),
+                    ));
+                }
+            }
+            _ => self.clip = Some(clip),
+        }
+        self.clip_dirty = true;
+        Ok(())
+    }
+
+    /// The last step's gradient norm and non-finite count (reads back; waits for the GPU).
+    /// Needs clipping enabled (a `GradClip` with neither field set still measures).
+    pub fn grad_stats(&mut self) -> Result<GradStats> {
+        self.prepare()?;
+        let plan = self.plan.as_ref().expect("prepared");
+        if plan.clip.is_none() {
+            return Err(Error::InvalidState(
+                "grad_stats needs set_grad_clip before the first step".into(),
+            ));
+        }
+        let b = self.ctx.download_bytes(&plan.aux, 0, 20)?;
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&b);
+        Ok(GradStats {
+            norm: v[2],
+            nonfinite: v[4] as u32,
+        })
     }
 
     /// Group 0, created with the optimizer.
@@ -427,20 +491,39 @@ impl<R: UpdateRule> Optimizer<R> {
         self.ctx
             .queue()
             .write_buffer(&plan.hyper_buf, offset, bytemuck::cast_slice(&self.scratch));
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("gpu-optim step"),
-                timestamp_writes: None,
-            });
+        if self.clip_dirty {
+            let c = self.clip.unwrap_or_default();
+            let control = [c.max_norm.unwrap_or(0.0), c.value.unwrap_or(0.0)];
+            self.ctx
+                .queue()
+                .write_buffer(&plan.aux, 0, bytemuck::cast_slice(&control));
+            self.clip_dirty = false;
+        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gpu-optim step"),
+            timestamp_writes: None,
+        });
+        if let Some(c) = &plan.clip {
             for l in &plan.launches {
-                let p = plan.pipelines[(l.width == 4) as usize]
-                    .as_ref()
-                    .expect("pipeline for every width in use");
-                pass.set_pipeline(p);
+                pass.set_pipeline(c.sumsq[(l.width == 4) as usize].as_ref().expect("width"));
                 pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
                 pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
             }
+            pass.set_bind_group(0, &c.bind_group, &[]);
+            pass.set_pipeline(&c.per_tensor);
+            pass.dispatch_workgroups(c.grid.0, c.grid.1, 1);
+            pass.set_pipeline(&c.total);
+            pass.dispatch_workgroups(1, 1, 1);
         }
+        for l in &plan.launches {
+            let p = plan.pipelines[(l.width == 4) as usize]
+                .as_ref()
+                .expect("pipeline for every width in use");
+            pass.set_pipeline(p);
+            pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
+            pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+        }
+        drop(pass);
         self.next_slot = (self.next_slot + 1) % self.ring;
         self.t = t;
         Ok(())
@@ -583,7 +666,9 @@ impl<R: UpdateRule> Optimizer<R> {
                     s_shift: ((x0 - base - sw) / width) as u32,
                     grid_x: grid_x as u32,
                     n_tiles: n as u32,
-                    pad: [0; 3],
+                    tile_base: 0,
+                    partials_at: 0,
+                    pad: 0,
                 };
                 pending.push(Pending {
                     width: width as u32,
@@ -627,7 +712,7 @@ impl<R: UpdateRule> Optimizer<R> {
                             group: t(i).group as u32,
                             first: ((a - *x0) / width) as u32,
                             end: (piece_end - *x0) as u32,
-                            pad: 0,
+                            tensor: i as u32,
                         });
                         a += tile_elems;
                     }
@@ -637,6 +722,35 @@ impl<R: UpdateRule> Optimizer<R> {
             }
             flush(cur.take(), &mut pending);
         }
+
+        // Number the tiles across dispatches; a tensor's tiles are consecutive.
+        let n_tensors = self.tensors.len();
+        let partials_at = AUX_SUMS_AT + 2 * n_tensors as u64;
+        let mut ranges = vec![[0u32; 2]; n_tensors];
+        let mut base = 0u32;
+        for p in pending.iter_mut() {
+            p.header.tile_base = base;
+            p.header.partials_at = partials_at as u32;
+            for (k, tile) in p.tiles.iter().enumerate() {
+                let r = &mut ranges[tile.tensor as usize];
+                if r[1] == 0 {
+                    r[0] = base + k as u32;
+                }
+                r[1] += 1;
+            }
+            base += p.tiles.len() as u32;
+        }
+        let aux = if self.clip.is_some() {
+            self.buffer(
+                "gpu-optim aux",
+                4 * (partials_at + 2 * base as u64),
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            )
+        } else {
+            dummy.clone()
+        };
 
         // All tables in one buffer, each at an aligned offset.
         let mut table_bytes: Vec<u8> = Vec::new();
@@ -658,17 +772,27 @@ impl<R: UpdateRule> Optimizer<R> {
 
         let layout = kernel::bind_group_layout(ctx)?;
         let mut pipelines: [Option<wgpu::ComputePipeline>; 2] = [None, None];
+        let mut sumsq: [Option<wgpu::ComputePipeline>; 2] = [None, None];
         let mut launches = Vec::with_capacity(pending.len());
         for (p, &(toff, tsize)) in pending.iter().zip(&table_ranges) {
             let w = (p.width == 4) as usize;
             if pipelines[w].is_none() {
                 let key = PipelineKey {
                     kernel: rule.kernel().name,
+                    entry: "main",
                     width: p.width,
                     slots: slots as u32,
                     workgroup: wg,
+                    clip: self.clip.is_some(),
                 };
                 pipelines[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
+                if self.clip.is_some() {
+                    let key = PipelineKey {
+                        entry: "grad_sumsq",
+                        ..key
+                    };
+                    sumsq[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
+                }
             }
             // Which tensor buffers this launch's windows refer to: any member will do.
             let member = tensor_state.iter().position(|&(s, _)| s == p.set).unwrap();
@@ -695,6 +819,7 @@ impl<R: UpdateRule> Optimizer<R> {
                     None => dummy.as_entire_binding(),
                 });
             }
+            entries.push(aux.as_entire_binding());
             debug_assert_eq!(entries.len() as u32, BINDINGS);
             let entries: Vec<_> = entries
                 .into_iter()
@@ -718,6 +843,45 @@ impl<R: UpdateRule> Optimizer<R> {
                 grid: (gx as u32, n.div_ceil(gx) as u32),
             });
         }
+        let clip = match self.clip {
+            None => None,
+            Some(_) => {
+                let (per_tensor, total) = kernel::reduce_pipelines(ctx)?;
+                let max_groups = max_groups as u32;
+                let gx = (n_tensors as u32).min(max_groups);
+                let mut bytes: Vec<u32> = vec![n_tensors as u32, partials_at as u32, gx, 0];
+                bytes.extend(ranges.iter().flatten());
+                let rbuf = self.buffer(
+                    "gpu-optim tensor tiles",
+                    (bytes.len() * 4) as u64,
+                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                );
+                ctx.queue()
+                    .write_buffer(&rbuf, 0, bytemuck::cast_slice(&bytes));
+                ctx.count("bind_group");
+                let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("gpu-optim reduce"),
+                    layout: &per_tensor.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: rbuf.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: aux.as_entire_binding(),
+                        },
+                    ],
+                });
+                Some(ClipPasses {
+                    sumsq,
+                    per_tensor,
+                    total,
+                    bind_group,
+                    grid: (gx, (n_tensors as u32).div_ceil(gx)),
+                })
+            }
+        };
         Ok(Plan {
             launches,
             pipelines,
@@ -725,6 +889,8 @@ impl<R: UpdateRule> Optimizer<R> {
             tensor_state,
             hyper_buf,
             hyper_stride,
+            aux,
+            clip,
         })
     }
 

@@ -17,6 +17,7 @@
 //! the default tolerance is `rounding_ops × steps` scaled ulps. It is a bound derived from
 //! the operation count, not fitted to a run; the measured figures are far below it.
 
+use crate::clip::{cpu_grad_clip, GradClip};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::rules::{cpu_step, UpdateRule};
@@ -187,6 +188,8 @@ pub struct VerifyPlan<R: UpdateRule> {
     pub steps: u32,
     /// Seed for params (uniform in [-1, 1)) and grads (uniform in [-1, 1)).
     pub seed: u64,
+    /// Gradient clipping in the step (GPU) and [`crate::cpu_grad_clip`] (CPU).
+    pub clip: Option<GradClip>,
 }
 
 impl<R: UpdateRule> VerifyPlan<R> {
@@ -197,6 +200,7 @@ impl<R: UpdateRule> VerifyPlan<R> {
             tensors: vec![(0, len)],
             steps,
             seed: 0x5eed,
+            clip: None,
         }
     }
 }
@@ -239,12 +243,20 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     for (i, p) in cpu_p.iter().enumerate() {
         ctx.upload(&arena.param(i), p)?;
     }
+    if let Some(c) = plan.clip {
+        opt.set_grad_clip(c)?;
+    }
     opt.prepare()?;
     for t in 1..=plan.steps as u64 {
-        for (i, &(g, n)) in plan.tensors.iter().enumerate() {
-            let grads = rng.vec(n, 1.0);
-            ctx.upload(&arena.grad(i), &grads)?;
-            cpu_step(&plan.groups[g], t, &mut cpu_p[i], &grads, &mut cpu_s[i])?;
+        let mut grads: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
+        for (i, g) in grads.iter().enumerate() {
+            ctx.upload(&arena.grad(i), g)?;
+        }
+        if let Some(c) = &plan.clip {
+            cpu_grad_clip(&mut grads, c);
+        }
+        for (i, &(g, _)) in plan.tensors.iter().enumerate() {
+            cpu_step(&plan.groups[g], t, &mut cpu_p[i], &grads[i], &mut cpu_s[i])?;
         }
         opt.step()?;
     }

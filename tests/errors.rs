@@ -939,6 +939,7 @@ fn verify_malformed_plans() {
         tensors: vec![(0, 4)],
         steps: 1,
         seed: 1,
+        clip: None,
     };
     assert!(verify(&ctx, &no_groups).is_err());
     let bad_group = VerifyPlan {
@@ -946,6 +947,7 @@ fn verify_malformed_plans() {
         tensors: vec![(3, 4)],
         steps: 1,
         seed: 1,
+        clip: None,
     };
     assert!(verify(&ctx, &bad_group).is_err());
 }
@@ -981,6 +983,7 @@ fn verify_refuses_invalid_rules() {
             tensors: vec![(0, 4), (1, 4)],
             steps: 1,
             seed: 1,
+            clip: None,
         },
     );
     assert!(matches!(r, Err(Error::IncompatibleGroup { .. })), "{r:?}");

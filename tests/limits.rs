@@ -38,21 +38,31 @@ fn tensor_larger_than_a_binding_and_a_grid_dimension() {
 fn many_tensors_and_groups_across_windows() {
     let ctx = small_ctx();
     let lens = [3usize, 200_000, 77, 150_001, 1, 64, 65, 300_000];
-    let plan = VerifyPlan {
-        groups: vec![
-            Adam::default(),
-            Adam {
-                lr: 3e-3,
-                weight_decay: 0.1,
-                ..Adam::default()
-            },
-        ],
-        tensors: lens.iter().enumerate().map(|(i, &n)| (i % 2, n)).collect(),
-        steps: 4,
-        seed: 7,
-    };
-    let r = verify(&ctx, &plan).unwrap();
-    assert!(r.passed(), "{r}");
+    // Also with clipping: the norm's reduction spans every tile of every window.
+    for clip in [
+        None,
+        Some(GradClip {
+            max_norm: Some(5.0),
+            value: Some(0.9),
+        }),
+    ] {
+        let plan = VerifyPlan {
+            groups: vec![
+                Adam::default(),
+                Adam {
+                    lr: 3e-3,
+                    weight_decay: 0.1,
+                    ..Adam::default()
+                },
+            ],
+            tensors: lens.iter().enumerate().map(|(i, &n)| (i % 2, n)).collect(),
+            steps: 4,
+            seed: 7,
+            clip,
+        };
+        let r = verify(&ctx, &plan).unwrap();
+        assert!(r.passed(), "{clip:?}: {r}");
+    }
 }
 
 #[test]

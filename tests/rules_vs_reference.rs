@@ -419,6 +419,7 @@ fn multi_tensor_multi_group_matches_its_cpu_twin() {
             tensors: tensors.clone(),
             steps: STEPS,
             seed: 0xfeed,
+            clip: None,
         };
         let r = verify(&ctx, &plan).unwrap_or_else(|e| panic!("{label}: {e}"));
         let total: usize = lens.iter().sum();

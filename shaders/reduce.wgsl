@@ -1,0 +1,76 @@
+// The reductions between a clipped step's passes (src/scheduler.rs): per-tile partial
+// sums (written by `grad_sumsq` in common.wgsl) to per-tensor sums, then to the global
+// gradient norm and the clip coefficient. Fixed summation order: deterministic.
+//
+// aux (binding 1) as in common.wgsl: [0] max_norm, [1] clip_value, [2] total norm,
+// [3] grad scale, [4] non-finite count; [5, 8) unused; then 2 f32 per tensor from
+// SUMS_AT, then 2 f32 per tile from `partials_at`.
+
+const SUMS_AT: u32 = 8u;
+const WG: u32 = 256u;
+
+struct Ranges {
+    n_tensors: u32, partials_at: u32, grid_x: u32, pad: u32,
+    // Per tensor: its first tile among the step's tiles, and how many.
+    tiles: array<vec2<u32>>,
+}
+
+@group(0) @binding(0) var<storage, read> ranges: Ranges;
+@group(0) @binding(1) var<storage, read_write> aux: array<f32>;
+
+var<workgroup> acc: array<vec2<f32>, WG>;
+
+fn tree(lid: u32) -> vec2<f32> {
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            acc[lid] = acc[lid] + acc[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return acc[0];
+}
+
+// One workgroup per tensor.
+@compute @workgroup_size(WG)
+fn per_tensor(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = wg.y * ranges.grid_x + wg.x;
+    if i >= ranges.n_tensors {
+        return;
+    }
+    let r = ranges.tiles[i];
+    var s = vec2<f32>(0.0);
+    for (var k = lid; k < r.y; k = k + WG) {
+        let at = ranges.partials_at + 2u * (r.x + k);
+        s = s + vec2<f32>(aux[at], aux[at + 1u]);
+    }
+    acc[lid] = s;
+    let total = tree(lid);
+    if lid == 0u {
+        aux[SUMS_AT + 2u * i] = total.x;
+        aux[SUMS_AT + 2u * i + 1u] = total.y;
+    }
+}
+
+// One workgroup: the global norm (torch's clip_grad_norm_: the 2-norm over all grads) and
+// the coefficient min(1, max_norm / (norm + 1e-6)); 1 when max_norm is 0 (norm only).
+@compute @workgroup_size(WG)
+fn total(@builtin(local_invocation_index) lid: u32) {
+    var s = vec2<f32>(0.0);
+    for (var i = lid; i < ranges.n_tensors; i = i + WG) {
+        s = s + vec2<f32>(aux[SUMS_AT + 2u * i], aux[SUMS_AT + 2u * i + 1u]);
+    }
+    acc[lid] = s;
+    let t = tree(lid);
+    if lid == 0u {
+        let norm = sqrt(t.x);
+        aux[2] = norm;
+        aux[4] = t.y;
+        let max_norm = aux[0];
+        var scale = 1.0;
+        if max_norm > 0.0 {
+            scale = min(1.0, max_norm / (norm + 1e-6));
+        }
+        aux[3] = scale;
+    }
+}
