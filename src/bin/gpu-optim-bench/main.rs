@@ -170,7 +170,16 @@ struct Report {
     verify: Vec<VerifyRow>,
     cpu: Vec<CpuRow>,
     model: Option<ModelReport>,
+    features: Vec<FeatureRow>,
     peers: Vec<PeerRow>,
+}
+
+#[derive(Serialize)]
+struct FeatureRow {
+    feature: String,
+    params: usize,
+    step: Sample,
+    over_plain: f64,
 }
 
 /// A peer's row beside ours: its time per step, and ours / its at the same size.
@@ -339,9 +348,10 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         bar.set_message(format!("copy {}", fmt_size(n)));
         let roof = bench::roofline(&ctx, &timer, n, args.reps, k_for(n))?;
         bar.inc(1);
+        let arena = bench::random_arena(&ctx, n)?;
         for rule in &rules {
             bar.set_message(format!("{} {}", rule.name(), fmt_size(n)));
-            let t = bench::time_rule(&ctx, &timer, rule, n, args.reps, k_for(n))?;
+            let t = bench::time_rule_on(&ctx, &timer, rule, &arena, args.reps, k_for(n), None)?;
             rows.push(RuleRow {
                 roofline_gbps: roof.gbps(),
                 pct_roofline: 100.0 * t.gbps / roof.gbps(),
@@ -403,6 +413,35 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 gpu_speedup: s.median / gpu,
             });
             bar.inc(1);
+        }
+    }
+
+    // Training-loop features: the cost of clipping (one more read of the grads plus two
+    // small reductions) relative to the plain step, at the largest size up to 2^24.
+    let mut features = Vec::new();
+    if let Some(n) = sizes.iter().copied().filter(|&n| n <= 1 << 24).max() {
+        let rule = AnyRule::Adam(Adam::default());
+        if rules.iter().any(|r| r.name() == "adam") {
+            bar.set_message("adam + clip_grad_norm");
+            let plain = rows
+                .iter()
+                .find(|r| r.timing.rule == "adam" && r.timing.params == n)
+                .map(|r| r.timing.step.median);
+            let clip = gpu_optim::GradClip {
+                max_norm: Some(1.0),
+                value: None,
+            };
+            let arena = bench::random_arena(&ctx, n)?;
+            let t =
+                bench::time_rule_on(&ctx, &timer, &rule, &arena, args.reps, k_for(n), Some(clip))?;
+            if let Some(plain) = plain {
+                features.push(FeatureRow {
+                    feature: "adam + clip_grad_norm(1.0)".into(),
+                    params: n,
+                    step: t.step,
+                    over_plain: t.step.median / plain,
+                });
+            }
         }
     }
 
@@ -548,6 +587,22 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             m.host_us_per_step_k1, m.host_us_per_step_k8
         )?;
     }
+    if !features.is_empty() {
+        writeln!(
+            out,
+            "\ntraining-loop features (time relative to the plain step, same size)"
+        )?;
+        for f in &features {
+            writeln!(
+                out,
+                "  {:<28} {:>8} {:>10.3} ms  {:.3}x plain",
+                f.feature,
+                fmt_size(f.params),
+                f.step.median * 1e3,
+                f.over_plain
+            )?;
+        }
+    }
     if !peers.is_empty() {
         writeln!(
             out,
@@ -602,6 +657,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         verify: verifies,
         cpu: cpus,
         model,
+        features,
         peers,
     };
     if let Some(path) = &args.json {
