@@ -136,13 +136,25 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         g = select(V(0.0), g, live & !bad);
         acc = vec2<f32>(lane_sum(g * g), lane_sum(select(V(0.0), V(1.0), live & bad)));
     }
+    // Two barriers instead of a log2(WG)-level tree: software devices (lavapipe) pay
+    // dearly per barrier. Lanes below 32 each sum a fixed strided set, then lane 0 sums
+    // those 32 in order: still one fixed order, so the result is deterministic.
     partial[lid] = acc;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            partial[lid] = partial[lid] + partial[lid + stride];
+    if lid < 32u {
+        var s = vec2<f32>(0.0);
+        for (var k = lid; k < WG; k = k + 32u) {
+            s = s + partial[k];
         }
-        workgroupBarrier();
+        partial[lid] = s;
+    }
+    workgroupBarrier();
+    if lid == 0u {
+        var s = vec2<f32>(0.0);
+        for (var k = 0u; k < min(32u, WG); k = k + 1u) {
+            s = s + partial[k];
+        }
+        partial[0] = s;
     }
     if lid == 0u {
         let at = table.partials_at + 2u * (table.tile_base + t);
