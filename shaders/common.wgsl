@@ -33,6 +33,13 @@ override WG: u32 = 256u;
 override SLOTS: u32 = 0u;
 // Gradient clipping on: grads are clamped to ±aux[1] (if > 0) and scaled by aux[3].
 override CLIP: bool = false;
+// Two-phase rule (shaders/two_phase.wgsl): `update` reads its tensor's sums.
+override TWO_PHASE: bool = false;
+// Offset of the per-tensor sums in `aux` (shaders/reduce.wgsl: SUMS_AT).
+const SUMS_AT: u32 = 8u;
+
+// The sums of the tensor being updated (two-phase rules; zero otherwise).
+var<private> tensor_sums: vec2<f32>;
 
 @group(0) @binding(0) var<storage, read_write> param: array<V>;
 // read_write so that params and grads may live in one buffer (one usage per dispatch).
@@ -95,6 +102,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     // Lanes past the tensor's end keep their old values (they may belong to the caller).
     let live = live_lanes(e0, tile.end);
     let h = hyper[tile.group];
+    if TWO_PHASE {
+        tensor_sums = vec2<f32>(aux[SUMS_AT + 2u * tile.tensor], aux[SUMS_AT + 2u * tile.tensor + 1u]);
+    }
     let pi = vi + table.p_shift;
     let si = vi + table.s_shift;
     let p = param[pi];
@@ -108,6 +118,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
     if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
     if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
+}
+
+// Sums `acc` over the workgroup into partial[0]. Two barriers instead of a log2(WG)-level
+// tree: software devices (lavapipe) pay dearly per barrier. Lanes below 32 each sum a
+// fixed strided set, then lane 0 sums those 32 in order: one fixed order, deterministic.
+// Must be called in uniform control flow.
+fn tile_reduce(lid: u32, acc: vec2<f32>) {
+    partial[lid] = acc;
+    workgroupBarrier();
+    if lid < 32u {
+        var s = vec2<f32>(0.0);
+        for (var k = lid; k < WG; k = k + 32u) {
+            s = s + partial[k];
+        }
+        partial[lid] = s;
+    }
+    workgroupBarrier();
+    if lid == 0u {
+        var s = vec2<f32>(0.0);
+        for (var k = 0u; k < min(32u, WG); k = k + 1u) {
+            s = s + partial[k];
+        }
+        partial[0] = s;
+    }
+}
+
+// Lane 0 stores the workgroup's sums as tile t's partials.
+fn store_partial(lid: u32, t: u32) {
+    if lid == 0u {
+        let at = table.partials_at + 2u * (table.tile_base + t);
+        aux[at] = partial[0].x;
+        aux[at + 1u] = partial[0].y;
+    }
 }
 
 // Pass 1 of a clipped step: each tile's sum of squares of its (value-clipped) grads and
@@ -136,29 +179,6 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         g = select(V(0.0), g, live & !bad);
         acc = vec2<f32>(lane_sum(g * g), lane_sum(select(V(0.0), V(1.0), live & bad)));
     }
-    // Two barriers instead of a log2(WG)-level tree: software devices (lavapipe) pay
-    // dearly per barrier. Lanes below 32 each sum a fixed strided set, then lane 0 sums
-    // those 32 in order: still one fixed order, so the result is deterministic.
-    partial[lid] = acc;
-    workgroupBarrier();
-    if lid < 32u {
-        var s = vec2<f32>(0.0);
-        for (var k = lid; k < WG; k = k + 32u) {
-            s = s + partial[k];
-        }
-        partial[lid] = s;
-    }
-    workgroupBarrier();
-    if lid == 0u {
-        var s = vec2<f32>(0.0);
-        for (var k = 0u; k < min(32u, WG); k = k + 1u) {
-            s = s + partial[k];
-        }
-        partial[0] = s;
-    }
-    if lid == 0u {
-        let at = table.partials_at + 2u * (table.tile_base + t);
-        aux[at] = partial[0].x;
-        aux[at + 1u] = partial[0].y;
-    }
+    tile_reduce(lid, acc);
+    store_partial(lid, t);
 }

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::rules::Kernel;
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
+const TWO_PHASE: &str = include_str!("../shaders/two_phase.wgsl");
 
 const PRELUDE_VEC4: &str = "alias V = vec4<f32>;\nalias U = vec4<u32>;\nconst W: u32 = 4u;\n\
 fn live_lanes(e0: u32, end: u32) -> vec4<bool> {\n\
@@ -31,13 +32,15 @@ pub fn shader_source(kernel: &Kernel, width: u32) -> String {
     } else {
         PRELUDE_SCALAR
     };
-    format!("{prelude}\n{COMMON}\n{}", kernel.source)
+    let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
+    format!("{prelude}\n{COMMON}\n{two_phase}\n{}", kernel.source)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
     pub kernel: &'static str,
-    /// `main` (the update) or `grad_sumsq` (the clipping pre-pass).
+    /// `main` (the update), `grad_sumsq` (the clipping pre-pass) or `measure_pass`
+    /// (a two-phase rule's first pass).
     pub entry: &'static str,
     pub width: u32,
     pub slots: u32,
@@ -180,6 +183,7 @@ pub(crate) fn pipeline(
                     ("WG", key.workgroup as f64),
                     ("SLOTS", key.slots as f64),
                     ("CLIP", key.clip as u32 as f64),
+                    ("TWO_PHASE", kernel.two_phase as u32 as f64),
                 ],
                 ..Default::default()
             },

@@ -44,8 +44,8 @@ pub use context::{list_adapters, BufferRange, Context, ContextOptions};
 pub use error::{Error, Result};
 pub use kernel::shader_source;
 pub use rules::{
-    cpu_step, Adadelta, Adagrad, Adam, Adamax, AnyRule, CpuOptimizer, Hyper, Kernel, Lion, NAdam,
-    RAdam, RmsProp, Sgd, UpdateRule,
+    cpu_step, Adadelta, Adagrad, Adam, Adamax, AnyRule, CpuOptimizer, Hyper, Kernel, Lamb, Lion,
+    NAdam, RAdam, RmsProp, Sgd, UpdateRule,
 };
 pub use schedule::LrSchedule;
 pub use scheduler::{Arena, GroupId, Optimizer, TensorId, ARENA_ALIGN};

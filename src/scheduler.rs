@@ -124,12 +124,16 @@ struct Plan {
     hyper_stride: u64,
     /// Device-side step scalars (`aux` in the shaders).
     aux: wgpu::Buffer,
-    /// The clipping passes, when clipping was set before planning.
-    clip: Option<ClipPasses>,
+    /// The reduction passes: gradient clipping (when set before planning) and a two-phase
+    /// rule's first pass.
+    reductions: Option<Reductions>,
 }
 
-struct ClipPasses {
-    sumsq: [Option<wgpu::ComputePipeline>; 2],
+struct Reductions {
+    /// Clipping's pre-pass, per width (when clipping).
+    sumsq: Option<[Option<wgpu::ComputePipeline>; 2]>,
+    /// A two-phase rule's first pass, per width.
+    measure: Option<[Option<wgpu::ComputePipeline>; 2]>,
     per_tensor: wgpu::ComputePipeline,
     total: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
@@ -249,7 +253,7 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         let on = clip != GradClip::default();
         match &self.plan {
-            Some(p) if p.clip.is_none() => {
+            Some(p) if p.reductions.as_ref().is_none_or(|r| r.sumsq.is_none()) => {
                 if on {
                     return Err(Error::InvalidState(
                         "gradient clipping must be enabled before the first step".into(),
@@ -267,7 +271,7 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn grad_stats(&mut self) -> Result<GradStats> {
         self.prepare()?;
         let plan = self.plan.as_ref().expect("prepared");
-        if plan.clip.is_none() {
+        if plan.reductions.as_ref().is_none_or(|r| r.sumsq.is_none()) {
             return Err(Error::InvalidState(
                 "grad_stats needs set_grad_clip before the first step".into(),
             ));
@@ -503,17 +507,25 @@ impl<R: UpdateRule> Optimizer<R> {
             label: Some("gpu-optim step"),
             timestamp_writes: None,
         });
-        if let Some(c) = &plan.clip {
-            for l in &plan.launches {
-                pass.set_pipeline(c.sumsq[(l.width == 4) as usize].as_ref().expect("width"));
-                pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
-                pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+        if let Some(r) = &plan.reductions {
+            // Each pre-pass over all tiles, then the per-tensor sums (and for clipping the
+            // global norm) before the update.
+            let passes = [(&r.sumsq, true), (&r.measure, false)];
+            for (pipes, global) in passes {
+                let Some(pipes) = pipes else { continue };
+                for l in &plan.launches {
+                    pass.set_pipeline(pipes[(l.width == 4) as usize].as_ref().expect("width"));
+                    pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
+                    pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+                }
+                pass.set_bind_group(0, &r.bind_group, &[]);
+                pass.set_pipeline(&r.per_tensor);
+                pass.dispatch_workgroups(r.grid.0, r.grid.1, 1);
+                if global {
+                    pass.set_pipeline(&r.total);
+                    pass.dispatch_workgroups(1, 1, 1);
+                }
             }
-            pass.set_bind_group(0, &c.bind_group, &[]);
-            pass.set_pipeline(&c.per_tensor);
-            pass.dispatch_workgroups(c.grid.0, c.grid.1, 1);
-            pass.set_pipeline(&c.total);
-            pass.dispatch_workgroups(1, 1, 1);
         }
         for l in &plan.launches {
             let p = plan.pipelines[(l.width == 4) as usize]
@@ -740,7 +752,9 @@ impl<R: UpdateRule> Optimizer<R> {
             }
             base += p.tiles.len() as u32;
         }
-        let aux = if self.clip.is_some() {
+        let two_phase = rule.kernel().two_phase;
+        let reduce = self.clip.is_some() || two_phase;
+        let aux = if reduce {
             self.buffer(
                 "gpu-optim aux",
                 4 * (partials_at + 2 * base as u64),
@@ -773,6 +787,7 @@ impl<R: UpdateRule> Optimizer<R> {
         let layout = kernel::bind_group_layout(ctx)?;
         let mut pipelines: [Option<wgpu::ComputePipeline>; 2] = [None, None];
         let mut sumsq: [Option<wgpu::ComputePipeline>; 2] = [None, None];
+        let mut measure: [Option<wgpu::ComputePipeline>; 2] = [None, None];
         let mut launches = Vec::with_capacity(pending.len());
         for (p, &(toff, tsize)) in pending.iter().zip(&table_ranges) {
             let w = (p.width == 4) as usize;
@@ -792,6 +807,13 @@ impl<R: UpdateRule> Optimizer<R> {
                         ..key
                     };
                     sumsq[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
+                }
+                if two_phase {
+                    let key = PipelineKey {
+                        entry: "measure_pass",
+                        ..key
+                    };
+                    measure[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
                 }
             }
             // Which tensor buffers this launch's windows refer to: any member will do.
@@ -843,9 +865,9 @@ impl<R: UpdateRule> Optimizer<R> {
                 grid: (gx as u32, n.div_ceil(gx) as u32),
             });
         }
-        let clip = match self.clip {
-            None => None,
-            Some(_) => {
+        let reductions = match reduce {
+            false => None,
+            true => {
                 let (per_tensor, total) = kernel::reduce_pipelines(ctx)?;
                 let max_groups = max_groups as u32;
                 let gx = (n_tensors as u32).min(max_groups);
@@ -873,8 +895,9 @@ impl<R: UpdateRule> Optimizer<R> {
                         },
                     ],
                 });
-                Some(ClipPasses {
-                    sumsq,
+                Some(Reductions {
+                    sumsq: self.clip.is_some().then_some(sumsq),
+                    measure: two_phase.then_some(measure),
                     per_tensor,
                     total,
                     bind_group,
@@ -890,7 +913,7 @@ impl<R: UpdateRule> Optimizer<R> {
             hyper_buf,
             hyper_stride,
             aux,
-            clip,
+            reductions,
         })
     }
 

@@ -461,3 +461,38 @@ fn passed_rejects_errors_beyond_the_tolerance() {
     let nan = compare("p", &[f32::NAN, 1.0], &[0.5, 1.0]);
     assert_eq!(nan.nonfinite_mismatches, 1);
 }
+
+/// LAMB's trust ratio is per tensor: several tensors of very different norms in one
+/// batched dispatch, each must get its own ratio (compared with the CPU twin, which runs
+/// each tensor separately), with and without clipping before it.
+#[test]
+fn lamb_trust_ratio_per_tensor() {
+    let ctx = common::ctx();
+    for clip in [
+        None,
+        Some(GradClip {
+            max_norm: Some(2.0),
+            value: None,
+        }),
+    ] {
+        let plan = VerifyPlan {
+            groups: vec![
+                Lamb {
+                    lr: 1e-2,
+                    weight_decay: 0.01,
+                    ..Lamb::default()
+                },
+                Lamb {
+                    lr: 3e-3,
+                    ..Lamb::default()
+                },
+            ],
+            tensors: vec![(0, 5), (1, 4096), (0, 70_001), (1, 3), (0, 1025)],
+            steps: 20,
+            seed: 77,
+            clip,
+        };
+        let r = verify(&ctx, &plan).unwrap();
+        assert!(r.passed(), "{clip:?}: {r}");
+    }
+}

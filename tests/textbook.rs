@@ -839,3 +839,54 @@ fn lion_matches_the_paper() {
     one.step(&mut x, &[0.0]).unwrap();
     assert_eq!(x[0], 0.99);
 }
+
+/// LAMB in f64 from the paper / optax's chain (scale_by_adam, add_decayed_weights,
+/// scale_by_trust_ratio, scale_by_learning_rate), two tensors of different scale so the
+/// trust ratios differ: r = ‖θ‖ / ‖u‖ per tensor.
+#[test]
+fn lamb_matches_the_formula() {
+    let (lr, b1, b2, eps, wd) = (0.01f64, 0.9f64, 0.999f64, 1e-6f64, 0.01f64);
+    let p0: [Vec<f64>; 2] = [vec![0.5, -0.25, 1.0], vec![10.0, -20.0, 5.0, 0.0]];
+    let grads = |t: usize, k: usize, i: usize| ((t * 3 + k * 5 + i * 7) % 9) as f64 * 0.25 - 1.0;
+    let rule = Lamb {
+        lr,
+        betas: (b1, b2),
+        eps,
+        eps_root: 0.0,
+        weight_decay: wd,
+        maximize: false,
+    };
+    for k in 0..2 {
+        let n = p0[k].len();
+        let (mut p, mut m, mut v) = (p0[k].clone(), vec![0.0; n], vec![0.0; n]);
+        let mut cpu = CpuOptimizer::new(rule.clone(), n).unwrap();
+        let mut q: Vec<f32> = p0[k].iter().map(|&x| x as f32).collect();
+        for t in 1..=4 {
+            let g: Vec<f64> = (0..n).map(|i| grads(t, k, i)).collect();
+            let mut u = vec![0.0; n];
+            for i in 0..n {
+                m[i] = (1.0 - b1) * g[i] + b1 * m[i];
+                v[i] = (1.0 - b2) * g[i] * g[i] + b2 * v[i];
+                let mh = m[i] / (1.0 - b1.powi(t as i32));
+                let vh = v[i] / (1.0 - b2.powi(t as i32));
+                u[i] = mh / (vh.sqrt() + eps) + wd * p[i];
+            }
+            let pn = p.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let un = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let r = if pn > 0.0 && un > 0.0 { pn / un } else { 1.0 };
+            for i in 0..n {
+                p[i] -= lr * r * u[i];
+            }
+            let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+            cpu.step(&mut q, &g32).unwrap();
+            for i in 0..n {
+                assert!(
+                    ((q[i] as f64) - p[i]).abs() <= 1e-5 * p[i].abs().max(1.0),
+                    "tensor {k} step {t} element {i}: {} vs {}",
+                    q[i],
+                    p[i]
+                );
+            }
+        }
+    }
+}

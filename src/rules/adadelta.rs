@@ -72,6 +72,7 @@ impl UpdateRule for Adadelta {
         Kernel {
             name: "adadelta",
             source: include_str!("../../shaders/adadelta.wgsl"),
+            two_phase: false,
         }
     }
 

@@ -85,6 +85,7 @@ impl UpdateRule for Adagrad {
         Kernel {
             name: "adagrad",
             source: include_str!("../../shaders/adagrad.wgsl"),
+            two_phase: false,
         }
     }
 

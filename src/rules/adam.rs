@@ -115,6 +115,7 @@ impl UpdateRule for Adam {
         Kernel {
             name: "adam",
             source: include_str!("../../shaders/adam.wgsl"),
+            two_phase: false,
         }
     }
 

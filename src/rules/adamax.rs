@@ -79,6 +79,7 @@ impl UpdateRule for Adamax {
         Kernel {
             name: "adamax",
             source: include_str!("../../shaders/adamax.wgsl"),
+            two_phase: false,
         }
     }
 

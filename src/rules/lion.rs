@@ -77,6 +77,7 @@ impl UpdateRule for Lion {
         Kernel {
             name: "lion",
             source: include_str!("../../shaders/lion.wgsl"),
+            two_phase: false,
         }
     }
 

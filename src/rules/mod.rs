@@ -14,6 +14,7 @@ mod adadelta;
 mod adagrad;
 mod adam;
 mod adamax;
+mod lamb;
 mod lion;
 mod nadam;
 mod radam;
@@ -24,6 +25,7 @@ pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
+pub use lamb::Lamb;
 pub use lion::Lion;
 pub use nadam::NAdam;
 pub use radam::RAdam;
@@ -46,6 +48,10 @@ pub struct Kernel {
     pub name: &'static str,
     /// WGSL defining `fn update(h: Hyper, p: V, g: V, s: ptr<function, State>) -> V`.
     pub source: &'static str,
+    /// Two-phase rules (LAMB) also define `fn measure(h, p, g, s) -> Pair`: a first pass
+    /// updates the state and sums two per-element quantities per tensor (on the device,
+    /// in a fixed order); `update` then reads the tensor's sums from `tensor_sums`.
+    pub two_phase: bool,
 }
 
 /// An optimizer update rule. See the module docs.
@@ -67,6 +73,17 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The CPU twin of the kernel's `update`: one element, same f32 operations, same order.
     /// Returns the new parameter and updates `s` (length `state_slots().len()`) in place.
     fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32;
+    /// Two-phase rules only (see [`Kernel::two_phase`]): the CPU twin of the kernel's
+    /// `measure`, which updates the state and returns this element's two contributions to
+    /// its tensor's sums.
+    fn measure(&self, _h: &Hyper, _p: f32, _g: f32, _s: &mut [f32]) -> [f32; 2] {
+        [0.0; 2]
+    }
+    /// Two-phase rules only: the CPU twin of `update` given the tensor's sums (one-phase
+    /// rules ignore them).
+    fn apply(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32], _sums: [f32; 2]) -> f32 {
+        self.update(h, p, g, s)
+    }
     /// Learning rate (what lr schedules scale).
     fn lr(&self) -> f64;
     /// Sets the learning rate.
@@ -119,14 +136,33 @@ pub fn cpu_step<R: UpdateRule>(
     }
     let h = rule.hyper(t);
     let mut s = [0f32; MAX_SLOTS];
-    for i in 0..n {
+    let load = |s: &mut [f32; MAX_SLOTS], state: &[Vec<f32>], i: usize| {
         for k in 0..slots {
             s[k] = state[k][i];
         }
-        params[i] = rule.update(&h, params[i], grads[i], &mut s[..slots]);
+    };
+    let store = |s: &[f32; MAX_SLOTS], state: &mut [Vec<f32>], i: usize| {
         for k in 0..slots {
             state[k][i] = s[k];
         }
+    };
+    let mut sums = [0f32; 2];
+    if rule.kernel().two_phase {
+        // The device sums in f32 in a fixed tree order; f64 here, rounded once.
+        let mut acc = [0f64; 2];
+        for i in 0..n {
+            load(&mut s, state, i);
+            let c = rule.measure(&h, params[i], grads[i], &mut s[..slots]);
+            store(&s, state, i);
+            acc[0] += c[0] as f64;
+            acc[1] += c[1] as f64;
+        }
+        sums = [acc[0] as f32, acc[1] as f32];
+    }
+    for i in 0..n {
+        load(&mut s, state, i);
+        params[i] = rule.apply(&h, params[i], grads[i], &mut s[..slots], sums);
+        store(&s, state, i);
     }
     Ok(())
 }
@@ -174,6 +210,7 @@ pub enum AnyRule {
     NAdam(NAdam),
     RAdam(RAdam),
     Lion(Lion),
+    Lamb(Lamb),
 }
 
 macro_rules! delegate {
@@ -188,6 +225,7 @@ macro_rules! delegate {
             AnyRule::NAdam($r) => $e,
             AnyRule::RAdam($r) => $e,
             AnyRule::Lion($r) => $e,
+            AnyRule::Lamb($r) => $e,
         }
     };
 }
@@ -214,6 +252,12 @@ impl UpdateRule for AnyRule {
     fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32 {
         delegate!(self, r => r.update(h, p, g, s))
     }
+    fn measure(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> [f32; 2] {
+        delegate!(self, r => r.measure(h, p, g, s))
+    }
+    fn apply(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32], sums: [f32; 2]) -> f32 {
+        delegate!(self, r => r.apply(h, p, g, s, sums))
+    }
     fn lr(&self) -> f64 {
         delegate!(self, r => r.lr())
     }
@@ -222,6 +266,9 @@ impl UpdateRule for AnyRule {
     }
     fn rounding_ops(&self) -> u32 {
         delegate!(self, r => r.rounding_ops())
+    }
+    fn bytes_per_param(&self) -> usize {
+        delegate!(self, r => r.bytes_per_param())
     }
 }
 
@@ -258,6 +305,7 @@ impl AnyRule {
             AnyRule::NAdam(NAdam::default()),
             AnyRule::RAdam(RAdam::default()),
             AnyRule::Lion(Lion::default()),
+            AnyRule::Lamb(Lamb::default()),
         ]
     }
 

@@ -106,6 +106,7 @@ impl UpdateRule for NAdam {
         Kernel {
             name: "nadam",
             source: include_str!("../../shaders/nadam.wgsl"),
+            two_phase: false,
         }
     }
 

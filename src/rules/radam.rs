@@ -89,6 +89,7 @@ impl UpdateRule for RAdam {
         Kernel {
             name: "radam",
             source: include_str!("../../shaders/radam.wgsl"),
+            two_phase: false,
         }
     }
 

@@ -97,6 +97,7 @@ impl UpdateRule for RmsProp {
         Kernel {
             name: "rmsprop",
             source: include_str!("../../shaders/rmsprop.wgsl"),
+            two_phase: false,
         }
     }
 

@@ -101,6 +101,7 @@ impl UpdateRule for Sgd {
         Kernel {
             name: "sgd",
             source: include_str!("../../shaders/sgd.wgsl"),
+            two_phase: false,
         }
     }
 
