@@ -856,11 +856,11 @@ fn lamb_matches_the_formula() {
         weight_decay: wd,
         maximize: false,
     };
-    for k in 0..2 {
-        let n = p0[k].len();
-        let (mut p, mut m, mut v) = (p0[k].clone(), vec![0.0; n], vec![0.0; n]);
+    for (k, start) in p0.iter().enumerate() {
+        let n = start.len();
+        let (mut p, mut m, mut v) = (start.clone(), vec![0.0; n], vec![0.0; n]);
         let mut cpu = CpuOptimizer::new(rule.clone(), n).unwrap();
-        let mut q: Vec<f32> = p0[k].iter().map(|&x| x as f32).collect();
+        let mut q: Vec<f32> = start.iter().map(|&x| x as f32).collect();
         for t in 1..=4 {
             let g: Vec<f64> = (0..n).map(|i| grads(t, k, i)).collect();
             let mut u = vec![0.0; n];
