@@ -88,7 +88,9 @@ pub fn time_burn_adam(n: usize, reps: usize) -> Result<f64, String> {
 
 fn first_value(t: &Tensor<1>) -> Result<f32, String> {
     let data = t.clone().narrow(0, 0, 1).into_data();
-    let v = data.try_to_vec::<f32>().map_err(|e| format!("read-back: {e:?}"))?;
+    let v = data
+        .try_to_vec::<f32>()
+        .map_err(|e| format!("read-back: {e:?}"))?;
     v.first().copied().ok_or_else(|| "read-back: empty".into())
 }
 

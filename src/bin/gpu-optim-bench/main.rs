@@ -6,6 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "peer-burn")]
+mod burn_peer;
+
 use clap::Parser;
 use gpu_optim::bench::{self, Roofline, RuleTiming, Sample, Timer, TimingMethod};
 use gpu_optim::workloads::{gpt2_small_lens, GPT2_SMALL};
@@ -212,6 +215,43 @@ struct PeerRow {
 #[derive(serde::Deserialize)]
 struct PeerFile {
     rules: Vec<PeerTiming>,
+}
+
+/// Burn's Adam on its wgpu backend at each size, when built with `--features peer-burn`
+/// (wall clock with a device sync per step: compare with `--wall-clock` figures).
+#[cfg(feature = "peer-burn")]
+fn burn_rows(sizes: &[usize], reps: usize, wanted: bool) -> Vec<PeerTiming> {
+    if !wanted {
+        return Vec::new();
+    }
+    if let Some(name) = burn_peer::burn_adapter_name() {
+        eprintln!("burn peer on: {name}");
+    }
+    sizes
+        .iter()
+        .filter_map(|&n| match burn_peer::time_burn_adam(n, reps.max(5)) {
+            Ok(s) => Some(PeerTiming {
+                rule: "burn-adam-wgpu".into(),
+                params: n,
+                bytes_per_param: 28,
+                step: PeerStep {
+                    median: s,
+                    min: s,
+                    max: s,
+                },
+                gbps: 28.0 * n as f64 / s / 1e9,
+            }),
+            Err(e) => {
+                eprintln!("burn peer at {n}: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "peer-burn"))]
+fn burn_rows(_sizes: &[usize], _reps: usize, _wanted: bool) -> Vec<PeerTiming> {
+    Vec::new()
 }
 
 /// The torch peer: read `--torch-json`, or run the script when asked or when torch has CUDA.
@@ -446,7 +486,13 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     }
 
     bar.set_message("peers");
-    let peers: Vec<PeerRow> = torch_peer(&args, &sizes)?
+    let mut peer_rows = torch_peer(&args, &sizes)?;
+    peer_rows.extend(burn_rows(
+        &sizes,
+        args.reps,
+        rules.iter().any(|r| r.name() == "adam"),
+    ));
+    let peers: Vec<PeerRow> = peer_rows
         .into_iter()
         .map(|p| {
             // "torch-adamw-fused" is compared with our "adamw" at the same size.
