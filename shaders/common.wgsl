@@ -19,18 +19,22 @@ struct State { s0: V, s1: V, s2: V }
 // before `end` (an element index) belong to param group `group` and tensor `tensor`.
 struct Tile { group: u32, first: u32, end: u32, tensor: u32 }
 
-// One dispatch's table. Each binding starts at an aligned offset at or before the
-// dispatch's first element; the shifts (in vectors) say by how much.
-// `tile_base` numbers this dispatch's first tile among all of a step's tiles; the
-// gradient-norm pass writes tile t's partial sums at aux[partials_at + 2 (tile_base + t)].
-struct Table {
+// One dispatch's geometry (a uniform: every invocation reads the same words, which
+// software devices load far more cheaply than storage). Each binding starts at an aligned
+// offset at or before the dispatch's first element; the shifts (in vectors) say by how
+// much. `tile_base` numbers this dispatch's first tile among all of a step's tiles; the
+// reduction passes write tile t's partial sums at aux[partials_at + 2 (tile_base + t)].
+// A dense dispatch covers one piece of one tensor: its tiles follow from group, end and
+// tensor here, and the tile table is not read.
+struct Launch {
     p_shift: u32, g_shift: u32, s_shift: u32, grid_x: u32,
-    n_tiles: u32, tile_base: u32, partials_at: u32, pad: u32,
-    tiles: array<Tile>,
+    n_tiles: u32, tile_base: u32, partials_at: u32, pad0: u32,
+    group: u32, end: u32, tensor: u32, pad1: u32,
 }
 
 override WG: u32 = 256u;
 override SLOTS: u32 = 0u;
+override DENSE: bool = false;
 // Gradient clipping on: grads are clamped to ±aux[1] (if > 0) and scaled by aux[3].
 override CLIP: bool = false;
 // Two-phase rule (shaders/two_phase.wgsl): `update` reads its tensor's sums.
@@ -44,7 +48,7 @@ var<private> tensor_sums: vec2<f32>;
 @group(0) @binding(0) var<storage, read_write> param: array<V>;
 // read_write so that params and grads may live in one buffer (one usage per dispatch).
 @group(0) @binding(1) var<storage, read_write> grad: array<V>;
-@group(0) @binding(2) var<storage, read> table: Table;
+@group(0) @binding(2) var<storage, read> tiles: array<Tile>;
 @group(0) @binding(3) var<storage, read> hyper: array<Hyper>;
 @group(0) @binding(4) var<storage, read_write> s0: array<V>;
 @group(0) @binding(5) var<storage, read_write> s1: array<V>;
@@ -53,6 +57,19 @@ var<private> tensor_sums: vec2<f32>;
 // [0] max_norm, [1] clip_value, [2] last total grad norm, [3] grad scale, [4] non-finite
 // grad count; then 2 f32 per tensor (its sums), then 2 f32 per tile (partial sums).
 @group(0) @binding(7) var<storage, read_write> aux: array<f32>;
+@group(0) @binding(8) var<uniform> launch: Launch;
+
+// Workgroup `wg`'s tile index in this dispatch (2D grid past the per-dimension limit).
+fn tile_index(wg: vec3<u32>) -> u32 {
+    return wg.y * launch.grid_x + wg.x;
+}
+
+fn tile_at(t: u32) -> Tile {
+    if DENSE {
+        return Tile(launch.group, t * WG, launch.end, launch.tensor);
+    }
+    return tiles[t];
+}
 
 // The gradient as the rule sees it: clamped by value, then scaled by the clip coefficient.
 fn clipped(g: V) -> V {
@@ -89,11 +106,11 @@ fn lerp(a: V, b: V, w: f32) -> V {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = wg.y * table.grid_x + wg.x;
-    if t >= table.n_tiles {
+    let t = tile_index(wg);
+    if t >= launch.n_tiles {
         return;
     }
-    let tile = table.tiles[t];
+    let tile = tile_at(t);
     let vi = tile.first + lid;
     let e0 = vi * W;
     if e0 >= tile.end {
@@ -105,15 +122,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if TWO_PHASE {
         tensor_sums = vec2<f32>(aux[SUMS_AT + 2u * tile.tensor], aux[SUMS_AT + 2u * tile.tensor + 1u]);
     }
-    let pi = vi + table.p_shift;
-    let si = vi + table.s_shift;
+    let pi = vi + launch.p_shift;
+    let si = vi + launch.s_shift;
     let p = param[pi];
     var st: State;
     if SLOTS > 0u { st.s0 = s0[si]; }
     if SLOTS > 1u { st.s1 = s1[si]; }
     if SLOTS > 2u { st.s2 = s2[si]; }
     let old = st;
-    let p_new = update(h, p, clipped(grad[vi + table.g_shift]), &st);
+    let p_new = update(h, p, clipped(grad[vi + launch.g_shift]), &st);
     param[pi] = select(p, p_new, live);
     if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
     if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
@@ -147,7 +164,7 @@ fn tile_reduce(lid: u32, acc: vec2<f32>) {
 // Lane 0 stores the workgroup's sums as tile t's partials.
 fn store_partial(lid: u32, t: u32) {
     if lid == 0u {
-        let at = table.partials_at + 2u * (table.tile_base + t);
+        let at = launch.partials_at + 2u * (launch.tile_base + t);
         aux[at] = partial[0].x;
         aux[at + 1u] = partial[0].y;
     }
@@ -159,17 +176,17 @@ var<workgroup> partial: array<vec2<f32>, WG>;
 
 @compute @workgroup_size(WG)
 fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = wg.y * table.grid_x + wg.x;
-    if t >= table.n_tiles {
+    let t = tile_index(wg);
+    if t >= launch.n_tiles {
         return;
     }
-    let tile = table.tiles[t];
+    let tile = tile_at(t);
     let vi = tile.first + lid;
     let e0 = vi * W;
     var acc = vec2<f32>(0.0);
     if e0 < tile.end {
         let live = live_lanes(e0, tile.end);
-        var g = grad[vi + table.g_shift];
+        var g = grad[vi + launch.g_shift];
         // Non-finite values are found from their bits: WGSL may assume x == x.
         let bad = (bitcast<U>(g) & U(0x7f800000u)) == U(0x7f800000u);
         let v = aux[1];

@@ -9,24 +9,24 @@ struct Pair { a: V, b: V }
 
 @compute @workgroup_size(WG)
 fn measure_pass(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = wg.y * table.grid_x + wg.x;
-    if t >= table.n_tiles {
+    let t = tile_index(wg);
+    if t >= launch.n_tiles {
         return;
     }
-    let tile = table.tiles[t];
+    let tile = tile_at(t);
     let vi = tile.first + lid;
     let e0 = vi * W;
     var acc = vec2<f32>(0.0);
     if e0 < tile.end {
         let live = live_lanes(e0, tile.end);
         let h = hyper[tile.group];
-        let si = vi + table.s_shift;
+        let si = vi + launch.s_shift;
         var st: State;
         if SLOTS > 0u { st.s0 = s0[si]; }
         if SLOTS > 1u { st.s1 = s1[si]; }
         if SLOTS > 2u { st.s2 = s2[si]; }
         let old = st;
-        let c = measure(h, param[vi + table.p_shift], clipped(grad[vi + table.g_shift]), &st);
+        let c = measure(h, param[vi + launch.p_shift], clipped(grad[vi + launch.g_shift]), &st);
         if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
         if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
         if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }

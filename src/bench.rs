@@ -111,7 +111,9 @@ impl Timer {
                 enc.resolve_query_set(qs, 0..2, buf, 0);
             }
             let start = Instant::now();
-            self.ctx.queue().submit([enc.finish()]);
+            self.ctx.scoped("timed submission", || {
+                self.ctx.queue().submit([enc.finish()])
+            })?;
             self.ctx.wait()?;
             let wall = start.elapsed().as_secs_f64();
             let secs = match &self.queries {

@@ -20,7 +20,9 @@ fn live_lanes(e0: u32, end: u32) -> bool {\n    return e0 < end;\n}\n\
 fn lane_sum(x: f32) -> f32 {\n    return x;\n}\n";
 
 /// Number of bindings in the shared layout (`shaders/common.wgsl`).
-pub(crate) const BINDINGS: u32 = 8;
+pub(crate) const BINDINGS: u32 = 9;
+/// Binding of the per-dispatch geometry, a uniform.
+pub(crate) const LAUNCH_BINDING: u32 = 8;
 /// Binding of the per-step scalars, the only one with a dynamic offset.
 pub(crate) const HYPER_BINDING: u32 = 3;
 
@@ -46,6 +48,8 @@ pub(crate) struct PipelineKey {
     pub slots: u32,
     pub workgroup: u32,
     pub clip: bool,
+    /// One piece of one tensor per dispatch: tiles computed, not read from the table.
+    pub dense: bool,
 }
 
 /// Pipelines live as long as the context; optimizers share them.
@@ -88,6 +92,16 @@ fn layouts(
             .map(|b| match b {
                 2 => storage(b, true, false),
                 HYPER_BINDING => storage(b, true, true),
+                LAUNCH_BINDING => wgpu::BindGroupLayoutEntry {
+                    binding: b,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                },
                 _ => storage(b, false, false),
             })
             .collect();
@@ -184,6 +198,7 @@ pub(crate) fn pipeline(
                     ("SLOTS", key.slots as f64),
                     ("CLIP", key.clip as u32 as f64),
                     ("TWO_PHASE", kernel.two_phase as u32 as f64),
+                    ("DENSE", key.dense as u32 as f64),
                 ],
                 ..Default::default()
             },
@@ -198,7 +213,7 @@ pub(crate) fn pipeline(
 mod tests {
     use super::*;
     use crate::rules::{AnyRule, Hyper, UpdateRule};
-    use crate::scheduler::{TableHeader, Tile};
+    use crate::scheduler::{LaunchInfo, Tile};
 
     fn parse(src: &str) -> naga::Module {
         let module = naga::front::wgsl::parse_str(src)
@@ -239,17 +254,6 @@ mod tests {
         };
         assert_eq!(size("Hyper"), std::mem::size_of::<Hyper>());
         assert_eq!(size("Tile"), std::mem::size_of::<Tile>());
-        let (table, _) = module
-            .types
-            .iter()
-            .find(|(_, t)| t.name.as_deref() == Some("Table"))
-            .unwrap();
-        let naga::TypeInner::Struct { members, .. } = &module.types[table].inner else {
-            panic!()
-        };
-        assert_eq!(
-            members.last().unwrap().offset as usize,
-            std::mem::size_of::<TableHeader>()
-        );
+        assert_eq!(size("Launch"), std::mem::size_of::<LaunchInfo>());
     }
 }

@@ -105,8 +105,11 @@ pub(crate) struct Tensor {
 /// One dispatch.
 struct Launch {
     bind_group: wgpu::BindGroup,
-    width: u32,
     grid: (u32, u32),
+    /// The update kernel for this dispatch's width and density, and the pre-passes'.
+    main: wgpu::ComputePipeline,
+    sumsq: Option<wgpu::ComputePipeline>,
+    measure: Option<wgpu::ComputePipeline>,
 }
 
 /// Where each tensor's state lives: a buffer per slot, shared by a launch group.
@@ -116,7 +119,6 @@ struct StateSet {
 
 struct Plan {
     launches: Vec<Launch>,
-    pipelines: [Option<wgpu::ComputePipeline>; 2],
     states: Vec<StateSet>,
     /// Per tensor: (state set, element offset in its buffers).
     tensor_state: Vec<(usize, u64)>,
@@ -130,10 +132,10 @@ struct Plan {
 }
 
 struct Reductions {
-    /// Clipping's pre-pass, per width (when clipping).
-    sumsq: Option<[Option<wgpu::ComputePipeline>; 2]>,
-    /// A two-phase rule's first pass, per width.
-    measure: Option<[Option<wgpu::ComputePipeline>; 2]>,
+    /// Clipping's pre-pass runs (the pipelines are the launches').
+    clip: bool,
+    /// A two-phase rule's first pass runs.
+    two_phase: bool,
     per_tensor: wgpu::ComputePipeline,
     total: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
@@ -153,10 +155,10 @@ pub(crate) struct Tile {
     tensor: u32,
 }
 
-/// Header of a dispatch's table (`struct Table` in `shaders/common.wgsl`).
+/// A dispatch's geometry (`struct Launch` in `shaders/common.wgsl`, a uniform).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct TableHeader {
+pub(crate) struct LaunchInfo {
     p_shift: u32,
     g_shift: u32,
     s_shift: u32,
@@ -164,7 +166,12 @@ pub(crate) struct TableHeader {
     n_tiles: u32,
     tile_base: u32,
     partials_at: u32,
-    pad: u32,
+    pad0: u32,
+    /// Dense dispatches (one piece of one tensor): its group, end and tensor.
+    group: u32,
+    end: u32,
+    tensor: u32,
+    dense: u32,
 }
 
 /// A GPU optimizer over registered tensors, one update rule, any number of param groups.
@@ -253,7 +260,7 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         let on = clip != GradClip::default();
         match &self.plan {
-            Some(p) if p.reductions.as_ref().is_none_or(|r| r.sumsq.is_none()) => {
+            Some(p) if p.reductions.as_ref().is_none_or(|r| !r.clip) => {
                 if on {
                     return Err(Error::InvalidState(
                         "gradient clipping must be enabled before the first step".into(),
@@ -271,7 +278,7 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn grad_stats(&mut self) -> Result<GradStats> {
         self.prepare()?;
         let plan = self.plan.as_ref().expect("prepared");
-        if plan.reductions.as_ref().is_none_or(|r| r.sumsq.is_none()) {
+        if plan.reductions.as_ref().is_none_or(|r| !r.clip) {
             return Err(Error::InvalidState(
                 "grad_stats needs set_grad_clip before the first step".into(),
             ));
@@ -510,11 +517,17 @@ impl<R: UpdateRule> Optimizer<R> {
         if let Some(r) = &plan.reductions {
             // Each pre-pass over all tiles, then the per-tensor sums (and for clipping the
             // global norm) before the update.
-            let passes = [(&r.sumsq, true), (&r.measure, false)];
-            for (pipes, global) in passes {
-                let Some(pipes) = pipes else { continue };
+            type Pick = fn(&Launch) -> Option<&wgpu::ComputePipeline>;
+            let passes: [(bool, Pick, bool); 2] = [
+                (r.clip, |l| l.sumsq.as_ref(), true),
+                (r.two_phase, |l| l.measure.as_ref(), false),
+            ];
+            for (on, pick, global) in passes {
+                if !on {
+                    continue;
+                }
                 for l in &plan.launches {
-                    pass.set_pipeline(pipes[(l.width == 4) as usize].as_ref().expect("width"));
+                    pass.set_pipeline(pick(l).expect("planned with this pass"));
                     pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
                     pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
                 }
@@ -528,10 +541,7 @@ impl<R: UpdateRule> Optimizer<R> {
             }
         }
         for l in &plan.launches {
-            let p = plan.pipelines[(l.width == 4) as usize]
-                .as_ref()
-                .expect("pipeline for every width in use");
-            pass.set_pipeline(p);
+            pass.set_pipeline(&l.main);
             pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
             pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
         }
@@ -598,7 +608,10 @@ impl<R: UpdateRule> Optimizer<R> {
                 .push(i);
         }
 
+        // Stand-ins for bindings a dispatch does not use; one per access mode, as a buffer
+        // may not be bound both read-only and read-write in one dispatch.
         let dummy = ctx.create_zeroed("gpu-optim unused slot", 4)?;
+        let dummy_ro = ctx.create_zeroed("gpu-optim unused tiles", 4)?;
         let hyper_size = (self.groups.len() * std::mem::size_of::<Hyper>()) as u64;
         let hyper_stride = hyper_size.div_ceil(align_b) * align_b;
         let hyper_buf = self.buffer(
@@ -612,7 +625,7 @@ impl<R: UpdateRule> Optimizer<R> {
         // Per launch: width, grid, header, tiles, and the binding windows (bytes).
         struct Pending {
             width: u32,
-            header: TableHeader,
+            header: LaunchInfo,
             tiles: Vec<Tile>,
             set: usize,
             windows: [(u64, u64); 3], // (offset, size) of param, grad, state
@@ -672,7 +685,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 let sw = (x0 - base) / align * align;
                 let n = tiles.len() as u64;
                 let grid_x = n.min(max_groups);
-                let header = TableHeader {
+                let header = LaunchInfo {
                     p_shift: ((x0 - pw) / width) as u32,
                     g_shift: ((g0 - gw) / width) as u32,
                     s_shift: ((x0 - base - sw) / width) as u32,
@@ -680,8 +693,21 @@ impl<R: UpdateRule> Optimizer<R> {
                     n_tiles: n as u32,
                     tile_base: 0,
                     partials_at: 0,
-                    pad: 0,
+                    pad0: 0,
+                    group: 0,
+                    end: 0,
+                    tensor: 0,
+                    dense: 0,
                 };
+                let mut header = header;
+                let dense =
+                    tiles.iter().all(|t| t.tensor == tiles[0].tensor) && tiles[0].first == 0;
+                if dense {
+                    header.dense = 1;
+                    header.group = tiles[0].group;
+                    header.end = tiles[0].end;
+                    header.tensor = tiles[0].tensor;
+                }
                 pending.push(Pending {
                     width: width as u32,
                     header,
@@ -766,14 +792,26 @@ impl<R: UpdateRule> Optimizer<R> {
             dummy.clone()
         };
 
-        // All tables in one buffer, each at an aligned offset.
+        // Tile tables (dense dispatches need none) in one storage buffer, the dispatches'
+        // geometry in one uniform buffer, each at an aligned offset.
+        let ualign = limits.min_uniform_buffer_offset_alignment as u64;
+        let info_stride = (std::mem::size_of::<LaunchInfo>() as u64).div_ceil(ualign) * ualign;
         let mut table_bytes: Vec<u8> = Vec::new();
+        let mut info_bytes: Vec<u8> = Vec::new();
         let mut table_ranges = Vec::with_capacity(pending.len());
         for p in &pending {
+            info_bytes.extend_from_slice(bytemuck::bytes_of(&p.header));
+            info_bytes.resize(
+                info_bytes.len().div_ceil(info_stride as usize) * info_stride as usize,
+                0,
+            );
+            if p.header.dense != 0 {
+                table_ranges.push(None);
+                continue;
+            }
             let start = table_bytes.len() as u64;
-            table_bytes.extend_from_slice(bytemuck::bytes_of(&p.header));
             table_bytes.extend_from_slice(bytemuck::cast_slice(&p.tiles));
-            table_ranges.push((start, table_bytes.len() as u64 - start));
+            table_ranges.push(Some((start, table_bytes.len() as u64 - start)));
             let aligned = (table_bytes.len() as u64).div_ceil(align_b) * align_b;
             table_bytes.resize(aligned as usize, 0);
         }
@@ -782,40 +820,52 @@ impl<R: UpdateRule> Optimizer<R> {
             table_bytes.len() as u64,
             wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
         );
-        ctx.queue().write_buffer(&table_buf, 0, &table_bytes);
+        if !table_bytes.is_empty() {
+            ctx.queue().write_buffer(&table_buf, 0, &table_bytes);
+        }
+        let info_buf = self.buffer(
+            "gpu-optim dispatch geometry",
+            info_bytes.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        ctx.queue().write_buffer(&info_buf, 0, &info_bytes);
 
         let layout = kernel::bind_group_layout(ctx)?;
-        let mut pipelines: [Option<wgpu::ComputePipeline>; 2] = [None, None];
-        let mut sumsq: [Option<wgpu::ComputePipeline>; 2] = [None, None];
-        let mut measure: [Option<wgpu::ComputePipeline>; 2] = [None, None];
         let mut launches = Vec::with_capacity(pending.len());
-        for (p, &(toff, tsize)) in pending.iter().zip(&table_ranges) {
-            let w = (p.width == 4) as usize;
-            if pipelines[w].is_none() {
-                let key = PipelineKey {
-                    kernel: rule.kernel().name,
-                    entry: "main",
-                    width: p.width,
-                    slots: slots as u32,
-                    workgroup: wg,
-                    clip: self.clip.is_some(),
-                };
-                pipelines[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
-                if self.clip.is_some() {
-                    let key = PipelineKey {
+        for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
+            let key = PipelineKey {
+                kernel: rule.kernel().name,
+                entry: "main",
+                width: p.width,
+                slots: slots as u32,
+                workgroup: wg,
+                clip: self.clip.is_some(),
+                dense: p.header.dense != 0,
+            };
+            let kern = rule.kernel();
+            let main = kernel::pipeline(ctx, &kern, key)?;
+            let sumsq = match self.clip {
+                Some(_) => Some(kernel::pipeline(
+                    ctx,
+                    &kern,
+                    PipelineKey {
                         entry: "grad_sumsq",
                         ..key
-                    };
-                    sumsq[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
-                }
-                if two_phase {
-                    let key = PipelineKey {
+                    },
+                )?),
+                None => None,
+            };
+            let measure = match two_phase {
+                true => Some(kernel::pipeline(
+                    ctx,
+                    &kern,
+                    PipelineKey {
                         entry: "measure_pass",
                         ..key
-                    };
-                    measure[w] = Some(kernel::pipeline(ctx, &rule.kernel(), key)?);
-                }
-            }
+                    },
+                )?),
+                false => None,
+            };
             // Which tensor buffers this launch's windows refer to: any member will do.
             let member = tensor_state.iter().position(|&(s, _)| s == p.set).unwrap();
             let tm = &self.tensors[member];
@@ -832,7 +882,10 @@ impl<R: UpdateRule> Optimizer<R> {
             let mut entries = vec![
                 bind(&tm.param.buffer, p.windows[0]),
                 bind(&tm.grad.buffer, p.windows[1]),
-                bind(&table_buf, (toff, tsize)),
+                match trange {
+                    Some(r) => bind(&table_buf, *r),
+                    None => dummy_ro.as_entire_binding(),
+                },
                 bind(&hyper_buf, (0, hyper_size)),
             ];
             for k in 0..MAX_SLOTS {
@@ -842,6 +895,13 @@ impl<R: UpdateRule> Optimizer<R> {
                 });
             }
             entries.push(aux.as_entire_binding());
+            entries.push(bind(
+                &info_buf,
+                (
+                    li as u64 * info_stride,
+                    std::mem::size_of::<LaunchInfo>() as u64,
+                ),
+            ));
             debug_assert_eq!(entries.len() as u32, BINDINGS);
             let entries: Vec<_> = entries
                 .into_iter()
@@ -861,8 +921,10 @@ impl<R: UpdateRule> Optimizer<R> {
             let gx = p.header.grid_x as u64;
             launches.push(Launch {
                 bind_group,
-                width: p.width,
                 grid: (gx as u32, n.div_ceil(gx) as u32),
+                main,
+                sumsq,
+                measure,
             });
         }
         let reductions = match reduce {
@@ -896,8 +958,8 @@ impl<R: UpdateRule> Optimizer<R> {
                     ],
                 });
                 Some(Reductions {
-                    sumsq: self.clip.is_some().then_some(sumsq),
-                    measure: two_phase.then_some(measure),
+                    clip: self.clip.is_some(),
+                    two_phase,
                     per_tensor,
                     total,
                     bind_group,
@@ -907,7 +969,6 @@ impl<R: UpdateRule> Optimizer<R> {
         };
         Ok(Plan {
             launches,
-            pipelines,
             states,
             tensor_state,
             hyper_buf,
