@@ -4,7 +4,8 @@
 // The host prepends one of two preludes (src/kernel.rs):
 //   vec4:   alias V = vec4<f32>; alias U = vec4<u32>; const W: u32 = 4u;
 //   scalar: alias V = f32;       alias U = u32;       const W: u32 = 1u;
-// each with live_lanes(e0, end) (which lanes hold elements before `end`) and lane_sum.
+// each with live_lanes(e0, end) (which lanes hold elements before `end`) and lane_sum,
+// and const GROUPS (param groups, rounded up to a power of two).
 // and appends the rule's shaders/<rule>.wgsl, which defines
 //   fn update(h: Hyper, p: V, g: V, s: ptr<function, State>) -> V
 // in the same f32 operations, in the same order, as its CPU twin in src/rules/<rule>.rs.
@@ -49,7 +50,8 @@ var<private> tensor_sums: vec2<f32>;
 // read_write so that params and grads may live in one buffer (one usage per dispatch).
 @group(0) @binding(1) var<storage, read_write> grad: array<V>;
 @group(0) @binding(2) var<storage, read> tiles: array<Tile>;
-@group(0) @binding(3) var<storage, read> hyper: array<Hyper>;
+// Per-group scalars of this step (a uniform: the ring slot is the dynamic offset).
+@group(0) @binding(3) var<uniform> hyper: array<Hyper, GROUPS>;
 @group(0) @binding(4) var<storage, read_write> s0: array<V>;
 @group(0) @binding(5) var<storage, read_write> s1: array<V>;
 @group(0) @binding(6) var<storage, read_write> s2: array<V>;

@@ -23,19 +23,24 @@ fn lane_sum(x: f32) -> f32 {\n    return x;\n}\n";
 pub(crate) const BINDINGS: u32 = 9;
 /// Binding of the per-dispatch geometry, a uniform.
 pub(crate) const LAUNCH_BINDING: u32 = 8;
-/// Binding of the per-step scalars, the only one with a dynamic offset.
+/// Binding of the per-step scalars (a uniform), the only one with a dynamic offset.
 pub(crate) const HYPER_BINDING: u32 = 3;
 
 /// The full WGSL of a rule kernel at vector width 4 or 1. Public so tools (and the tests)
 /// can validate it with naga.
-pub fn shader_source(kernel: &Kernel, width: u32) -> String {
+///
+/// `groups` sizes the uniform array of per-group scalars (`GROUPS` in common.wgsl).
+pub fn shader_source(kernel: &Kernel, width: u32, groups: u32) -> String {
     let prelude = if width == 4 {
         PRELUDE_VEC4
     } else {
         PRELUDE_SCALAR
     };
     let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
-    format!("{prelude}\n{COMMON}\n{two_phase}\n{}", kernel.source)
+    format!(
+        "{prelude}const GROUPS: u32 = {groups}u;\n{COMMON}\n{two_phase}\n{}",
+        kernel.source
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,6 +55,8 @@ pub(crate) struct PipelineKey {
     pub clip: bool,
     /// One piece of one tensor per dispatch: tiles computed, not read from the table.
     pub dense: bool,
+    /// Length of the uniform array of per-group scalars (a power of two).
+    pub groups: u32,
 }
 
 /// Pipelines live as long as the context; optimizers share them.
@@ -66,6 +73,19 @@ fn storage(binding: u32, read_only: bool, dynamic: bool) -> wgpu::BindGroupLayou
         visibility: wgpu::ShaderStages::COMPUTE,
         ty: wgpu::BindingType::Buffer {
             ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: dynamic,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+fn uniform(binding: u32, dynamic: bool) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
             has_dynamic_offset: dynamic,
             min_binding_size: None,
         },
@@ -91,17 +111,8 @@ fn layouts(
         let entries: Vec<_> = (0..BINDINGS)
             .map(|b| match b {
                 2 => storage(b, true, false),
-                HYPER_BINDING => storage(b, true, true),
-                LAUNCH_BINDING => wgpu::BindGroupLayoutEntry {
-                    binding: b,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
+                HYPER_BINDING => uniform(b, true),
+                LAUNCH_BINDING => uniform(b, false),
                 _ => storage(b, false, false),
             })
             .collect();
@@ -179,7 +190,7 @@ pub(crate) fn pipeline(
         return Ok(p.clone());
     }
     let (_, layout) = layouts(ctx, &mut cache)?;
-    let src = shader_source(kernel, key.width);
+    let src = shader_source(kernel, key.width, key.groups);
     let d = ctx.device();
     ctx.count("pipeline");
     let p = ctx.scoped("compiling a rule kernel", || {
@@ -232,7 +243,7 @@ mod tests {
     fn every_kernel_validates_with_naga() {
         for rule in AnyRule::catalog() {
             for width in [1, 4] {
-                parse(&shader_source(&rule.kernel(), width));
+                parse(&shader_source(&rule.kernel(), width, 4));
             }
         }
         parse(include_str!("../shaders/copy.wgsl"));
@@ -241,7 +252,7 @@ mod tests {
     /// The host's Pod structs have the WGSL structs' sizes (naga's layout rules).
     #[test]
     fn host_structs_match_wgsl_layout() {
-        let module = parse(&shader_source(&AnyRule::catalog()[0].kernel(), 4));
+        let module = parse(&shader_source(&AnyRule::catalog()[0].kernel(), 4, 1));
         let mut layouter = naga::proc::Layouter::default();
         layouter.update(module.to_ctx()).unwrap();
         let size = |name: &str| {

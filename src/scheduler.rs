@@ -612,12 +612,22 @@ impl<R: UpdateRule> Optimizer<R> {
         // may not be bound both read-only and read-write in one dispatch.
         let dummy = ctx.create_zeroed("gpu-optim unused slot", 4)?;
         let dummy_ro = ctx.create_zeroed("gpu-optim unused tiles", 4)?;
-        let hyper_size = (self.groups.len() * std::mem::size_of::<Hyper>()) as u64;
-        let hyper_stride = hyper_size.div_ceil(align_b) * align_b;
+        // Per-group scalars: a uniform array sized to a power of two (fewer pipelines).
+        let n_groups = (self.groups.len() as u32).next_power_of_two();
+        let hyper_size = n_groups as u64 * std::mem::size_of::<Hyper>() as u64;
+        if hyper_size > limits.max_uniform_buffer_binding_size {
+            return Err(Error::InvalidState(format!(
+                "{} param groups need {hyper_size} bytes of uniforms; this device allows {}",
+                self.groups.len(),
+                limits.max_uniform_buffer_binding_size
+            )));
+        }
+        let ualign_h = limits.min_uniform_buffer_offset_alignment as u64;
+        let hyper_stride = hyper_size.div_ceil(ualign_h) * ualign_h;
         let hyper_buf = self.buffer(
             "gpu-optim per-step scalars",
             hyper_stride * self.ring as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
 
         let mut states = Vec::new();
@@ -841,6 +851,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 workgroup: wg,
                 clip: self.clip.is_some(),
                 dense: p.header.dense != 0,
+                groups: n_groups,
             };
             let kern = rule.kernel();
             let main = kernel::pipeline(ctx, &kern, key)?;
