@@ -3,19 +3,9 @@
 // h.c = (maximize, decoupled, amsgrad, -).
 // State: s0 = exp_avg, s1 = exp_avg_sq, s2 = max_exp_avg_sq (amsgrad only).
 fn update(h: Hyper, p_in: V, g_raw: V, s: ptr<function, State>) -> V {
-    let wd = h.a.w;
-    var p = p_in;
-    var g: V;
-    if h.c.y != 0.0 {
-        if wd != 0.0 {
-            p = p * h.b.w;
-        }
-        g = grad_in(g_raw, p, 0.0, h.c.x);
-    } else {
-        g = grad_in(g_raw, p, wd, h.c.x);
-    }
-    (*s).s0 = lerp((*s).s0, g, h.b.x);
-    (*s).s1 = (*s).s1 * h.b.y + h.b.z * g * g;
+    let d = decay(p_in, g_raw, h.a.w, h.b.w, h.c.y, h.c.x);
+    let p = d.p;
+    moments(s, d.g, h.b.x, h.b.y, h.b.z);
     var v = (*s).s1;
     if h.c.z != 0.0 {
         (*s).s2 = max((*s).s2, (*s).s1);

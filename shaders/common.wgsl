@@ -2,8 +2,8 @@
 // element, calls the rule's `update` and stores the result.
 //
 // The host prepends one of two preludes (src/kernel.rs):
-//   vec4:   alias V = vec4<f32>; alias U = vec4<u32>; const W: u32 = 4u;
-//   scalar: alias V = f32;       alias U = u32;       const W: u32 = 1u;
+//   vec4:   alias V = vec4<f32>; alias U = vec4<u32>; alias M = vec4<bool>; const W = 4u;
+//   scalar: alias V = f32;       alias U = u32;       alias M = bool;       const W = 1u;
 // each with live_lanes(e0, end) (which lanes hold elements before `end`) and lane_sum,
 // and const GROUPS (param groups, rounded up to a power of two).
 // and appends the rule's shaders/<rule>.wgsl, which defines
@@ -98,6 +98,43 @@ fn grad_in(g: V, p: V, weight_decay: f32, maximize: f32) -> V {
     return d;
 }
 
+// The state slots the rule uses (SLOTS), at state index si.
+fn load_state(si: u32) -> State {
+    var st: State;
+    if SLOTS > 0u { st.s0 = s0[si]; }
+    if SLOTS > 1u { st.s1 = s1[si]; }
+    if SLOTS > 2u { st.s2 = s2[si]; }
+    return st;
+}
+
+// Stores the new state in the live lanes; the others keep `old`.
+fn store_state(si: u32, old: State, st: State, live: M) {
+    if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
+    if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
+    if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
+}
+
+// Parameter and gradient after `maximize` and weight decay, coupled (L2) or decoupled
+// (AdamW: p·factor before the moments). CPU twin: rules::decay.
+struct Decayed { p: V, g: V }
+
+fn decay(p: V, g: V, wd: f32, factor: f32, decoupled: f32, maximize: f32) -> Decayed {
+    if decoupled != 0.0 {
+        var q = p;
+        if wd != 0.0 {
+            q = p * factor;
+        }
+        return Decayed(q, grad_in(g, q, 0.0, maximize));
+    }
+    return Decayed(p, grad_in(g, p, wd, maximize));
+}
+
+// Adam's moments in s0 (m) and s1 (v). CPU twin: rules::moments.
+fn moments(s: ptr<function, State>, g: V, one_minus_b1: f32, b2: f32, one_minus_b2: f32) {
+    (*s).s0 = lerp((*s).s0, g, one_minus_b1);
+    (*s).s1 = (*s).s1 * b2 + one_minus_b2 * g * g;
+}
+
 // torch's CPU lerp: two formulas split at weight 0.5 (ATen lerp).
 fn lerp(a: V, b: V, w: f32) -> V {
     if abs(w) < 0.5 {
@@ -127,16 +164,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let pi = vi + launch.p_shift;
     let si = vi + launch.s_shift;
     let p = param[pi];
-    var st: State;
-    if SLOTS > 0u { st.s0 = s0[si]; }
-    if SLOTS > 1u { st.s1 = s1[si]; }
-    if SLOTS > 2u { st.s2 = s2[si]; }
-    let old = st;
+    let old = load_state(si);
+    var st = old;
     let p_new = update(h, p, clipped(grad[vi + launch.g_shift]), &st);
     param[pi] = select(p, p_new, live);
-    if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
-    if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
-    if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
+    store_state(si, old, st, live);
 }
 
 // Sums `acc` over the workgroup into partial[0]. Two barriers instead of a log2(WG)-level

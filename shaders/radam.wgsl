@@ -3,19 +3,9 @@
 // h.c = (1 - lr*wd, maximize, decoupled, rectified); h.d = (rect, -, -, -).
 // State: s0 = exp_avg, s1 = exp_avg_sq.
 fn update(h: Hyper, p_in: V, g_raw: V, s: ptr<function, State>) -> V {
-    let wd = h.b.w;
-    var p = p_in;
-    var g: V;
-    if h.c.z != 0.0 {
-        if wd != 0.0 {
-            p = p * h.c.x;
-        }
-        g = grad_in(g_raw, p, 0.0, h.c.y);
-    } else {
-        g = grad_in(g_raw, p, wd, h.c.y);
-    }
-    (*s).s0 = lerp((*s).s0, g, h.b.x);
-    (*s).s1 = (*s).s1 * h.b.y + h.b.z * g * g;
+    let d = decay(p_in, g_raw, h.b.w, h.c.x, h.c.z, h.c.y);
+    let p = d.p;
+    moments(s, d.g, h.b.x, h.b.y, h.b.z);
     var a = (*s).s0 / h.a.x * h.a.y;
     if h.c.w != 0.0 {
         a = a * (1.0 / (sqrt((*s).s1) + h.a.w) * h.a.z) * h.d.x;

@@ -21,15 +21,10 @@ fn measure_pass(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         let live = live_lanes(e0, tile.end);
         let h = hyper[tile.group];
         let si = vi + launch.s_shift;
-        var st: State;
-        if SLOTS > 0u { st.s0 = s0[si]; }
-        if SLOTS > 1u { st.s1 = s1[si]; }
-        if SLOTS > 2u { st.s2 = s2[si]; }
-        let old = st;
+        let old = load_state(si);
+        var st = old;
         let c = measure(h, param[vi + launch.p_shift], clipped(grad[vi + launch.g_shift]), &st);
-        if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
-        if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
-        if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
+        store_state(si, old, st, live);
         acc = vec2<f32>(lane_sum(select(V(0.0), c.a, live)), lane_sum(select(V(0.0), c.b, live)));
     }
     tile_reduce(lid, acc);

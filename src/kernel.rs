@@ -10,12 +10,14 @@ use crate::rules::Kernel;
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const TWO_PHASE: &str = include_str!("../shaders/two_phase.wgsl");
 
-const PRELUDE_VEC4: &str = "alias V = vec4<f32>;\nalias U = vec4<u32>;\nconst W: u32 = 4u;\n\
+const PRELUDE_VEC4: &str =
+    "alias V = vec4<f32>;\nalias U = vec4<u32>;\nalias M = vec4<bool>;\nconst W: u32 = 4u;\n\
 fn live_lanes(e0: u32, end: u32) -> vec4<bool> {\n\
     return vec4<u32>(e0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(end);\n}\n\
 fn lane_sum(x: vec4<f32>) -> f32 {\n    return (x.x + x.y) + (x.z + x.w);\n}\n";
 
-const PRELUDE_SCALAR: &str = "alias V = f32;\nalias U = u32;\nconst W: u32 = 1u;\n\
+const PRELUDE_SCALAR: &str =
+    "alias V = f32;\nalias U = u32;\nalias M = bool;\nconst W: u32 = 1u;\n\
 fn live_lanes(e0: u32, end: u32) -> bool {\n    return e0 < end;\n}\n\
 fn lane_sum(x: f32) -> f32 {\n    return x;\n}\n";
 

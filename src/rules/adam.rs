@@ -13,7 +13,7 @@
 //! Bias corrections and step sizes are computed on the host in f64 per step.
 //! Kernel: `shaders/adam.wgsl`.
 
-use super::{check, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adam hyperparameters; `Default` equals torch's Adam defaults and
@@ -77,30 +77,7 @@ impl UpdateRule for Adam {
     }
 
     fn validate(&self) -> Result<()> {
-        let (b1, b2) = self.betas;
-        check("adam", "lr", self.lr, self.lr >= 0.0, "lr >= 0")?;
-        check("adam", "eps", self.eps, self.eps >= 0.0, "eps >= 0")?;
-        check(
-            "adam",
-            "betas.0",
-            b1,
-            (0.0..1.0).contains(&b1),
-            "0 <= beta1 < 1",
-        )?;
-        check(
-            "adam",
-            "betas.1",
-            b2,
-            (0.0..1.0).contains(&b2),
-            "0 <= beta2 < 1",
-        )?;
-        check(
-            "adam",
-            "weight_decay",
-            self.weight_decay,
-            self.weight_decay >= 0.0,
-            "weight_decay >= 0",
-        )
+        check_adam_like("adam", self.lr, self.eps, self.betas, self.weight_decay)
     }
 
     fn state_slots(&self) -> &'static [&'static str] {
@@ -140,19 +117,10 @@ impl UpdateRule for Adam {
 
     fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32 {
         let (neg_step, bc2_sqrt, eps, wd) = (h[0], h[1], h[2], h[3]);
-        let (one_minus_b1, b2, one_minus_b2, decay) = (h[4], h[5], h[6], h[7]);
+        let (one_minus_b1, b2, one_minus_b2, decay_factor) = (h[4], h[5], h[6], h[7]);
         let (maximize, decoupled, amsgrad) = (h[8], h[9], h[10]);
-        let mut p = p;
-        let g = if decoupled != 0.0 {
-            if wd != 0.0 {
-                p *= decay;
-            }
-            grad_in(g, p, 0.0, maximize)
-        } else {
-            grad_in(g, p, wd, maximize)
-        };
-        s[0] = lerp(s[0], g, one_minus_b1);
-        s[1] = s[1] * b2 + one_minus_b2 * g * g;
+        let (p, g) = decay(p, g, wd, decay_factor, decoupled, maximize);
+        moments(s, g, one_minus_b1, b2, one_minus_b2);
         let v = if amsgrad != 0.0 {
             s[2] = s[2].max(s[1]);
             s[2]

@@ -9,7 +9,7 @@
 //! ```
 //! Kernel: `shaders/adamax.wgsl`.
 
-use super::{check, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adamax hyperparameters; `Default` equals torch's defaults.
@@ -45,30 +45,7 @@ impl UpdateRule for Adamax {
     }
 
     fn validate(&self) -> Result<()> {
-        let (b1, b2) = self.betas;
-        check("adamax", "lr", self.lr, self.lr >= 0.0, "lr >= 0")?;
-        check("adamax", "eps", self.eps, self.eps >= 0.0, "eps >= 0")?;
-        check(
-            "adamax",
-            "betas.0",
-            b1,
-            (0.0..1.0).contains(&b1),
-            "0 <= beta1 < 1",
-        )?;
-        check(
-            "adamax",
-            "betas.1",
-            b2,
-            (0.0..1.0).contains(&b2),
-            "0 <= beta2 < 1",
-        )?;
-        check(
-            "adamax",
-            "weight_decay",
-            self.weight_decay,
-            self.weight_decay >= 0.0,
-            "weight_decay >= 0",
-        )
+        check_adam_like("adamax", self.lr, self.eps, self.betas, self.weight_decay)
     }
 
     fn state_slots(&self) -> &'static [&'static str] {

@@ -345,6 +345,66 @@ pub(crate) fn grad_in(g: f32, p: f32, weight_decay: f32, maximize: f32) -> f32 {
     }
 }
 
+/// Parameter and gradient after `maximize` and weight decay, either coupled (L2: wd·θ into
+/// the gradient) or decoupled (AdamW: θ·(1 − lr·wd) before the moments, `factor`), as
+/// torch's Adam, NAdam and RAdam share it. Mirrored by `decay` in `shaders/common.wgsl`.
+pub(crate) fn decay(
+    p: f32,
+    g: f32,
+    wd: f32,
+    factor: f32,
+    decoupled: f32,
+    maximize: f32,
+) -> (f32, f32) {
+    if decoupled != 0.0 {
+        let p = if wd != 0.0 { p * factor } else { p };
+        (p, grad_in(g, p, 0.0, maximize))
+    } else {
+        (p, grad_in(g, p, wd, maximize))
+    }
+}
+
+/// Adam's moments as torch updates them: m ← lerp(m, g, 1 − β1), v ← β2·v + (1 − β2)·g·g.
+/// Mirrored by `moments` in `shaders/common.wgsl`.
+pub(crate) fn moments(s: &mut [f32], g: f32, one_minus_b1: f32, b2: f32, one_minus_b2: f32) {
+    s[0] = lerp(s[0], g, one_minus_b1);
+    s[1] = s[1] * b2 + one_minus_b2 * g * g;
+}
+
+/// The checks torch's Adam-family constructors make: lr, eps, weight_decay >= 0 and
+/// 0 <= beta < 1.
+pub(crate) fn check_adam_like(
+    rule: &'static str,
+    lr: f64,
+    eps: f64,
+    (b1, b2): (f64, f64),
+    weight_decay: f64,
+) -> Result<()> {
+    check(rule, "lr", lr, lr >= 0.0, "lr >= 0")?;
+    check(rule, "eps", eps, eps >= 0.0, "eps >= 0")?;
+    check(
+        rule,
+        "betas.0",
+        b1,
+        (0.0..1.0).contains(&b1),
+        "0 <= beta1 < 1",
+    )?;
+    check(
+        rule,
+        "betas.1",
+        b2,
+        (0.0..1.0).contains(&b2),
+        "0 <= beta2 < 1",
+    )?;
+    check(
+        rule,
+        "weight_decay",
+        weight_decay,
+        weight_decay >= 0.0,
+        "weight_decay >= 0",
+    )
+}
+
 /// Validation helper: `ok` must hold and `value` be finite, else a typed error.
 pub(crate) fn check(
     rule: &'static str,

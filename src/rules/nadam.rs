@@ -13,7 +13,7 @@
 //! here (recomputed from step 1, O(t) multiplications per step and group), so the scalars
 //! match torch's bit for bit. Kernel: `shaders/nadam.wgsl`.
 
-use super::{check, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
+use super::{check, check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.NAdam hyperparameters; `Default` equals torch's defaults.
@@ -65,30 +65,7 @@ impl UpdateRule for NAdam {
     }
 
     fn validate(&self) -> Result<()> {
-        let (b1, b2) = self.betas;
-        check("nadam", "lr", self.lr, self.lr >= 0.0, "lr >= 0")?;
-        check("nadam", "eps", self.eps, self.eps >= 0.0, "eps >= 0")?;
-        check(
-            "nadam",
-            "betas.0",
-            b1,
-            (0.0..1.0).contains(&b1),
-            "0 <= beta1 < 1",
-        )?;
-        check(
-            "nadam",
-            "betas.1",
-            b2,
-            (0.0..1.0).contains(&b2),
-            "0 <= beta2 < 1",
-        )?;
-        check(
-            "nadam",
-            "weight_decay",
-            self.weight_decay,
-            self.weight_decay >= 0.0,
-            "weight_decay >= 0",
-        )?;
+        check_adam_like("nadam", self.lr, self.eps, self.betas, self.weight_decay)?;
         check(
             "nadam",
             "momentum_decay",
@@ -134,18 +111,8 @@ impl UpdateRule for NAdam {
     }
 
     fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32 {
-        let wd = h[7];
-        let mut p = p;
-        let g = if h[10] != 0.0 {
-            if wd != 0.0 {
-                p *= h[8];
-            }
-            grad_in(g, p, 0.0, h[9])
-        } else {
-            grad_in(g, p, wd, h[9])
-        };
-        s[0] = lerp(s[0], g, h[4]);
-        s[1] = s[1] * h[5] + h[6] * g * g;
+        let (p, g) = decay(p, g, h[7], h[8], h[10], h[9]);
+        moments(s, g, h[4], h[5], h[6]);
         let denom = (s[1] / h[2]).sqrt() + h[3];
         let p = p + h[0] * g / denom;
         p + h[1] * s[0] / denom

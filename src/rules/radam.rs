@@ -12,7 +12,7 @@
 //! ```
 //! The switch on ρ_t is made on the host per step. Kernel: `shaders/radam.wgsl`.
 
-use super::{check, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.RAdam hyperparameters; `Default` equals torch's defaults.
@@ -55,30 +55,7 @@ impl UpdateRule for RAdam {
     }
 
     fn validate(&self) -> Result<()> {
-        let (b1, b2) = self.betas;
-        check("radam", "lr", self.lr, self.lr >= 0.0, "lr >= 0")?;
-        check("radam", "eps", self.eps, self.eps >= 0.0, "eps >= 0")?;
-        check(
-            "radam",
-            "betas.0",
-            b1,
-            (0.0..1.0).contains(&b1),
-            "0 <= beta1 < 1",
-        )?;
-        check(
-            "radam",
-            "betas.1",
-            b2,
-            (0.0..1.0).contains(&b2),
-            "0 <= beta2 < 1",
-        )?;
-        check(
-            "radam",
-            "weight_decay",
-            self.weight_decay,
-            self.weight_decay >= 0.0,
-            "weight_decay >= 0",
-        )
+        check_adam_like("radam", self.lr, self.eps, self.betas, self.weight_decay)
     }
 
     fn state_slots(&self) -> &'static [&'static str] {
@@ -121,18 +98,8 @@ impl UpdateRule for RAdam {
     }
 
     fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32 {
-        let wd = h[7];
-        let mut p = p;
-        let g = if h[10] != 0.0 {
-            if wd != 0.0 {
-                p *= h[8];
-            }
-            grad_in(g, p, 0.0, h[9])
-        } else {
-            grad_in(g, p, wd, h[9])
-        };
-        s[0] = lerp(s[0], g, h[4]);
-        s[1] = s[1] * h[5] + h[6] * g * g;
+        let (p, g) = decay(p, g, h[7], h[8], h[10], h[9]);
+        moments(s, g, h[4], h[5], h[6]);
         let mut a = s[0] / h[0] * h[1];
         if h[11] != 0.0 {
             // torch computes `bc2_sqrt / x` as `x.reciprocal() * bc2_sqrt`.
