@@ -25,6 +25,9 @@ pub struct ContextOptions {
     pub max_storage_buffer_binding_size: Option<u64>,
     /// Lower the device's workgroups-per-dimension limit: exercises 2D dispatch.
     pub max_compute_workgroups_per_dimension: Option<u32>,
+    /// Invocations per workgroup of the rule kernels (default 256, clamped to the
+    /// device's limits; a power of two). Each invocation updates one vec4.
+    pub workgroup_size: Option<u32>,
 }
 
 /// A device and queue with what gpu-optim needs beside them (pipeline cache, loss flag).
@@ -41,6 +44,7 @@ pub(crate) struct Inner {
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) pipelines: Mutex<PipelineCache>,
     pub(crate) counters: Mutex<HashMap<&'static str, u64>>,
+    pub(crate) workgroup_size: Option<u32>,
 }
 
 impl std::fmt::Debug for Context {
@@ -154,7 +158,19 @@ impl Context {
         device.set_device_lost_callback(move |reason, msg| {
             *flag.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
         });
-        Ok(Self::build(device, queue, adapter.get_info(), lost))
+        let mut ctx = Self::build(device, queue, adapter.get_info(), lost);
+        if let Some(wg) = opts.workgroup_size {
+            if !wg.is_power_of_two() {
+                return Err(Error::InvalidHyperparameter {
+                    rule: "context",
+                    name: "workgroup_size",
+                    value: wg as f64,
+                    why: "a power of two",
+                });
+            }
+            Arc::get_mut(&mut ctx.inner).expect("fresh").workgroup_size = Some(wg);
+        }
+        Ok(ctx)
     }
 
     /// Wraps a device the caller already owns. gpu-optim installs no callbacks on it; wgpu
@@ -183,6 +199,7 @@ impl Context {
                 lost,
                 pipelines: Mutex::new(PipelineCache::default()),
                 counters: Mutex::new(HashMap::new()),
+                workgroup_size: None,
             }),
         }
     }

@@ -173,11 +173,15 @@ pub(crate) fn reduce_pipelines(
     Ok(p)
 }
 
-/// The workgroup size for this device: 256 where allowed (measured best on lavapipe and
-/// the usual choice for memory-bound kernels on GPUs).
+/// The workgroup size for this device: [`crate::ContextOptions::workgroup_size`], else 256
+/// (the usual choice for memory-bound kernels on GPUs, and on lavapipe within noise of
+/// 128 and 512), clamped to the device's limits.
 pub(crate) fn workgroup_size(ctx: &Context) -> u32 {
     let l = ctx.limits();
-    256.min(l.max_compute_invocations_per_workgroup)
+    ctx.inner
+        .workgroup_size
+        .unwrap_or(256)
+        .min(l.max_compute_invocations_per_workgroup)
         .min(l.max_compute_workgroup_size_x)
 }
 

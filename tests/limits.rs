@@ -174,3 +174,31 @@ fn params_and_grads_in_one_buffer() {
     }
     assert_eq!(got, want);
 }
+
+/// Another workgroup size changes every tile's length; results must not change.
+#[test]
+fn other_workgroup_sizes() {
+    for wg in [32u32, 64, 512] {
+        let ctx = common::ctx_with(&ContextOptions {
+            workgroup_size: Some(wg),
+            ..Default::default()
+        });
+        let plan = VerifyPlan {
+            groups: vec![Adam::adamw()],
+            tensors: vec![(0, 3), (0, 70_001), (0, 4096)],
+            steps: 5,
+            seed: 4,
+            clip: Some(GradClip {
+                max_norm: Some(1.0),
+                value: None,
+            }),
+        };
+        let r = verify(&ctx, &plan).unwrap();
+        assert!(r.passed(), "workgroup {wg}: {r}");
+    }
+    let r = Context::with_options(&ContextOptions {
+        workgroup_size: Some(100),
+        ..Default::default()
+    });
+    assert!(matches!(r, Err(Error::InvalidHyperparameter { .. })));
+}

@@ -85,6 +85,9 @@ struct Args {
     /// Done by default when torch sees a CUDA device.
     #[arg(long)]
     torch: bool,
+    /// Invocations per workgroup of the rule kernels (a power of two; default 256).
+    #[arg(long)]
+    workgroup: Option<u32>,
     /// Time with the host clock even where timestamps exist.
     #[arg(long)]
     wall_clock: bool,
@@ -352,6 +355,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let ctx = Context::with_options(&ContextOptions {
         adapter_name: args.adapter.clone(),
         backends,
+        workgroup_size: args.workgroup,
         ..Default::default()
     })?;
     let info = ctx.adapter_info().clone();
