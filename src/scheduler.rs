@@ -593,6 +593,13 @@ impl<R: UpdateRule> Optimizer<R> {
                 "max_storage_buffer_binding_size {max_bind} is too small for one tile"
             )));
         }
+        if limits.max_storage_buffers_per_shader_stage < 8 {
+            return Err(Error::InvalidState(format!(
+                "the rule kernels bind 8 storage buffers; this device allows {} per shader \
+                 stage (wgpu's downlevel limits?). Request at least Limits::default()",
+                limits.max_storage_buffers_per_shader_stage
+            )));
+        }
         let max_groups = limits.max_compute_workgroups_per_dimension as u64;
         let max_tiles = (max_groups * max_groups).min(u32::MAX as u64);
 

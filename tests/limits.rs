@@ -202,3 +202,66 @@ fn other_workgroup_sizes() {
     });
     assert!(matches!(r, Err(Error::InvalidHyperparameter { .. })));
 }
+
+fn caller_device(limits: wgpu::Limits) -> (wgpu::Device, wgpu::Queue) {
+    let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(inst.request_adapter(&Default::default()))
+        .expect("GPU tests need an adapter");
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .unwrap()
+}
+
+/// A training loop's own device and buffers: wrapped, stepped, and checked against the
+/// CPU twin; a device with too few storage bindings is refused with a clear error.
+#[test]
+fn callers_own_device_and_buffers() {
+    let (device, queue) = caller_device(wgpu::Limits::default());
+    let ctx = Context::from_device(device.clone(), queue, None);
+    let n = 10_000;
+    let mut rng = Rng(21);
+    let (p0, g) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+    let make = |data: &[f32]| {
+        let b = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("caller's"),
+            size: (data.len() * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        ctx.upload(&BufferRange::whole(&b, data.len()), data)
+            .unwrap();
+        b
+    };
+    let (pb, gb) = (make(&p0), make(&g));
+    let rule = Adam::default();
+    let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
+    opt.add_tensor(
+        opt.default_group(),
+        BufferRange::whole(&pb, n),
+        BufferRange::whole(&gb, n),
+    )
+    .unwrap();
+    let mut cpu = CpuOptimizer::new(rule, n).unwrap();
+    let mut p = p0.clone();
+    for _ in 0..3 {
+        opt.step().unwrap();
+        cpu.step(&mut p, &g).unwrap();
+    }
+    let got = ctx.download(&BufferRange::whole(&pb, n)).unwrap();
+    let e = verify::compare("params", &got, &p);
+    assert!(e.max_scaled <= 21.0 * 3.0, "{e:?}");
+
+    let (device, queue) = caller_device(wgpu::Limits::downlevel_defaults());
+    let ctx = Context::from_device(device, queue, None);
+    let arena = Arena::new(&ctx, &[100]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    match opt.step() {
+        Err(Error::InvalidState(why)) => assert!(why.contains("8 storage buffers"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
