@@ -24,3 +24,5 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 cargo build --all-targets
 cargo test -- --test-threads="${TEST_THREADS:-2}"
+# Public items are documented and the doc links resolve.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet

@@ -90,7 +90,7 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn set_lr(&mut self, lr: f64);
     /// Rounded f32 operations on the longest dependency chain of one element update, with
     /// division and sqrt counted as 3 (WGSL allows 2.5 ulp for them). The verifier's default
-    /// tolerance is this many ulps per step; see [`crate::verify`].
+    /// tolerance is this many ulps per step; see [`mod@crate::verify`].
     fn rounding_ops(&self) -> u32;
     /// Bytes one step moves per parameter: read p, g and each slot; write p and each slot.
     fn bytes_per_param(&self) -> usize {
