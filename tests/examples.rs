@@ -81,3 +81,23 @@ fn every_rule_decreases_the_valley_loss() {
         assert!(f < f0, "{name}: f {f} from {f0}");
     }
 }
+
+#[path = "../examples/train_mlp/net.rs"]
+mod net;
+
+/// The MLP example, short: every rule lowers the training loss from the same start (the
+/// forward, loss and backward kernels are the example's; the step is the crate's, in the
+/// same submission).
+#[test]
+fn every_rule_trains_the_mlp() {
+    let ctx = common::ctx();
+    for rule in gpu_optim::AnyRule::catalog() {
+        let rule = net::lr_for(rule);
+        let log = net::train(&ctx, &rule, 60, 60, |_| {}).unwrap();
+        let (first, last) = (log[0].1, log.last().unwrap().1);
+        assert!(
+            last.is_finite() && last < first,
+            "{rule:?}: loss {first} -> {last}"
+        );
+    }
+}
