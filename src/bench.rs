@@ -393,3 +393,18 @@ pub fn time_cpu<R: UpdateRule>(rule: &R, n: usize, reps: usize) -> Result<Sample
     std::hint::black_box(&p);
     Ok(Sample::of(xs))
 }
+
+/// Makes DejaVu Sans (bundled: assets/fonts, under its own free licence) plotters'
+/// "sans-serif": its pure-Rust text path needs a font to measure labels and to draw PNGs,
+/// and a bundled one makes the plots the same on every machine. Idempotent.
+pub fn register_plot_font() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+        // The bundled file is a valid TrueType font; if it were not, labels would fail
+        // with plotters' own error at draw time rather than here.
+        let _ =
+            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes);
+    });
+}

@@ -5,7 +5,7 @@
 //! `--every` steps only.
 //!
 //! `cargo run --release --example train_mlp [-- RULE|all [STEPS]]` prints loss and
-//! accuracy as it trains and, for `all`, writes docs/mlp_loss.svg comparing every rule
+//! accuracy as it trains and, for `all`, writes docs/mlp_loss.png comparing every rule
 //! from the same initialization.
 
 mod net;
@@ -44,8 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         curves.push((rule.name(), log));
     }
     if curves.len() > 1 {
-        plot("docs/mlp_loss.svg", &curves)?;
-        println!("wrote docs/mlp_loss.svg");
+        plot("docs/mlp_loss.png", &curves)?;
+        println!("wrote docs/mlp_loss.png");
     }
     Ok(())
 }
@@ -56,7 +56,8 @@ type Log = Vec<(usize, f32, f32)>;
 fn plot(file: &str, curves: &[(String, Log)]) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     std::fs::create_dir_all("docs")?;
-    let root = SVGBackend::new(file, (860, 560)).into_drawing_area();
+    gpu_optim::bench::register_plot_font();
+    let root = BitMapBackend::new(file, (860, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let steps = curves[0].1.last().unwrap().0 as f64;
     let mut chart = ChartBuilder::on(&root)

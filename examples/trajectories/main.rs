@@ -5,8 +5,8 @@
 //! flat buffer; the surface's gradient is a WGSL kernel recorded in the same command
 //! encoder as the optimizer step.
 //!
-//! `cargo run --release --example trajectories [-- OUT_DIR]` writes saddle.svg and
-//! valley.svg (default: docs/).
+//! `cargo run --release --example trajectories [-- OUT_DIR]` writes saddle.png and
+//! valley.png (default: docs/).
 
 mod sim;
 
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         saddle.push((name, r.paths.into_iter().next().unwrap()));
     }
     draw(
-        &format!("{out}/saddle.svg"),
+        &format!("{out}/saddle.png"),
         Surface::Saddle,
         &saddle,
         (-1.2, 1.2),
@@ -60,13 +60,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         valley.push((name, r.paths.into_iter().next().unwrap()));
     }
     draw(
-        &format!("{out}/valley.svg"),
+        &format!("{out}/valley.png"),
         Surface::Rosenbrock,
         &valley,
         (-2.0, 2.0),
         (-1.0, 3.0),
     )?;
-    println!("\nwrote {out}/saddle.svg, {out}/valley.svg");
+    println!("\nwrote {out}/saddle.png, {out}/valley.png");
     Ok(())
 }
 
@@ -79,7 +79,8 @@ fn draw(
     xr: (f64, f64),
     yr: (f64, f64),
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(file, (760, 640)).into_drawing_area();
+    gpu_optim::bench::register_plot_font();
+    let root = BitMapBackend::new(file, (760, 640)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = match surface {
         Surface::Saddle => "saddle  f = x² − y²",

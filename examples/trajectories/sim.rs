@@ -30,9 +30,11 @@ pub fn rules(surface: Surface) -> Vec<(&'static str, AnyRule)> {
         Surface::Saddle => 0.01,
         Surface::Rosenbrock => 2e-4,
     };
-    let adaptive = match surface {
-        Surface::Saddle => 0.01,
-        Surface::Rosenbrock => 0.02,
+    // Adaptive rules' lr per surface: large enough to show their character, small enough
+    // that the valley's paths stay readable.
+    let (adagrad, adadelta, rmsprop, adam) = match surface {
+        Surface::Saddle => (0.1, 10.0, 0.01, 0.02),
+        Surface::Rosenbrock => (0.2, 2.0, 0.005, 0.04),
     };
     vec![
         (
@@ -62,28 +64,28 @@ pub fn rules(surface: Surface) -> Vec<(&'static str, AnyRule)> {
         (
             "Adagrad",
             AnyRule::Adagrad(Adagrad {
-                lr: adaptive * 10.0,
+                lr: adagrad,
                 ..Adagrad::default()
             }),
         ),
         (
             "Adadelta",
             AnyRule::Adadelta(Adadelta {
-                lr: 10.0,
+                lr: adadelta,
                 ..Adadelta::default()
             }),
         ),
         (
             "RMSprop",
             AnyRule::RmsProp(RmsProp {
-                lr: adaptive,
+                lr: rmsprop,
                 ..RmsProp::default()
             }),
         ),
         (
             "Adam",
             AnyRule::Adam(Adam {
-                lr: adaptive * 2.0,
+                lr: adam,
                 ..Adam::default()
             }),
         ),

@@ -796,6 +796,7 @@ fn model_workload(
 
 fn plot(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
+    bench::register_plot_font();
     let root = SVGBackend::new(path, (1000, 620)).into_drawing_area();
     root.fill(&WHITE)?;
     let log2 = |n: usize| (n as f64).log2();
