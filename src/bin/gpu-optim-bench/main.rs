@@ -499,10 +499,12 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let peers: Vec<PeerRow> = peer_rows
         .into_iter()
         .map(|p| {
-            // "torch-adamw-fused" is compared with our "adamw" at the same size.
+            // "torch-adamw-fused" / "burn-adam-wgpu" are compared with our "adamw" /
+            // "adam" at the same size.
             let ours = p
                 .rule
                 .trim_start_matches("torch-")
+                .trim_start_matches("burn-")
                 .rsplit_once('-')
                 .map_or(p.rule.clone(), |(r, _)| r.to_string());
             let time_ratio = rows
