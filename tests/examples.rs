@@ -93,7 +93,7 @@ fn every_rule_trains_the_mlp() {
     let ctx = common::ctx();
     for rule in gpu_optim::AnyRule::catalog() {
         let rule = net::lr_for(rule);
-        let log = net::train(&ctx, &rule, 60, 60, |_| {}).unwrap();
+        let log = net::train(&ctx, &rule, 60, 60, |_, _, _| {}).unwrap();
         let (first, last) = (log[0].1, log.last().unwrap().1);
         assert!(
             last.is_finite() && last < first,

@@ -30,7 +30,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for rule in rules {
         let rule = lr_for(rule);
         let bar = indicatif::ProgressBar::new(steps as u64).with_message(rule.name());
-        let log = train(&ctx, &rule, steps, 100, |s| bar.set_position(s as u64))?;
+        let verbose = which != "all";
+        let log = train(&ctx, &rule, steps, 100, |s, loss, acc| {
+            bar.set_position(s as u64);
+            if verbose {
+                bar.println(format!(
+                    "step {s:>6}  loss {loss:.4}  accuracy {:.1}%",
+                    100.0 * acc
+                ));
+            }
+        })?;
         bar.finish_and_clear();
         let last = log.last().unwrap();
         println!(

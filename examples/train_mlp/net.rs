@@ -116,7 +116,7 @@ pub fn train(
     rule: &AnyRule,
     steps: usize,
     every: usize,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize, f32, f32),
 ) -> gpu_optim::Result<Vec<(usize, f32, f32)>> {
     let (d, q) = (ctx.device(), ctx.queue());
     let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -253,7 +253,7 @@ pub fn train(
             let loss = st.iter().step_by(2).sum::<f32>() / N as f32;
             let acc = st.iter().skip(1).step_by(2).sum::<f32>() / N as f32;
             log.push((s, loss, acc));
-            progress(s);
+            progress(s, loss, acc);
         }
     }
     Ok(log)
