@@ -34,10 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let log = train(&ctx, &rule, steps, 100, |s, loss, acc| {
             bar.set_position(s as u64);
             if verbose {
-                bar.println(format!(
-                    "step {s:>6}  loss {loss:.4}  accuracy {:.1}%",
-                    100.0 * acc
-                ));
+                bar.suspend(|| {
+                    println!("step {s:>6}  loss {loss:.4}  accuracy {:.1}%", 100.0 * acc)
+                });
             }
         })?;
         bar.finish_and_clear();
