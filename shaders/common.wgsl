@@ -1,5 +1,5 @@
-// Shared by every rule: bindings, the tile table, and the entry point that loads an
-// element, calls the rule's `update` and stores the result.
+// Shared by every rule: bindings, tiles, the entry point that loads an element, calls
+// the rule's `update` and stores the result, and clipping's gradient-norm pre-pass.
 //
 // The host prepends one of two preludes (src/kernel.rs):
 //   vec4:   alias V = vec4<f32>; alias U = vec4<u32>; alias M = vec4<bool>; const W = 4u;

@@ -12,7 +12,9 @@
 //! window is one dispatch over a table of tiles, one tile per workgroup, each tile a run of
 //! `workgroup × width` elements of one tensor with its param group's index. The grid is 2D
 //! when the tiles exceed `max_compute_workgroups_per_dimension`. A whole model in one
-//! arena is therefore one dispatch per 128 MiB of parameters, not one per tensor.
+//! arena is therefore one dispatch per 128 MiB of parameters, not one per tensor. A window
+//! holding one piece of one tensor (every window of a flat buffer) is *dense*: its tiles
+//! are computed from the dispatch's geometry (a uniform) instead of read from the table.
 //!
 //! Width 4 (vec4 loads) is used when every tensor of the launch group starts at a multiple
 //! of 4 elements in both buffers and its last vector fits in the buffers; else width 1.
@@ -20,8 +22,15 @@
 //!
 //! ## Per-step scalars
 //! Each step's scalars (lr, bias corrections, step flags) for every group are written into
-//! a ring of `steps_per_submission` slots and selected with a dynamic offset, so many steps
-//! can sit in one command buffer, each with its own scalars, and no bind group is rebuilt.
+//! a ring of `steps_per_submission` slots of a uniform buffer and selected with a dynamic
+//! offset, so many steps can sit in one command buffer, each with its own scalars, and no
+//! bind group is rebuilt.
+//!
+//! ## Passes before the update
+//! Gradient clipping ([`GradClip`]) and two-phase rules (LAMB) add passes over the same
+//! tiles that write per-tile partial sums, reduced per tensor (and globally for clipping)
+//! in a fixed order by `shaders/reduce.wgsl` into a device buffer (`aux`) the update
+//! reads. Nothing is read back to the host in a step.
 
 use std::collections::BTreeMap;
 
