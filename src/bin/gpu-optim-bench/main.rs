@@ -25,8 +25,8 @@ Figures:
   roofline      the device's ceiling: the faster of copy_buffer_to_buffer and a vec4 copy
                 kernel over the same bytes, in GB/s counting bytes read plus written.
   B/param       bytes a rule must move per parameter per step (read p, g, each state slot;
-                write p and each slot): SGD 12, momentum/Adagrad/RMSprop 20, Adam 28,
-                AMSGrad 36.
+                write p and each slot): SGD 12, momentum/Adagrad/RMSprop/Lion 20, Adam
+                family 28, AMSGrad 36, LAMB 40 (two passes).
   ms/step       median GPU time per step (timestamps where the device has them inside
                 encoders, else wall clock around a blocking wait), K steps per submission,
                 after a warm-up; [min-max] over the repetitions.
@@ -40,6 +40,10 @@ Figures:
   model         GPT-2 small's 148 tensors (124M params) in one arena vs one flat buffer
                 of the same size, and vs one dispatch per tensor; host cost of encoding and
                 submitting a step (K=1 and K=8).
+  features      Adam with clip_grad_norm in the step, relative to the plain step.
+  peers         PyTorch (benches/torch_optim.py; --torch / --torch-json) and, built with
+                --features peer-burn, Burn's Adam on its wgpu backend: their time per step
+                and ours / theirs at the same size.
 
 Exit status is 1 if any correctness check fails.";
 
