@@ -80,9 +80,15 @@ pub fn ulp_distance(a: f32, b: f32) -> u64 {
     (key(a) - key(b)).unsigned_abs()
 }
 
-/// Compares a GPU buffer with its CPU reference.
-pub fn compare(name: &str, gpu: &[f32], cpu: &[f32]) -> BufferError {
-    assert_eq!(gpu.len(), cpu.len(), "compare: lengths differ");
+/// Compares a GPU buffer with its CPU reference (of the same length).
+pub fn compare(name: &str, gpu: &[f32], cpu: &[f32]) -> Result<BufferError> {
+    if gpu.len() != cpu.len() {
+        return Err(Error::LengthMismatch {
+            what: format!("{name} (GPU result)"),
+            got: gpu.len(),
+            expected: cpu.len(),
+        });
+    }
     let n = cpu.len().max(1) as f64;
     let rms = (cpu.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n).sqrt();
     let mut e = BufferError {
@@ -113,7 +119,7 @@ pub fn compare(name: &str, gpu: &[f32], cpu: &[f32]) -> BufferError {
             e.max_scaled = e.max_scaled.max(scaled);
         }
     }
-    e
+    Ok(e)
 }
 
 /// The verifier's findings for one rule.
@@ -267,14 +273,14 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         gpu_all.extend(ctx.download(&arena.param(i))?);
         cpu_all.extend_from_slice(p);
     }
-    let mut buffers = vec![compare("params", &gpu_all, &cpu_all)];
+    let mut buffers = vec![compare("params", &gpu_all, &cpu_all)?];
     for (k, name) in slots.iter().enumerate() {
         let (mut g, mut c) = (Vec::new(), Vec::new());
         for (i, id) in ids.iter().enumerate() {
             g.extend(opt.read_state(*id, k)?);
             c.extend_from_slice(&cpu_s[i][k]);
         }
-        buffers.push(compare(name, &g, &c));
+        buffers.push(compare(name, &g, &c)?);
     }
     let ops = plan
         .groups

@@ -1008,3 +1008,20 @@ fn device_loss_is_an_error() {
     assert_eq!(opt.step_count(), 1);
     assert!(ctx.download(&arena.param(0)).is_err());
 }
+
+/// The public comparison refuses buffers of different lengths instead of panicking.
+#[test]
+fn compare_with_different_lengths() {
+    let r = gpu_optim::verify::compare("params", &[1.0, 2.0], &[1.0]);
+    assert!(
+        matches!(
+            r,
+            Err(Error::LengthMismatch {
+                got: 2,
+                expected: 1,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}

@@ -129,7 +129,7 @@ fn caller_buffers_at_unaligned_offsets() {
                 .unwrap();
         }
         let got = ctx.download(&BufferRange::whole(&pb, total_p)).unwrap();
-        let e = verify::compare("params", &got, &p_ref);
+        let e = verify::compare("params", &got, &p_ref).unwrap();
         assert!(
             e.max_scaled <= 21.0 * 3.0,
             "offset {p_off}/{g_off} len {len}: {e:?}"
@@ -138,7 +138,7 @@ fn caller_buffers_at_unaligned_offsets() {
         assert_eq!(&got[..p_off as usize], &p_host[..p_off as usize]);
         assert_eq!(got[total_p - 1].to_bits(), p_host[total_p - 1].to_bits());
         let m = opt.read_state(id, 0).unwrap();
-        let me = verify::compare("exp_avg", &m, &cpu.state[0]);
+        let me = verify::compare("exp_avg", &m, &cpu.state[0]).unwrap();
         assert!(me.max_scaled <= 21.0 * 3.0, "{me:?}");
     }
 }
@@ -252,7 +252,7 @@ fn callers_own_device_and_buffers() {
         cpu.step(&mut p, &g).unwrap();
     }
     let got = ctx.download(&BufferRange::whole(&pb, n)).unwrap();
-    let e = verify::compare("params", &got, &p);
+    let e = verify::compare("params", &got, &p).unwrap();
     assert!(e.max_scaled <= 21.0 * 3.0, "{e:?}");
 
     let (device, queue) = caller_device(wgpu::Limits::downlevel_defaults());

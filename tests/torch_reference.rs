@@ -736,10 +736,10 @@ fn cpu_reference_matches_torch() {
             cpu.step(&mut p, &g).unwrap();
         }
         let tol = tolerance(&c.rule);
-        let mut checks = vec![compare("params", &p, &c.params)];
+        let mut checks = vec![compare("params", &p, &c.params).unwrap()];
         for (name, want) in &c.state {
             let k = c.rule.state_slots().iter().position(|s| s == name).unwrap();
-            checks.push(compare(name, &cpu.state[k], want));
+            checks.push(compare(name, &cpu.state[k], want).unwrap());
         }
         for e in checks {
             eprintln!(
@@ -767,7 +767,7 @@ fn gpu_matches_torch() {
             ctx.upload(&arena.grad(0), &g).unwrap();
             opt.step().unwrap();
         }
-        let e = compare("params", &ctx.download(&arena.param(0)).unwrap(), &c.params);
+        let e = compare("params", &ctx.download(&arena.param(0)).unwrap(), &c.params).unwrap();
         assert!(e.max_scaled <= tolerance(&c.rule), "{}: {e:?}", c.name);
     }
 }
