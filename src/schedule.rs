@@ -76,7 +76,8 @@ impl LrSchedule {
         }
     }
 
-    /// The lr for step `t` (1-based) given the base lr.
+    /// The lr for step `t` (1-based) given the base lr. Total for any input; parameters
+    /// [`LrSchedule::validate`] refuses give a meaningless but finite or NaN result.
     pub fn lr(&self, base: f64, t: u64) -> f64 {
         let cosine = |k: u64, n: u64, eta_min: f64| {
             if k >= n {
@@ -89,7 +90,9 @@ impl LrSchedule {
         let k = t.saturating_sub(1);
         match *self {
             LrSchedule::Constant => base,
-            LrSchedule::Step { step_size, gamma } => base * gamma.powi((k / step_size) as i32),
+            LrSchedule::Step { step_size, gamma } => {
+                base * gamma.powi((k / step_size.max(1)).min(i32::MAX as u64) as i32)
+            }
             LrSchedule::Cosine { t_max, eta_min } => cosine(k, t_max, eta_min),
             LrSchedule::WarmupCosine {
                 warmup,
@@ -99,7 +102,7 @@ impl LrSchedule {
                 if t <= warmup {
                     base * t as f64 / warmup as f64
                 } else {
-                    cosine(t - 1 - warmup, t_max - warmup, eta_min)
+                    cosine(t - 1 - warmup, t_max.saturating_sub(warmup), eta_min)
                 }
             }
         }

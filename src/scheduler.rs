@@ -91,13 +91,13 @@ impl Arena {
         self.ranges.is_empty()
     }
 
-    /// Where tensor `i`'s parameters live.
+    /// Where tensor `i`'s parameters live. Panics if `i >= len()`, as slice indexing does.
     pub fn param(&self, i: usize) -> BufferRange {
         let (o, n) = self.ranges[i];
         BufferRange::new(&self.params, o, n)
     }
 
-    /// Where tensor `i`'s gradient lives.
+    /// Where tensor `i`'s gradient lives. Panics if `i >= len()`, as slice indexing does.
     pub fn grad(&self, i: usize) -> BufferRange {
         let (o, n) = self.ranges[i];
         BufferRange::new(&self.grads, o, n)
