@@ -10,10 +10,7 @@ fn direction(h: Hyper, p: V, m: V, v: V) -> V {
 }
 
 fn measure(h: Hyper, p: V, g_raw: V, s: ptr<function, State>) -> Pair {
-    var g = g_raw;
-    if h.b.z != 0.0 {
-        g = -g_raw;
-    }
+    let g = grad_in(g_raw, p, 0.0, h.b.z);
     (*s).s0 = h.c.x * g + h.c.y * (*s).s0;
     (*s).s1 = h.c.z * (g * g) + h.c.w * (*s).s1;
     let u = direction(h, p, (*s).s0, (*s).s1);

@@ -16,7 +16,7 @@
 //! 40 bytes per parameter per step (24 + 16). The CPU twin sums in f64, the device in f32,
 //! so r may differ in its last bits. Kernel: `shaders/lamb.wgsl`.
 
-use super::{check, flag, Hyper, Kernel, UpdateRule};
+use super::{check, check_adam_like, flag, grad_in, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// LAMB hyperparameters (optax names and defaults; lr 1e-3).
@@ -64,36 +64,13 @@ impl UpdateRule for Lamb {
     }
 
     fn validate(&self) -> Result<()> {
-        let (b1, b2) = self.betas;
-        check("lamb", "lr", self.lr, self.lr >= 0.0, "lr >= 0")?;
-        check("lamb", "eps", self.eps, self.eps >= 0.0, "eps >= 0")?;
+        check_adam_like("lamb", self.lr, self.eps, self.betas, self.weight_decay)?;
         check(
             "lamb",
             "eps_root",
             self.eps_root,
             self.eps_root >= 0.0,
             "eps_root >= 0",
-        )?;
-        check(
-            "lamb",
-            "betas.0",
-            b1,
-            (0.0..1.0).contains(&b1),
-            "0 <= beta1 < 1",
-        )?;
-        check(
-            "lamb",
-            "betas.1",
-            b2,
-            (0.0..1.0).contains(&b2),
-            "0 <= beta2 < 1",
-        )?;
-        check(
-            "lamb",
-            "weight_decay",
-            self.weight_decay,
-            self.weight_decay >= 0.0,
-            "weight_decay >= 0",
         )
     }
 
@@ -127,7 +104,7 @@ impl UpdateRule for Lamb {
     }
 
     fn measure(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> [f32; 2] {
-        let g = if h[6] != 0.0 { -g } else { g };
+        let g = grad_in(g, p, 0.0, h[6]);
         s[0] = h[8] * g + h[9] * s[0];
         s[1] = h[10] * (g * g) + h[11] * s[1];
         let u = Self::direction(h, p, s[0], s[1]);
