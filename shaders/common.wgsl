@@ -1,5 +1,6 @@
-// Shared by every rule: bindings, tiles, the entry point that loads an element, calls
-// the rule's `update` and stores the result, and clipping's gradient-norm pre-pass.
+// Shared by every rule: bindings, tiles, helpers and clipping's gradient-norm pre-pass.
+// The entry point that loads an element, calls the rule's `update` and stores the result
+// is the state format's: shaders/state_f32.wgsl (f32 slots) or shaders/state_q8.wgsl.
 //
 // The host prepends one of two preludes (src/kernel.rs):
 //   vec4:   alias V = vec4<f32>; alias U = vec4<u32>; alias M = vec4<bool>; const W = 4u;
@@ -27,10 +28,12 @@ struct Tile { group: u32, first: u32, end: u32, tensor: u32 }
 // reduction passes write tile t's partial sums at aux[partials_at + 2 (tile_base + t)].
 // A dense dispatch covers one piece of one tensor: its tiles follow from group, end and
 // tensor here, and the tile table is not read.
+// 8-bit state (shaders/state_q8.wgsl): this dispatch's first block among its tensor's,
+// and the tensor's blocks per slot.
 struct Launch {
     p_shift: u32, g_shift: u32, s_shift: u32, grid_x: u32,
-    n_tiles: u32, tile_base: u32, partials_at: u32, pad0: u32,
-    group: u32, end: u32, tensor: u32, pad1: u32,
+    n_tiles: u32, tile_base: u32, partials_at: u32, q_block0: u32,
+    group: u32, end: u32, tensor: u32, q_blocks: u32,
 }
 
 override WG: u32 = 256u;
@@ -52,9 +55,8 @@ var<private> tensor_sums: vec2<f32>;
 @group(0) @binding(2) var<storage, read> tiles: array<Tile>;
 // Per-group scalars of this step (a uniform: the ring slot is the dynamic offset).
 @group(0) @binding(3) var<uniform> hyper: array<Hyper, GROUPS>;
-@group(0) @binding(4) var<storage, read_write> s0: array<V>;
-@group(0) @binding(5) var<storage, read_write> s1: array<V>;
-@group(0) @binding(6) var<storage, read_write> s2: array<V>;
+// Bindings 4-6 (state slots s0..s2) are declared by the state format's file:
+// shaders/state_f32.wgsl or shaders/state_q8.wgsl.
 // Device-side scalars shared by the passes of a step (src/scheduler.rs, `Aux`):
 // [0] max_norm, [1] clip_value, [2] last total grad norm, [3] grad scale, [4] non-finite
 // grad count; then 2 f32 per tensor (its sums), then 2 f32 per tile (partial sums).
@@ -98,22 +100,6 @@ fn grad_in(g: V, p: V, weight_decay: f32, maximize: f32) -> V {
     return d;
 }
 
-// The state slots the rule uses (SLOTS), at state index si.
-fn load_state(si: u32) -> State {
-    var st: State;
-    if SLOTS > 0u { st.s0 = s0[si]; }
-    if SLOTS > 1u { st.s1 = s1[si]; }
-    if SLOTS > 2u { st.s2 = s2[si]; }
-    return st;
-}
-
-// Stores the new state in the live lanes; the others keep `old`.
-fn store_state(si: u32, old: State, st: State, live: M) {
-    if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
-    if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
-    if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
-}
-
 // Parameter and gradient after `maximize` and weight decay, coupled (L2) or decoupled
 // (AdamW: p·factor before the moments). CPU twin: rules::decay.
 struct Decayed { p: V, g: V }
@@ -141,34 +127,6 @@ fn lerp(a: V, b: V, w: f32) -> V {
         return a + w * (b - a);
     }
     return b - (b - a) * (1.0 - w);
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = tile_index(wg);
-    if t >= launch.n_tiles {
-        return;
-    }
-    let tile = tile_at(t);
-    let vi = tile.first + lid;
-    let e0 = vi * W;
-    if e0 >= tile.end {
-        return;
-    }
-    // Lanes past the tensor's end keep their old values (they may belong to the caller).
-    let live = live_lanes(e0, tile.end);
-    let h = hyper[tile.group];
-    if TWO_PHASE {
-        tensor_sums = vec2<f32>(aux[SUMS_AT + 2u * tile.tensor], aux[SUMS_AT + 2u * tile.tensor + 1u]);
-    }
-    let pi = vi + launch.p_shift;
-    let si = vi + launch.s_shift;
-    let p = param[pi];
-    let old = load_state(si);
-    var st = old;
-    let p_new = update(h, p, clipped(grad[vi + launch.g_shift]), &st);
-    param[pi] = select(p, p_new, live);
-    store_state(si, old, st, live);
 }
 
 // Sums `acc` over the workgroup into partial[0]. Two barriers instead of a log2(WG)-level

@@ -2,6 +2,9 @@
 //!
 //! Tensors are named `state.<tensor index>.<slot>` (torch.optim's slot names, e.g.
 //! `state.3.exp_avg`) and, when asked, `param.<tensor index>`; all F32, shape `[len]`.
+//! A tensor with 8-bit state ([`crate::StateFormat`]) has `state.<i>.<slot>.codes` (U8,
+//! `[len]`) and `state.<i>.<slot>.absmax` (F32, one per block) instead: saved as they are,
+//! so a resumed run requantizes from the same bytes.
 //! The header's metadata holds the format version, the rule, the step count, every param
 //! group's hyperparameters and lr schedule, the gradient clipping, and the tensor layout. Loading checks all of
 //! it against the optimizer it loads into (built the same way as the one saved) and
@@ -61,6 +64,7 @@ impl<R: UpdateRule> Optimizer<R> {
             .collect();
         m.insert("tensors".into(), layout.join(","));
         m.insert("grad_clip".into(), format!("{:?}", self.clip));
+        m.insert("state_format".into(), format!("{:?}", self.state_format));
         m
     }
 
@@ -72,23 +76,40 @@ impl<R: UpdateRule> Optimizer<R> {
         self.prepare()?;
         let slots = self.groups[0].state_slots();
         let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut dtypes = Vec::new();
         for i in 0..self.tensors.len() {
+            let id = crate::TensorId(i);
             for (k, slot) in slots.iter().enumerate() {
-                let v = self.read_state(crate::TensorId(i), k)?;
+                if self.is_quantized(id) {
+                    let (codes, absmax) = self.read_state_q8(id, k)?;
+                    blobs.push((format!("state.{i}.{slot}.codes"), codes));
+                    dtypes.push(Dtype::U8);
+                    blobs.push((
+                        format!("state.{i}.{slot}.absmax"),
+                        bytemuck::cast_slice(&absmax).to_vec(),
+                    ));
+                    dtypes.push(Dtype::F32);
+                    continue;
+                }
+                let v = self.read_state(id, k)?;
                 blobs.push((
                     format!("state.{i}.{slot}"),
                     bytemuck::cast_slice(&v).to_vec(),
                 ));
+                dtypes.push(Dtype::F32);
             }
             if with_params {
                 let v = self.ctx.download(&self.tensors[i].param)?;
                 blobs.push((format!("param.{i}"), bytemuck::cast_slice(&v).to_vec()));
+                dtypes.push(Dtype::F32);
             }
         }
         let views = blobs
             .iter()
-            .map(|(name, b)| {
-                TensorView::new(Dtype::F32, vec![b.len() / 4], b).map(|v| (name.as_str(), v))
+            .zip(&dtypes)
+            .map(|((name, b), &dt)| {
+                let n = b.len() * 8 / dt.bitsize();
+                TensorView::new(dt, vec![n], b).map(|v| (name.as_str(), v))
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| err(path, e.to_string()))?;
@@ -160,6 +181,7 @@ impl<R: UpdateRule> Optimizer<R> {
             "groups",
             "tensors",
             "grad_clip",
+            "state_format",
         ] {
             let (got, exp) = (meta.get(key), &want[key]);
             if got != Some(exp) {
@@ -186,13 +208,13 @@ impl<R: UpdateRule> Optimizer<R> {
             .ok_or_else(|| err(path, "missing or malformed step"))?;
 
         // Every tensor checked before anything is written to the device.
-        let get = |name: &str, len: usize, required: bool| -> Result<Option<&[u8]>> {
+        let get_as = |name: &str, dt: Dtype, len: usize, required: bool| -> Result<Option<&[u8]>> {
             match st.tensor(name) {
-                Ok(v) if v.dtype() == Dtype::F32 && v.shape() == [len] => Ok(Some(v.data())),
+                Ok(v) if v.dtype() == dt && v.shape() == [len] => Ok(Some(v.data())),
                 Ok(v) => Err(err(
                     path,
                     format!(
-                        "{name} is {:?} {:?}, expected F32 [{len}]",
+                        "{name} is {:?} {:?}, expected {dt:?} [{len}]",
                         v.dtype(),
                         v.shape()
                     ),
@@ -201,10 +223,19 @@ impl<R: UpdateRule> Optimizer<R> {
                 Err(_) => Err(err(path, format!("{name} missing"))),
             }
         };
+        let get = |name: &str, len: usize, required: bool| get_as(name, Dtype::F32, len, required);
         let mut writes: Vec<(BufferRange, &[u8])> = Vec::new();
+        let mut q8_writes: Vec<(usize, usize, &[u8], &[u8])> = Vec::new();
         for i in 0..self.tensors.len() {
             let len = self.tensors[i].param.len;
             for (k, slot) in slots.iter().enumerate() {
+                if self.is_quantized(crate::TensorId(i)) {
+                    let blocks = len.div_ceil(crate::quant::BLOCK);
+                    let codes = get_as(&format!("state.{i}.{slot}.codes"), Dtype::U8, len, true)?;
+                    let absmax = get(&format!("state.{i}.{slot}.absmax"), blocks, true)?;
+                    q8_writes.push((i, k, codes.expect("required"), absmax.expect("required")));
+                    continue;
+                }
                 let data = get(&format!("state.{i}.{slot}"), len, true)?.expect("required");
                 writes.push((self.state(crate::TensorId(i), k)?, data));
             }
@@ -212,7 +243,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 writes.push((self.tensors[i].param.clone(), data));
             }
         }
-        let known = self.tensors.len() * (slots.len() + 1);
+        let known = self.tensors.len() * (2 * slots.len() + 1);
         if st.len() > known {
             return Err(err(
                 path,
@@ -222,6 +253,10 @@ impl<R: UpdateRule> Optimizer<R> {
         for (range, data) in writes {
             let v: Vec<f32> = bytemuck::pod_collect_to_vec(data);
             self.ctx.upload(&range, &v)?;
+        }
+        for (i, k, codes, absmax) in q8_writes {
+            let a: Vec<f32> = bytemuck::pod_collect_to_vec(absmax);
+            self.write_state_q8(crate::TensorId(i), k, codes, &a)?;
         }
         self.t = step;
         Ok(())

@@ -9,6 +9,8 @@ use crate::rules::Kernel;
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const TWO_PHASE: &str = include_str!("../shaders/two_phase.wgsl");
+const STATE_F32: &str = include_str!("../shaders/state_f32.wgsl");
+const STATE_Q8: &str = include_str!("../shaders/state_q8.wgsl");
 
 const PRELUDE_VEC4: &str =
     "alias V = vec4<f32>;\nalias U = vec4<u32>;\nalias M = vec4<bool>;\nconst W: u32 = 4u;\n\
@@ -21,26 +23,39 @@ const PRELUDE_SCALAR: &str =
 fn live_lanes(e0: u32, end: u32) -> bool {\n    return e0 < end;\n}\n\
 fn lane_sum(x: f32) -> f32 {\n    return x;\n}\n";
 
-/// Number of bindings in the shared layout (`shaders/common.wgsl`).
-pub(crate) const BINDINGS: u32 = 9;
+/// Number of bindings in the shared layout (`shaders/common.wgsl`; 9 and 10 are 8-bit
+/// state's absmax and quantization map, `shaders/state_q8.wgsl`).
+pub(crate) const BINDINGS: u32 = 11;
+/// Binding of 8-bit state's quantization map, a uniform.
+pub(crate) const QMAP_BINDING: u32 = 10;
 /// Binding of the per-dispatch geometry, a uniform.
 pub(crate) const LAUNCH_BINDING: u32 = 8;
 /// Binding of the per-step scalars (a uniform), the only one with a dynamic offset.
 pub(crate) const HYPER_BINDING: u32 = 3;
 
-/// The full WGSL of a rule kernel at vector width 4 or 1. Public so tools (and the tests)
-/// can validate it with naga.
+/// The full WGSL of a rule kernel with f32 state at vector width 4 or 1. Public so tools
+/// (and the tests) can validate it with naga.
 ///
 /// `groups` sizes the uniform array of per-group scalars (`GROUPS` in common.wgsl).
 pub fn shader_source(kernel: &Kernel, width: u32, groups: u32) -> String {
+    assemble(kernel, width, groups, false)
+}
+
+/// The same kernel with 8-bit block-wise state (vector width 4).
+pub fn shader_source_q8(kernel: &Kernel, groups: u32) -> String {
+    assemble(kernel, 4, groups, true)
+}
+
+fn assemble(kernel: &Kernel, width: u32, groups: u32, q8: bool) -> String {
     let prelude = if width == 4 {
         PRELUDE_VEC4
     } else {
         PRELUDE_SCALAR
     };
+    let state = if q8 { STATE_Q8 } else { STATE_F32 };
     let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
     format!(
-        "{prelude}const GROUPS: u32 = {groups}u;\n{COMMON}\n{two_phase}\n{}",
+        "{prelude}const GROUPS: u32 = {groups}u;\n{COMMON}\n{state}\n{two_phase}\n{}",
         kernel.source
     )
 }
@@ -59,6 +74,8 @@ pub(crate) struct PipelineKey {
     pub dense: bool,
     /// Length of the uniform array of per-group scalars (a power of two).
     pub groups: u32,
+    /// 8-bit state, with bit k set where slot k uses the signed map.
+    pub q8: Option<u32>,
 }
 
 /// Pipelines live as long as the context; optimizers share them.
@@ -114,7 +131,7 @@ fn layouts(
             .map(|b| match b {
                 2 => storage(b, true, false),
                 HYPER_BINDING => uniform(b, true),
-                LAUNCH_BINDING => uniform(b, false),
+                LAUNCH_BINDING | QMAP_BINDING => uniform(b, false),
                 _ => storage(b, false, false),
             })
             .collect();
@@ -196,9 +213,19 @@ pub(crate) fn pipeline(
         return Ok(p.clone());
     }
     let (_, layout) = layouts(ctx, &mut cache)?;
-    let src = shader_source(kernel, key.width, key.groups);
+    let src = assemble(kernel, key.width, key.groups, key.q8.is_some());
     let d = ctx.device();
     ctx.count("pipeline");
+    let mut constants = vec![
+        ("WG", key.workgroup as f64),
+        ("SLOTS", key.slots as f64),
+        ("CLIP", key.clip as u32 as f64),
+        ("TWO_PHASE", kernel.two_phase as u32 as f64),
+        ("DENSE", key.dense as u32 as f64),
+    ];
+    if let Some(signed) = key.q8 {
+        constants.push(("SIGNED", signed as f64));
+    }
     let p = ctx.scoped("compiling a rule kernel", || {
         let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name),
@@ -210,13 +237,7 @@ pub(crate) fn pipeline(
             module: &module,
             entry_point: Some(key.entry),
             compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[
-                    ("WG", key.workgroup as f64),
-                    ("SLOTS", key.slots as f64),
-                    ("CLIP", key.clip as u32 as f64),
-                    ("TWO_PHASE", kernel.two_phase as u32 as f64),
-                    ("DENSE", key.dense as u32 as f64),
-                ],
+                constants: &constants,
                 ..Default::default()
             },
             cache: None,
@@ -250,6 +271,9 @@ mod tests {
         for rule in AnyRule::catalog() {
             for width in [1, 4] {
                 parse(&shader_source(&rule.kernel(), width, 4));
+            }
+            if !rule.kernel().two_phase {
+                parse(&shader_source_q8(&rule.kernel(), 4));
             }
         }
         parse(include_str!("../shaders/copy.wgsl"));

@@ -33,6 +33,7 @@ mod clip;
 mod context;
 mod error;
 mod kernel;
+pub mod quant;
 pub mod rules;
 mod schedule;
 mod scheduler;
@@ -42,7 +43,8 @@ pub mod workloads;
 pub use clip::{cpu_grad_clip, GradClip, GradStats};
 pub use context::{list_adapters, BufferRange, Context, ContextOptions};
 pub use error::{Error, Result};
-pub use kernel::shader_source;
+pub use kernel::{shader_source, shader_source_q8};
+pub use quant::StateFormat;
 pub use rules::{
     cpu_step, Adadelta, Adagrad, Adam, Adamax, AnyRule, CpuOptimizer, Hyper, Kernel, Lamb, Lion,
     NAdam, RAdam, RmsProp, Sgd, UpdateRule,

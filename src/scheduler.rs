@@ -38,6 +38,7 @@ use crate::clip::{GradClip, GradStats};
 use crate::context::{BufferRange, Context};
 use crate::error::{Error, Result};
 use crate::kernel::{self, PipelineKey, BINDINGS};
+use crate::quant::{self, Q8State, StateFormat, BLOCK};
 use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
 use crate::schedule::LrSchedule;
 
@@ -121,9 +122,11 @@ struct Launch {
     measure: Option<wgpu::ComputePipeline>,
 }
 
-/// Where each tensor's state lives: a buffer per slot, shared by a launch group.
+/// Where each tensor's state lives: a buffer per slot, shared by a launch group (f32), or
+/// one tensor's codes per slot and its absmax (8-bit, [`StateFormat`]).
 struct StateSet {
     buffers: Vec<wgpu::Buffer>,
+    absmax: Option<wgpu::Buffer>,
 }
 
 struct Plan {
@@ -175,12 +178,14 @@ pub(crate) struct LaunchInfo {
     n_tiles: u32,
     tile_base: u32,
     partials_at: u32,
-    pad0: u32,
+    /// 8-bit state: this dispatch's first block among its tensor's.
+    q_block0: u32,
     /// Dense dispatches (one piece of one tensor): its group, end and tensor.
     group: u32,
     end: u32,
     tensor: u32,
-    dense: u32,
+    /// 8-bit state: the tensor's blocks per slot.
+    q_blocks: u32,
 }
 
 /// A GPU optimizer over registered tensors, one update rule, any number of param groups.
@@ -209,6 +214,7 @@ pub struct Optimizer<R: UpdateRule> {
     per_tensor: bool,
     pub(crate) clip: Option<GradClip>,
     clip_dirty: bool,
+    pub(crate) state_format: StateFormat,
 }
 
 impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {
@@ -238,6 +244,7 @@ impl<R: UpdateRule> Optimizer<R> {
             per_tensor: false,
             clip: None,
             clip_dirty: false,
+            state_format: StateFormat::F32,
         })
     }
 
@@ -256,6 +263,42 @@ impl<R: UpdateRule> Optimizer<R> {
         self.frozen("set_dispatch_per_tensor")?;
         self.per_tensor = on;
         Ok(())
+    }
+
+    /// Stores state slots as 8-bit block-wise codes ([`StateFormat::Blockwise8`], see
+    /// [`crate::quant`]) for tensors of at least `min_len` elements; before the first step.
+    /// Such tensors must start at multiples of 4 elements (an [`Arena`]'s do), and each is
+    /// one dispatch. Two-phase rules (LAMB) keep f32 state.
+    pub fn set_state_format(&mut self, format: StateFormat) -> Result<()> {
+        self.frozen("set_state_format")?;
+        if format != StateFormat::F32 && self.groups[0].kernel().two_phase {
+            return Err(Error::InvalidState(format!(
+                "{} is a two-phase rule; 8-bit state is not supported for it",
+                self.groups[0].name()
+            )));
+        }
+        self.state_format = format;
+        Ok(())
+    }
+
+    /// How this optimizer stores state.
+    pub fn state_format(&self) -> StateFormat {
+        self.state_format
+    }
+
+    /// Whether tensor `t` has 8-bit state.
+    pub fn is_quantized(&self, t: TensorId) -> bool {
+        self.tensors
+            .get(t.0)
+            .is_some_and(|x| self.state_format.quantizes(x.param.len))
+    }
+
+    /// Which state slots may be negative (the signed map in 8-bit state).
+    pub(crate) fn signed_slots(&self) -> Vec<bool> {
+        let r = &self.groups[0];
+        (0..r.state_slots().len())
+            .map(|k| !r.slot_nonnegative(k))
+            .collect()
     }
 
     /// Clips gradients on the device in every step (see [`GradClip`]). Turning clipping on
@@ -430,14 +473,32 @@ impl<R: UpdateRule> Optimizer<R> {
         self.t
     }
 
+    /// Bytes of device memory the state takes (0 before planning).
+    pub fn state_bytes(&self) -> u64 {
+        self.plan.as_ref().map_or(0, |p| {
+            p.states
+                .iter()
+                .flat_map(|s| s.buffers.iter().chain(&s.absmax))
+                .map(|b| b.size())
+                .sum()
+        })
+    }
+
     /// Number of dispatches one step records (after the first step or [`Optimizer::prepare`]).
     pub fn dispatches_per_step(&self) -> usize {
         self.plan.as_ref().map_or(0, |p| p.launches.len())
     }
 
     /// The registered tensors' state slot `slot` of tensor `t`.
+    /// Tensors with 8-bit state have no f32 buffer: see [`Optimizer::read_state_q8`].
     pub fn state(&mut self, t: TensorId, slot: usize) -> Result<BufferRange> {
         self.prepare()?;
+        if self.is_quantized(t) {
+            return Err(Error::InvalidState(format!(
+                "tensor {} has 8-bit state: read_state dequantizes it, read_state_q8 reads the codes",
+                t.0
+            )));
+        }
         let plan = self.plan.as_ref().expect("prepared");
         let &(set, offset) = plan
             .tensor_state
@@ -452,10 +513,79 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(BufferRange::new(buf, offset, self.tensors[t.0].param.len))
     }
 
-    /// Reads tensor `t`'s state slot back to the host.
+    /// Reads tensor `t`'s state slot back to the host (dequantized if 8-bit).
     pub fn read_state(&mut self, t: TensorId, slot: usize) -> Result<Vec<f32>> {
+        if self.is_quantized(t) {
+            let (codes, absmax) = self.read_state_q8(t, slot)?;
+            let signed = self.signed_slots()[slot];
+            return Ok(quant::Codebook::new(signed).dequantize(&codes, &absmax));
+        }
         let r = self.state(t, slot)?;
         self.ctx.download(&r)
+    }
+
+    /// Tensor `t`'s 8-bit state slot: one code per element, one absmax per block.
+    pub fn read_state_q8(&mut self, t: TensorId, slot: usize) -> Result<(Vec<u8>, Vec<f32>)> {
+        let (codes, absmax) = self.q8_buffers(t, slot)?;
+        let len = self.tensors[t.0].param.len;
+        let blocks = len.div_ceil(BLOCK);
+        let mut c = self
+            .ctx
+            .download_bytes(&codes, 0, len.div_ceil(4) as u64 * 4)?;
+        c.truncate(len);
+        let a =
+            self.ctx
+                .download_bytes(&absmax, (slot * blocks * 4) as u64, (blocks * 4) as u64)?;
+        Ok((c, bytemuck::pod_collect_to_vec(&a)))
+    }
+
+    /// Overwrites tensor `t`'s 8-bit state slot (checkpoint loading).
+    pub(crate) fn write_state_q8(
+        &mut self,
+        t: TensorId,
+        slot: usize,
+        codes: &[u8],
+        absmax: &[f32],
+    ) -> Result<()> {
+        let (cbuf, abuf) = self.q8_buffers(t, slot)?;
+        let len = self.tensors[t.0].param.len;
+        let blocks = len.div_ceil(BLOCK);
+        if codes.len() != len || absmax.len() != blocks {
+            return Err(Error::LengthMismatch {
+                what: format!("tensor {} 8-bit state", t.0),
+                got: codes.len(),
+                expected: len,
+            });
+        }
+        let mut c = codes.to_vec();
+        c.resize(len.div_ceil(4) * 4, 0);
+        let q = self.ctx.queue();
+        q.write_buffer(&cbuf, 0, &c);
+        q.write_buffer(
+            &abuf,
+            (slot * blocks * 4) as u64,
+            bytemuck::cast_slice(absmax),
+        );
+        Ok(())
+    }
+
+    fn q8_buffers(&mut self, t: TensorId, slot: usize) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        self.prepare()?;
+        if !self.is_quantized(t) {
+            return Err(Error::InvalidState(format!(
+                "tensor {} does not have 8-bit state",
+                t.0
+            )));
+        }
+        let plan = self.plan.as_ref().expect("prepared");
+        let set = &plan.states[plan.tensor_state[t.0].0];
+        let codes = set.buffers.get(slot).ok_or_else(|| {
+            Error::InvalidState(format!(
+                "rule has {} state slots, asked for {slot}",
+                self.groups[0].state_slots().len()
+            ))
+        })?;
+        Ok((codes.clone(), set.absmax.clone().expect("8-bit set")))
     }
 
     /// One step of every registered tensor: record, submit. Returns once submitted (the
@@ -614,15 +744,31 @@ impl<R: UpdateRule> Optimizer<R> {
 
         // Launch groups: same param buffer, same grad buffer, same grad-param distance.
         // (Buffers order by identity, which their interior mutability never changes.)
+        // A tensor with 8-bit state is a launch group of its own (its own state buffers).
         #[allow(clippy::mutable_key_type)]
-        let mut lgroups: BTreeMap<(wgpu::Buffer, wgpu::Buffer, i64), Vec<usize>> = BTreeMap::new();
+        let mut lgroups: BTreeMap<
+            (wgpu::Buffer, wgpu::Buffer, i64, Option<usize>),
+            Vec<usize>,
+        > = BTreeMap::new();
         for (i, t) in self.tensors.iter().enumerate() {
             let delta = t.grad.offset as i64 - t.param.offset as i64;
+            let q8 = self.state_format.quantizes(t.param.len).then_some(i);
             lgroups
-                .entry((t.param.buffer.clone(), t.grad.buffer.clone(), delta))
+                .entry((t.param.buffer.clone(), t.grad.buffer.clone(), delta, q8))
                 .or_default()
                 .push(i);
         }
+        let any_q8 = lgroups.keys().any(|k| k.3.is_some());
+        if any_q8 && wg % 64 != 0 {
+            return Err(Error::InvalidState(format!(
+                "8-bit state needs a workgroup size that is a multiple of 64, not {wg}"
+            )));
+        }
+        let signed_mask = self
+            .signed_slots()
+            .iter()
+            .enumerate()
+            .fold(0u32, |m, (k, &s)| m | ((s as u32) << k));
 
         // Stand-ins for bindings a dispatch does not use; one per access mode, as a buffer
         // may not be bound both read-only and read-write in one dispatch.
@@ -651,6 +797,8 @@ impl<R: UpdateRule> Optimizer<R> {
         // Per launch: width, grid, header, tiles, and the binding windows (bytes).
         struct Pending {
             width: u32,
+            dense: bool,
+            q8: bool,
             header: LaunchInfo,
             tiles: Vec<Tile>,
             set: usize,
@@ -658,7 +806,14 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         let mut pending: Vec<Pending> = Vec::new();
 
-        for ((pbuf, gbuf, delta), mut members) in lgroups {
+        for ((pbuf, gbuf, delta, q8), mut members) in lgroups {
+            let q8 = q8.is_some();
+            // 8-bit pieces start at block boundaries of their tensor.
+            let wmax = if q8 {
+                wmax / BLOCK as u64 * BLOCK as u64
+            } else {
+                wmax
+            };
             members.sort_by_key(|&i| self.tensors[i].param.offset);
             let t = |i: usize| &self.tensors[i];
             let pad4 = |x: u64| x.div_ceil(4) * 4;
@@ -672,6 +827,14 @@ impl<R: UpdateRule> Optimizer<R> {
                         && members.get(k + 1).is_none_or(|&j| end <= t(j).param.offset)
                 });
             let width: u64 = if vec4 { 4 } else { 1 };
+            if q8 && !vec4 {
+                return Err(Error::BadRange {
+                    what: format!("tensor {}", members[0]),
+                    why: "8-bit state needs params and grads at offsets that are multiples of \
+                          4 elements (as in an Arena)"
+                        .into(),
+                });
+            }
             let padded_end = |i: usize| {
                 let e = t(i).param.offset + t(i).param.len as u64;
                 e.div_ceil(width) * width
@@ -681,8 +844,33 @@ impl<R: UpdateRule> Optimizer<R> {
             let base = t(members[0]).param.offset / ARENA_ALIGN * ARENA_ALIGN;
             let span = members.iter().map(|&i| padded_end(i)).max().unwrap() - base;
             let set = states.len();
+            if q8 {
+                let i = members[0];
+                let len = t(i).param.len;
+                let rule = &self.groups[t(i).group];
+                let init: Vec<Vec<f32>> = (0..slots)
+                    .map(|k| vec![rule.initial_state(k); len])
+                    .collect();
+                let q = Q8State::quantize(&init, &self.signed_slots());
+                let mut buffers = Vec::with_capacity(slots);
+                for (k, codes) in q.codes.iter().enumerate() {
+                    let b = ctx.create_zeroed(rule.state_slots()[k], len.div_ceil(BLOCK) * 64)?;
+                    if codes.iter().any(|&c| c != 0) {
+                        ctx.queue().write_buffer(&b, 0, codes);
+                    }
+                    buffers.push(b);
+                }
+                let a = ctx.create_zeroed("8-bit state absmax", slots * len.div_ceil(BLOCK))?;
+                ctx.queue()
+                    .write_buffer(&a, 0, bytemuck::cast_slice(&q.absmax.concat()));
+                tensor_state[i] = (set, 0);
+                states.push(StateSet {
+                    buffers,
+                    absmax: Some(a),
+                });
+            }
             let mut buffers = Vec::with_capacity(slots);
-            for k in 0..slots {
+            for k in 0..if q8 { 0 } else { slots } {
                 let b = ctx.create_zeroed(rule.state_slots()[k], span as usize)?;
                 for &i in &members {
                     let init = self.groups[t(i).group].initial_state(k);
@@ -693,10 +881,15 @@ impl<R: UpdateRule> Optimizer<R> {
                 }
                 buffers.push(b);
             }
-            for &i in &members {
-                tensor_state[i] = (set, t(i).param.offset - base);
+            if !q8 {
+                for &i in &members {
+                    tensor_state[i] = (set, t(i).param.offset - base);
+                }
+                states.push(StateSet {
+                    buffers,
+                    absmax: None,
+                });
             }
-            states.push(StateSet { buffers });
 
             // Windows and tiles.
             let tile_elems = wg as u64 * width;
@@ -719,30 +912,41 @@ impl<R: UpdateRule> Optimizer<R> {
                     n_tiles: n as u32,
                     tile_base: 0,
                     partials_at: 0,
-                    pad0: 0,
+                    q_block0: 0,
                     group: 0,
                     end: 0,
                     tensor: 0,
-                    dense: 0,
+                    q_blocks: 0,
                 };
                 let mut header = header;
                 let dense =
                     tiles.iter().all(|t| t.tensor == tiles[0].tensor) && tiles[0].first == 0;
                 if dense {
-                    header.dense = 1;
                     header.group = tiles[0].group;
                     header.end = tiles[0].end;
                     header.tensor = tiles[0].tensor;
                 }
+                let mut swin = (sw * 4, (pend - base - sw) * 4);
+                if q8 {
+                    // One byte per element from the tensor's start, which is x0 - rel.
+                    let rel = x0 - t(tiles[0].tensor as usize).param.offset;
+                    header.s_shift = 0;
+                    header.q_block0 = (rel / BLOCK as u64) as u32;
+                    header.q_blocks =
+                        (t(tiles[0].tensor as usize).param.len).div_ceil(BLOCK) as u32;
+                    swin = (rel, (pend - x0).div_ceil(4) * 4);
+                }
                 pending.push(Pending {
                     width: width as u32,
+                    dense,
+                    q8,
                     header,
                     tiles,
                     set,
                     windows: [
                         (pw * 4, (pend - pw) * 4),
                         (gw * 4, (pend as i64 + delta - gw as i64) as u64 * 4),
-                        (sw * 4, (pend - base - sw) * 4),
+                        swin,
                     ],
                 });
             };
@@ -754,7 +958,7 @@ impl<R: UpdateRule> Optimizer<R> {
                     let fits = cur.as_ref().is_some_and(|(x0, _, tiles)| {
                         e + width <= x0 + wmax
                             && (tiles.len() as u64) < max_tiles
-                            && !(self.per_tensor && e == off)
+                            && !((self.per_tensor || q8) && e == off)
                     });
                     if !fits {
                         flush(cur.take(), &mut pending);
@@ -831,7 +1035,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 info_bytes.len().div_ceil(info_stride as usize) * info_stride as usize,
                 0,
             );
-            if p.header.dense != 0 {
+            if p.dense {
                 table_ranges.push(None);
                 continue;
             }
@@ -856,6 +1060,19 @@ impl<R: UpdateRule> Optimizer<R> {
         );
         ctx.queue().write_buffer(&info_buf, 0, &info_bytes);
 
+        let qmap = match any_q8 {
+            true => {
+                let b = self.buffer(
+                    "gpu-optim 8-bit map",
+                    4096,
+                    wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                );
+                ctx.queue()
+                    .write_buffer(&b, 0, bytemuck::cast_slice(&quant::qmap_table()));
+                Some(b)
+            }
+            false => None,
+        };
         let layout = kernel::bind_group_layout(ctx)?;
         let mut launches = Vec::with_capacity(pending.len());
         for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
@@ -866,8 +1083,9 @@ impl<R: UpdateRule> Optimizer<R> {
                 slots: slots as u32,
                 workgroup: wg,
                 clip: self.clip.is_some(),
-                dense: p.header.dense != 0,
+                dense: p.dense,
                 groups: n_groups,
+                q8: p.q8.then_some(signed_mask),
             };
             let kern = rule.kernel();
             let main = kernel::pipeline(ctx, &kern, key)?;
@@ -929,6 +1147,15 @@ impl<R: UpdateRule> Optimizer<R> {
                     std::mem::size_of::<LaunchInfo>() as u64,
                 ),
             ));
+            entries.push(match (&states[p.set].absmax, &qmap) {
+                (Some(a), Some(_)) if p.q8 => a.as_entire_binding(),
+                _ => dummy.as_entire_binding(),
+            });
+            entries.push(match &qmap {
+                Some(q) => q.as_entire_binding(),
+                // Any uniform: the f32 kernels do not declare this binding.
+                None => bind(&hyper_buf, (0, hyper_size)),
+            });
             debug_assert_eq!(entries.len() as u32, BINDINGS);
             let entries: Vec<_> = entries
                 .into_iter()

@@ -64,6 +64,10 @@ impl UpdateRule for Adadelta {
         )
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot <= 1
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         &["square_avg", "acc_delta"]
     }

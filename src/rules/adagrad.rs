@@ -73,6 +73,10 @@ impl UpdateRule for Adagrad {
         check("adagrad", "eps", self.eps, self.eps >= 0.0, "eps >= 0")
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot == 0
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         &["sum"]
     }

@@ -80,6 +80,10 @@ impl UpdateRule for Adam {
         check_adam_like("adam", self.lr, self.eps, self.betas, self.weight_decay)
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot >= 1
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         if self.amsgrad {
             &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]

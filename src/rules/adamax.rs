@@ -48,6 +48,10 @@ impl UpdateRule for Adamax {
         check_adam_like("adamax", self.lr, self.eps, self.betas, self.weight_decay)
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot == 1
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         &["exp_avg", "exp_inf"]
     }

@@ -74,6 +74,10 @@ impl UpdateRule for Lamb {
         )
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot == 1
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         &["exp_avg", "exp_avg_sq"]
     }

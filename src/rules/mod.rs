@@ -66,6 +66,11 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
     fn initial_state(&self, _slot: usize) -> f32 {
         0.0
     }
+    /// Whether state slot `slot` never goes negative (Adam's `exp_avg_sq`): 8-bit state
+    /// ([`crate::StateFormat`]) then spends the sign bit on resolution.
+    fn slot_nonnegative(&self, _slot: usize) -> bool {
+        false
+    }
     /// The kernel implementing this rule.
     fn kernel(&self) -> Kernel;
     /// Scalars for step `t` (the first step is 1).
@@ -174,23 +179,53 @@ pub struct CpuOptimizer<R: UpdateRule> {
     pub rule: R,
     /// Steps taken so far.
     pub t: u64,
-    /// One vector per state slot.
+    /// One vector per state slot (with 8-bit state: what the codes stand for).
     pub state: Vec<Vec<f32>>,
+    /// 8-bit state ([`crate::StateFormat`]), requantized after every step as the device does.
+    pub q8: Option<crate::quant::Q8State>,
 }
 
 impl<R: UpdateRule> CpuOptimizer<R> {
     /// State for `len` parameters, initialised as the rule says.
     pub fn new(rule: R, len: usize) -> Result<Self> {
+        Self::with_format(rule, len, crate::StateFormat::F32)
+    }
+
+    /// State for `len` parameters stored as `format` says (8-bit if `len` qualifies).
+    pub fn with_format(rule: R, len: usize, format: crate::StateFormat) -> Result<Self> {
         rule.validate()?;
-        let state = (0..rule.state_slots().len())
+        let state: Vec<Vec<f32>> = (0..rule.state_slots().len())
             .map(|k| vec![rule.initial_state(k); len])
             .collect();
-        Ok(Self { rule, t: 0, state })
+        let mut me = Self {
+            rule,
+            t: 0,
+            state,
+            q8: None,
+        };
+        if format.quantizes(len) {
+            let q = crate::quant::Q8State::quantize(&me.state, &me.signed());
+            me.state = q.dequantize(&me.signed());
+            me.q8 = Some(q);
+        }
+        Ok(me)
+    }
+
+    fn signed(&self) -> Vec<bool> {
+        (0..self.rule.state_slots().len())
+            .map(|k| !self.rule.slot_nonnegative(k))
+            .collect()
     }
 
     /// One step on `params` in place.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         cpu_step(&self.rule, self.t + 1, params, grads, &mut self.state)?;
+        if self.q8.is_some() {
+            let signed = self.signed();
+            let q = crate::quant::Q8State::quantize(&self.state, &signed);
+            self.state = q.dequantize(&signed);
+            self.q8 = Some(q);
+        }
         self.t += 1;
         Ok(())
     }
@@ -242,6 +277,9 @@ impl UpdateRule for AnyRule {
     }
     fn initial_state(&self, slot: usize) -> f32 {
         delegate!(self, r => r.initial_state(slot))
+    }
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        delegate!(self, r => r.slot_nonnegative(slot))
     }
     fn kernel(&self) -> Kernel {
         delegate!(self, r => r.kernel())

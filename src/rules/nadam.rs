@@ -75,6 +75,10 @@ impl UpdateRule for NAdam {
         )
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot == 1
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         &["exp_avg", "exp_avg_sq"]
     }

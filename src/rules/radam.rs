@@ -58,6 +58,10 @@ impl UpdateRule for RAdam {
         check_adam_like("radam", self.lr, self.eps, self.betas, self.weight_decay)
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot == 1
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         &["exp_avg", "exp_avg_sq"]
     }

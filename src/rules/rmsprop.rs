@@ -84,6 +84,10 @@ impl UpdateRule for RmsProp {
         )
     }
 
+    fn slot_nonnegative(&self, slot: usize) -> bool {
+        slot == 0
+    }
+
     fn state_slots(&self) -> &'static [&'static str] {
         match (self.centered, self.momentum != 0.0) {
             (false, false) => &["square_avg"],

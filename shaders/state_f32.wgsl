@@ -1,0 +1,51 @@
+// f32 state: slots s0..s2 laid out like the params, the update entry point `main`.
+// Appended after common.wgsl (src/kernel.rs).
+
+@group(0) @binding(4) var<storage, read_write> s0: array<V>;
+@group(0) @binding(5) var<storage, read_write> s1: array<V>;
+@group(0) @binding(6) var<storage, read_write> s2: array<V>;
+
+// The state slots the rule uses (SLOTS), at state index si.
+fn load_state(si: u32) -> State {
+    var st: State;
+    if SLOTS > 0u { st.s0 = s0[si]; }
+    if SLOTS > 1u { st.s1 = s1[si]; }
+    if SLOTS > 2u { st.s2 = s2[si]; }
+    return st;
+}
+
+// Stores the new state in the live lanes; the others keep `old`.
+fn store_state(si: u32, old: State, st: State, live: M) {
+    if SLOTS > 0u { s0[si] = select(old.s0, st.s0, live); }
+    if SLOTS > 1u { s1[si] = select(old.s1, st.s1, live); }
+    if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = tile_index(wg);
+    if t >= launch.n_tiles {
+        return;
+    }
+    let tile = tile_at(t);
+    let vi = tile.first + lid;
+    let e0 = vi * W;
+    if e0 >= tile.end {
+        return;
+    }
+    // Lanes past the tensor's end keep their old values (they may belong to the caller).
+    let live = live_lanes(e0, tile.end);
+    let h = hyper[tile.group];
+    if TWO_PHASE {
+        tensor_sums = vec2<f32>(aux[SUMS_AT + 2u * tile.tensor], aux[SUMS_AT + 2u * tile.tensor + 1u]);
+    }
+    let pi = vi + launch.p_shift;
+    let si = vi + launch.s_shift;
+    let p = param[pi];
+    let old = load_state(si);
+    var st = old;
+    let p_new = update(h, p, clipped(grad[vi + launch.g_shift]), &st);
+    param[pi] = select(p, p_new, live);
+    store_state(si, old, st, live);
+}
+

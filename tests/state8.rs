@@ -1,0 +1,235 @@
+//! 8-bit block-wise state (issue 7): the device's codes and absmax equal the CPU twin's
+//! byte for byte; params stay within the verifier's tolerance; small tensors keep f32.
+
+mod common;
+
+use gpu_optim::quant::{Codebook, BLOCK};
+use gpu_optim::verify::{compare, Rng};
+use gpu_optim::{
+    Adam, Arena, ContextOptions, CpuOptimizer, Lamb, Lion, Optimizer, StateFormat, TensorId,
+    UpdateRule,
+};
+
+/// Steps `rule` with 8-bit state on the device and on the CPU twin, over tensors whose
+/// lengths cut blocks and vectors short, and checks every slot's codes and absmax exactly.
+fn gpu_equals_twin<R: UpdateRule>(ctx: &gpu_optim::Context, rule: R, lens: &[usize], steps: u32) {
+    let format = StateFormat::Blockwise8 { min_len: 1000 };
+    let arena = Arena::new(ctx, lens).unwrap();
+    let mut opt = Optimizer::new(ctx, rule.clone()).unwrap();
+    opt.set_state_format(format).unwrap();
+    let ids = opt.add_arena(&arena, opt.default_group()).unwrap();
+    let mut rng = Rng(11);
+    let mut host: Vec<(Vec<f32>, CpuOptimizer<R>)> = Vec::new();
+    for (i, &n) in lens.iter().enumerate() {
+        let p = rng.vec(n, 1.0);
+        ctx.upload(&arena.param(i), &p).unwrap();
+        host.push((
+            p,
+            CpuOptimizer::with_format(rule.clone(), n, format).unwrap(),
+        ));
+    }
+    for s in 0..steps {
+        for (i, &n) in lens.iter().enumerate() {
+            // Gradients spanning six decades, so blocks use much of the map.
+            let g: Vec<f32> = (0..n)
+                .map(|_| rng.uniform() * 10f32.powi((rng.next_u64() % 6) as i32 - 4))
+                .collect();
+            ctx.upload(&arena.grad(i), &g).unwrap();
+            let (p, cpu) = &mut host[i];
+            cpu.step(p, &g).unwrap();
+        }
+        opt.step().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let (p, cpu) = &host[i];
+            let got = ctx.download(&arena.param(i)).unwrap();
+            let e = compare("params", &got, p).unwrap();
+            let tol = (rule.rounding_ops() * (s + 1)) as f64;
+            assert!(
+                e.max_scaled <= tol,
+                "{} tensor {i} step {s}: {e:?}",
+                rule.name()
+            );
+            assert_eq!(opt.is_quantized(*id), cpu.q8.is_some());
+            for k in 0..rule.state_slots().len() {
+                match &cpu.q8 {
+                    Some(q) => {
+                        let (codes, absmax) = opt.read_state_q8(*id, k).unwrap();
+                        assert_eq!(absmax, q.absmax[k], "{} t{i} slot {k} absmax", rule.name());
+                        let diff = codes
+                            .iter()
+                            .zip(&q.codes[k])
+                            .filter(|(a, b)| a != b)
+                            .count();
+                        assert_eq!(
+                            diff,
+                            0,
+                            "{} t{i} slot {k} step {s}: codes differ",
+                            rule.name()
+                        );
+                    }
+                    None => {
+                        let st = opt.read_state(*id, k).unwrap();
+                        let e = compare("state", &st, &cpu.state[k]).unwrap();
+                        assert!(e.max_scaled <= tol, "{e:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+const LENS: &[usize] = &[5000, 999, 4096 + 3, 1000, 3 * BLOCK + 17];
+
+#[test]
+fn adam_codes_equal_cpu_twin() {
+    gpu_equals_twin(&common::ctx(), Adam::default(), LENS, 4);
+}
+
+#[test]
+fn adamw_and_amsgrad_codes_equal_cpu_twin() {
+    let ctx = common::ctx();
+    gpu_equals_twin(&ctx, Adam::adamw(), LENS, 3);
+    let ams = Adam {
+        amsgrad: true,
+        ..Adam::default()
+    };
+    gpu_equals_twin(&ctx, ams, LENS, 3);
+}
+
+#[test]
+fn lion_codes_equal_cpu_twin() {
+    gpu_equals_twin(&common::ctx(), Lion::default(), LENS, 4);
+}
+
+/// A binding limit that cuts one tensor into several dispatches: each piece starts at a
+/// block boundary and finds its blocks' absmax.
+#[test]
+fn pieces_of_a_large_tensor_keep_their_blocks() {
+    let ctx = common::ctx_with(&ContextOptions {
+        max_storage_buffer_binding_size: Some(64 * 1024),
+        ..Default::default()
+    });
+    gpu_equals_twin(&ctx, Adam::default(), &[70_000, 4100], 2);
+}
+
+#[test]
+fn state_memory_is_a_quarter() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[1 << 16]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.set_state_format(StateFormat::blockwise8()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    opt.prepare().unwrap();
+    // 2 slots of 1 byte per param plus one f32 per 256: 2.03 bytes/param instead of 8.
+    assert!((opt.state_bytes() as f64 / (1 << 16) as f64 - 2.03125).abs() < 1e-9);
+    // The f32 state view of an 8-bit tensor is refused, with the way to its codes.
+    let e = opt.state(TensorId(0), 0).unwrap_err().to_string();
+    assert!(e.contains("read_state_q8"), "{e}");
+}
+
+#[test]
+fn refused_where_it_cannot_work() {
+    let ctx = common::ctx();
+    let mut lamb = Optimizer::new(&ctx, Lamb::default()).unwrap();
+    assert!(lamb.set_state_format(StateFormat::blockwise8()).is_err());
+    // A tensor at an odd offset cannot use vec4 codes: a typed error, not a wrong result.
+    let buf = ctx.create_zeroed("p", 10_000).unwrap();
+    let gbuf = ctx.create_zeroed("g", 10_000).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.set_state_format(StateFormat::blockwise8()).unwrap();
+    opt.add_tensor(
+        opt.default_group(),
+        gpu_optim::BufferRange::new(&buf, 1, 5000),
+        gpu_optim::BufferRange::new(&gbuf, 1, 5000),
+    )
+    .unwrap();
+    let e = opt.step().unwrap_err();
+    assert!(matches!(e, gpu_optim::Error::BadRange { .. }), "{e}");
+}
+
+/// The dequantized state the device reports is what the codes stand for.
+#[test]
+fn read_state_dequantizes() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[8192]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.set_state_format(StateFormat::blockwise8()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    ctx.upload(&arena.grad(0), &Rng(3).vec(8192, 1.0)).unwrap();
+    opt.step().unwrap();
+    let (codes, absmax) = opt.read_state_q8(TensorId(0), 0).unwrap();
+    let m = opt.read_state(TensorId(0), 0).unwrap();
+    assert_eq!(m, Codebook::new(true).dequantize(&codes, &absmax));
+    assert!(m.iter().any(|&x| x != 0.0));
+}
+
+/// Save at step 3, load into a fresh optimizer, continue: params and codes bit-identical to
+/// an uninterrupted run. A checkpoint of 8-bit state is refused by an f32 optimizer.
+#[test]
+fn checkpoint_resume_is_bit_identical() {
+    let ctx = common::ctx();
+    let lens = [6000usize, 1000];
+    let dir = std::env::temp_dir().join(format!("gpu-optim-q8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let build = |format: StateFormat, rule: gpu_optim::AnyRule| {
+        let arena = Arena::new(&ctx, &lens).unwrap();
+        for (i, &n) in lens.iter().enumerate() {
+            ctx.upload(&arena.param(i), &Rng(5 + i as u64).vec(n, 1.0))
+                .unwrap();
+        }
+        let mut opt = Optimizer::new(&ctx, rule).unwrap();
+        opt.set_state_format(format).unwrap();
+        opt.add_arena(&arena, opt.default_group()).unwrap();
+        (arena, opt)
+    };
+    let run = |arena: &Arena, opt: &mut Optimizer<gpu_optim::AnyRule>, from: u64, to: u64| {
+        for t in from..to {
+            for (i, &n) in lens.iter().enumerate() {
+                ctx.upload(&arena.grad(i), &Rng(100 * t + i as u64).vec(n, 0.1))
+                    .unwrap();
+            }
+            opt.step().unwrap();
+        }
+    };
+    let snap = |arena: &Arena, opt: &mut Optimizer<gpu_optim::AnyRule>| {
+        let mut bits: Vec<u32> = Vec::new();
+        for i in 0..lens.len() {
+            bits.extend(
+                ctx.download(&arena.param(i))
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.to_bits()),
+            );
+            for k in 0..opt.group(opt.default_group()).state_slots().len() {
+                let st = opt.read_state(TensorId(i), k).unwrap();
+                bits.extend(st.iter().map(|x| x.to_bits()));
+            }
+        }
+        bits
+    };
+    let f = StateFormat::blockwise8();
+    for name in ["adam", "adamw", "lion"] {
+        let rule = gpu_optim::AnyRule::by_name(name).unwrap();
+        let (a, mut straight) = build(f, rule.clone());
+        run(&a, &mut straight, 0, 6);
+        let want = snap(&a, &mut straight);
+
+        let (b, mut first) = build(f, rule.clone());
+        run(&b, &mut first, 0, 3);
+        let path = dir.join(format!("{name}.safetensors"));
+        first.save(&path, false).unwrap();
+        let (c, mut resumed) = build(f, rule.clone());
+        // The params are the caller's: restore them as a training loop would.
+        for i in 0..lens.len() {
+            let p = ctx.download(&b.param(i)).unwrap();
+            ctx.upload(&c.param(i), &p).unwrap();
+        }
+        resumed.load(&path).unwrap();
+        run(&c, &mut resumed, 3, 6);
+        assert!(snap(&c, &mut resumed) == want, "{name}: resume differs");
+
+        let (_, mut plain) = build(StateFormat::F32, rule);
+        let e = plain.load(&path).unwrap_err().to_string();
+        assert!(e.contains("state_format"), "{e}");
+    }
+}
