@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::StateFormat;
 use crate::context::Context;
 use crate::error::Result;
 use crate::rules::UpdateRule;
@@ -294,7 +295,8 @@ pub fn time_rule<R: UpdateRule>(
     reps: usize,
     k: usize,
 ) -> Result<RuleTiming> {
-    time_rule_on(ctx, timer, rule, &random_arena(ctx, n)?, reps, k, None)
+    let arena = random_arena(ctx, n)?;
+    time_rule_on(ctx, timer, rule, &arena, reps, k, None, StateFormat::F32)
 }
 
 /// One flat tensor of `n` parameters with random params and grads: zeros can run faster
@@ -312,9 +314,22 @@ pub fn random_arena(ctx: &Context, n: usize) -> Result<Arena> {
     Ok(arena)
 }
 
+/// Bytes one step of `rule` moves per parameter with state stored as `format` (for a
+/// tensor that `format` quantizes): p and g, plus each slot read and written, as 4 bytes,
+/// or as 1 byte plus its block's absmax (4 bytes per 256 elements) each way.
+pub fn bytes_per_param<R: UpdateRule>(rule: &R, format: StateFormat) -> f64 {
+    match format {
+        StateFormat::F32 => rule.bytes_per_param() as f64,
+        StateFormat::Blockwise8 { .. } => {
+            12.0 + rule.state_slots().len() as f64 * 2.0 * (1.0 + 4.0 / crate::quant::BLOCK as f64)
+        }
+    }
+}
+
 /// Times `k` steps per submission of `rule` on `arena`'s first tensor, with gradient
 /// clipping in every step when `clip` is set (its extra pass is not counted in the bytes,
-/// so GB/s stays comparable with the unclipped rule).
+/// so GB/s stays comparable with the unclipped rule), and state stored as `format`.
+#[allow(clippy::too_many_arguments)]
 pub fn time_rule_on<R: UpdateRule>(
     ctx: &Context,
     timer: &Timer,
@@ -323,22 +338,24 @@ pub fn time_rule_on<R: UpdateRule>(
     reps: usize,
     k: usize,
     clip: Option<crate::GradClip>,
+    format: StateFormat,
 ) -> Result<RuleTiming> {
     let n = arena.param(0).len;
     let mut opt = Optimizer::new(ctx, rule.clone())?;
     opt.set_steps_per_submission(k as u32)?;
+    opt.set_state_format(format)?;
     opt.add_tensor(opt.default_group(), arena.param(0), arena.grad(0))?;
     if let Some(c) = clip {
         opt.set_grad_clip(c)?;
     }
     let step = time_steps(timer, &mut opt, reps, k)?;
-    let bpp = rule.bytes_per_param();
+    let bpp = bytes_per_param(rule, format);
     Ok(RuleTiming {
         rule: rule.name(),
         params: n,
-        bytes_per_param: bpp,
+        bytes_per_param: bpp.round() as usize,
         step,
-        gbps: (bpp * n) as f64 / step.median / 1e9,
+        gbps: bpp * n as f64 / step.median / 1e9,
     })
 }
 

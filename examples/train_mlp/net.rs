@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use gpu_optim::verify::Rng;
-use gpu_optim::{AnyRule, Arena, BufferRange, Context, Optimizer, UpdateRule};
+use gpu_optim::{AnyRule, Arena, BufferRange, Context, Optimizer, StateFormat, UpdateRule};
 
 /// Samples (half per class) and hidden width.
 pub const N: usize = 512;
@@ -116,6 +116,18 @@ pub fn train(
     rule: &AnyRule,
     steps: usize,
     every: usize,
+    progress: impl FnMut(usize, f32, f32),
+) -> gpu_optim::Result<Vec<(usize, f32, f32)>> {
+    train_with(ctx, rule, StateFormat::F32, steps, every, progress)
+}
+
+/// [`train`] with the optimizer's state stored as `format` says.
+pub fn train_with(
+    ctx: &Context,
+    rule: &AnyRule,
+    format: StateFormat,
+    steps: usize,
+    every: usize,
     mut progress: impl FnMut(usize, f32, f32),
 ) -> gpu_optim::Result<Vec<(usize, f32, f32)>> {
     let (d, q) = (ctx.device(), ctx.queue());
@@ -145,6 +157,7 @@ pub fn train(
         ctx.upload(&arena.param(l), &w)?;
     }
     let mut opt = Optimizer::new(ctx, rule.clone())?;
+    opt.set_state_format(format)?;
     opt.add_arena(&arena, opt.default_group())?;
 
     let (x, labels) = spirals();

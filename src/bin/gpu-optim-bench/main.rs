@@ -8,13 +8,17 @@ use std::process::ExitCode;
 
 #[cfg(feature = "peer-burn")]
 mod burn_peer;
+/// The MLP example's training loop: the 8-bit state section's convergence check.
+#[allow(dead_code)]
+#[path = "../../../examples/train_mlp/net.rs"]
+mod mlp;
 
 use clap::Parser;
 use gpu_optim::bench::{self, Roofline, RuleTiming, Sample, Timer, TimingMethod};
 use gpu_optim::workloads::{gpt2_small_lens, GPT2_SMALL};
 use gpu_optim::{
-    list_adapters, verify, Adam, AnyRule, Arena, Context, ContextOptions, Optimizer, UpdateRule,
-    VerifyPlan,
+    list_adapters, verify, Adam, AnyRule, Arena, Context, ContextOptions, Optimizer, StateFormat,
+    UpdateRule, VerifyPlan,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -181,7 +185,32 @@ struct Report {
     cpu: Vec<CpuRow>,
     model: Option<ModelReport>,
     features: Vec<FeatureRow>,
+    state8: Vec<State8Row>,
     peers: Vec<PeerRow>,
+}
+
+/// Rules the bench runs with 8-bit state (bitsandbytes' 8-bit optimizers).
+const STATE8_RULES: [&str; 3] = ["adam", "adamw", "lion"];
+/// Steps of the MLP example in the 8-bit convergence comparison.
+const MLP_STEPS: usize = 500;
+
+#[derive(Serialize)]
+struct State8Row {
+    rule: String,
+    params: usize,
+    bytes_per_param: f64,
+    step: Sample,
+    gbps: f64,
+    pct_roofline: f64,
+    /// Time per step / the same rule's with f32 state.
+    over_f32: f64,
+    state_bytes_per_param: f64,
+    f32_state_bytes_per_param: f64,
+    mlp_steps: usize,
+    mlp_loss_f32: f32,
+    mlp_loss_8bit: f32,
+    /// Final training loss with 8-bit state / with f32 state (1 = no loss of convergence).
+    mlp_loss_ratio: f32,
 }
 
 #[derive(Serialize)]
@@ -399,7 +428,16 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         let arena = bench::random_arena(&ctx, n)?;
         for rule in &rules {
             bar.set_message(format!("{} {}", rule.name(), fmt_size(n)));
-            let t = bench::time_rule_on(&ctx, &timer, rule, &arena, args.reps, k_for(n), None)?;
+            let t = bench::time_rule_on(
+                &ctx,
+                &timer,
+                rule,
+                &arena,
+                args.reps,
+                k_for(n),
+                None,
+                StateFormat::F32,
+            )?;
             rows.push(RuleRow {
                 roofline_gbps: roof.gbps(),
                 pct_roofline: 100.0 * t.gbps / roof.gbps(),
@@ -480,8 +518,16 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 value: None,
             };
             let arena = bench::random_arena(&ctx, n)?;
-            let t =
-                bench::time_rule_on(&ctx, &timer, &rule, &arena, args.reps, k_for(n), Some(clip))?;
+            let t = bench::time_rule_on(
+                &ctx,
+                &timer,
+                &rule,
+                &arena,
+                args.reps,
+                k_for(n),
+                Some(clip),
+                StateFormat::F32,
+            )?;
             if let Some(plain) = plain {
                 features.push(FeatureRow {
                     feature: "adam + clip_grad_norm(1.0)".into(),
@@ -490,6 +536,52 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                     over_plain: t.step.median / plain,
                 });
             }
+        }
+    }
+
+    // 8-bit state: speed against the f32 rule and the roofline at the largest size up to
+    // 2^24, state memory, and the MLP example's final loss with 8-bit vs f32 state.
+    let mut state8 = Vec::new();
+    if let Some(n) = sizes.iter().copied().filter(|&n| n <= 1 << 24).max() {
+        let roof = roofs
+            .iter()
+            .find(|r| r.params == n)
+            .map(|r| r.gbps())
+            .unwrap_or(f64::NAN);
+        let arena = bench::random_arena(&ctx, n)?;
+        for rule in rules.iter().filter(|r| STATE8_RULES.contains(&r.name().as_str())) {
+            bar.set_message(format!("{} 8-bit state", rule.name()));
+            let f = StateFormat::blockwise8();
+            let t = bench::time_rule_on(&ctx, &timer, rule, &arena, args.reps, k_for(n), None, f)?;
+            let plain = rows
+                .iter()
+                .find(|r| r.timing.rule == rule.name() && r.timing.params == n)
+                .map_or(f64::NAN, |r| r.timing.step.median);
+            let slots = rule.state_slots().len() as f64;
+            let mlp = |format| -> Result<f32, gpu_optim::Error> {
+                let r = mlp::lr_for(rule.clone());
+                let log = mlp::train_with(&ctx, &r, format, MLP_STEPS, MLP_STEPS, |_, _, _| {})?;
+                Ok(log.last().expect("logged").1)
+            };
+            // Every MLP tensor is below bitsandbytes' 4096 threshold: quantize them all.
+            let loss_f32 = mlp(StateFormat::F32)?;
+            let loss_8 = mlp(StateFormat::Blockwise8 { min_len: 0 })?;
+            let bpp = bench::bytes_per_param(rule, f);
+            state8.push(State8Row {
+                rule: rule.name(),
+                params: n,
+                bytes_per_param: bpp,
+                step: t.step,
+                gbps: t.gbps,
+                pct_roofline: 100.0 * t.gbps / roof,
+                over_f32: t.step.median / plain,
+                state_bytes_per_param: slots * (1.0 + 4.0 / gpu_optim::quant::BLOCK as f64),
+                f32_state_bytes_per_param: slots * 4.0,
+                mlp_steps: MLP_STEPS,
+                mlp_loss_f32: loss_f32,
+                mlp_loss_8bit: loss_8,
+                mlp_loss_ratio: loss_8 / loss_f32,
+            });
         }
     }
 
@@ -659,6 +751,35 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             )?;
         }
     }
+    if !state8.is_empty() {
+        writeln!(
+            out,
+            "\n8-bit state (bitsandbytes' block-wise; MLP example: final loss after {MLP_STEPS} steps)"
+        )?;
+        writeln!(
+            out,
+            "  {:<8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>13} {:>16}",
+            "rule", "params", "B/param", "ms/step", "GB/s", "% roof", "vs f32", "state B/param", "MLP loss 8b/f32"
+        )?;
+        for r in &state8 {
+            writeln!(
+                out,
+                "  {:<8} {:>8} {:>9.2} {:>10.3} {:>8.1} {:>7.0}% {:>7.2}x {:>6.2} (f32 {:.0}) {:>7.4}/{:.4} = {:.3}",
+                r.rule,
+                fmt_size(r.params),
+                r.bytes_per_param,
+                r.step.median * 1e3,
+                r.gbps,
+                r.pct_roofline,
+                r.over_f32,
+                r.state_bytes_per_param,
+                r.f32_state_bytes_per_param,
+                r.mlp_loss_8bit,
+                r.mlp_loss_f32,
+                r.mlp_loss_ratio
+            )?;
+        }
+    }
     if !peers.is_empty() {
         writeln!(
             out,
@@ -714,6 +835,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         cpu: cpus,
         model,
         features,
+        state8,
         peers,
     };
     if let Some(path) = &args.json {
