@@ -9,8 +9,9 @@
 @group(0) @binding(6) var<storage, read_write> s2: array<u32>;
 // Slot k's block b of this tensor at absmax[k * launch.q_blocks + launch.q_block0 + b].
 @group(0) @binding(9) var<storage, read_write> absmax: array<f32>;
-// 1024 f32: signed map, unsigned map, signed midpoints, unsigned midpoints.
-struct QMap { v: array<vec4<f32>, 256> }
+// 1024 f32: signed map, unsigned map, signed midpoints, unsigned midpoints; then per map
+// 3328 first guesses of a code, 4 per word (src/quant.rs: qmap_table).
+struct QMap { v: array<vec4<f32>, 256>, g: array<vec4<u32>, 416> }
 @group(0) @binding(10) var<uniform> qmap: QMap;
 
 // Bit k set: slot k may be negative (signed map); else the unsigned map.
@@ -19,9 +20,9 @@ override SIGNED: u32 = 7u;
 // Vectors per block.
 const QB: u32 = 64u;
 
-var<workgroup> qred: array<f32, WG>;
-var<workgroup> qmid: array<f32, WG / 8u>;
-var<workgroup> qblk: array<f32, WG / QB>;
+// Per lane: the max |x| of its live elements, one lane per slot; then per block.
+var<workgroup> qred: array<vec3<f32>, WG>;
+var<workgroup> qblk: array<vec3<f32>, WG / QB>;
 
 fn qget(i: u32) -> f32 {
     return qmap.v[i / 4u][i % 4u];
@@ -41,41 +42,50 @@ fn decode(word: u32, a: f32, at: u32) -> vec4<f32> {
     ) * a;
 }
 
-// The number of midpoints m with m * a < x: the nearest entry's code. No division, so
-// the CPU twin (quant::Codebook::encode) gets the same byte.
-fn encode1(x: f32, a: f32, mids: u32) -> u32 {
-    var c = 0u;
-    for (var step = 128u; step > 0u; step = step / 2u) {
-        let k = c + step - 1u;
-        if k < 255u && qget(mids + k) * a < x {
-            c = c + step;
+// The code of x: the number of midpoints m with m * a < x (the nearest entry), by exact
+// comparisons and no division, so the CPU twin (quant::Codebook::encode, a binary search
+// for the same count) gets the same byte. It starts from a guess read from the bits of
+// x / a (inexact; it only picks where to look, and is right or one off almost always)
+// and steps down, then up, to the exact count. On lavapipe this is 1.5x faster than the
+// 8-step binary search, and faster than the guess with a binary-search fallback.
+fn encode1(x: f32, a: f32, inv_a: f32, at: u32) -> u32 {
+    let b = bitcast<u32>(x * inv_a);
+    let e = u32(clamp(i32((b >> 23u) & 255u) - 102, 0, 25));
+    let gi = (at / 256u) * 3328u + (b >> 31u) * 1664u + e * 64u + ((b >> 17u) & 63u);
+    let word = qmap.g[gi / 16u][(gi / 4u) % 4u];
+    var c = (word >> (8u * (gi % 4u))) & 255u;
+    let mids = 512u + at;
+    loop {
+        if c == 0u || qget(mids + c - 1u) * a < x {
+            break;
         }
+        c = c - 1u;
+    }
+    loop {
+        if c >= 255u || !(qget(mids + c) * a < x) {
+            break;
+        }
+        c = c + 1u;
     }
     return c;
 }
 
-fn encode(x: vec4<f32>, a: f32, mids: u32) -> u32 {
-    return encode1(x.x, a, mids) | (encode1(x.y, a, mids) << 8u) | (encode1(x.z, a, mids) << 16u)
-        | (encode1(x.w, a, mids) << 24u);
+fn encode(x: vec4<f32>, a: f32, at: u32) -> u32 {
+    let inv_a = 1.0 / a;
+    return encode1(x.x, a, inv_a, at) | (encode1(x.y, a, inv_a, at) << 8u)
+        | (encode1(x.z, a, inv_a, at) << 16u) | (encode1(x.w, a, inv_a, at) << 24u);
 }
 
-// The max of `m` over the 64 lanes of this lane's block. Uniform control flow only.
-fn block_max(lid: u32, m: f32) -> f32 {
-    workgroupBarrier();
+// The max of `m` (one component per slot) over the 64 lanes of this lane's block, in one
+// reduction for all slots: two barriers, which software devices pay dearly for. Uniform
+// control flow only.
+fn block_max(lid: u32, m: vec3<f32>) -> vec3<f32> {
     qred[lid] = m;
     workgroupBarrier();
-    if lid % 8u == 0u {
-        var s = 0.0;
-        for (var k = lid; k < lid + 8u; k = k + 1u) {
-            s = max(s, qred[k]);
-        }
-        qmid[lid / 8u] = s;
-    }
-    workgroupBarrier();
     if lid % QB == 0u {
-        var s = 0.0;
-        for (var k = lid / 8u; k < lid / 8u + 8u; k = k + 1u) {
-            s = max(s, qmid[k]);
+        var s = vec3<f32>(0.0);
+        for (var k = lid; k < lid + QB; k = k + 1u) {
+            s = max(s, qred[k]);
         }
         qblk[lid / QB] = s;
     }
@@ -86,15 +96,6 @@ fn block_max(lid: u32, m: f32) -> f32 {
 fn live_absmax(x: vec4<f32>, live: vec4<bool>) -> f32 {
     let a = select(vec4<f32>(0.0), abs(x), live);
     return max(max(a.x, a.y), max(a.z, a.w));
-}
-
-// Requantizes slot k's new values: block max, then codes; lane 0 of a block stores it.
-fn store_slot(k: u32, lid: u32, vi: u32, inside: bool, live: vec4<bool>, x: vec4<f32>) -> u32 {
-    let a = block_max(lid, live_absmax(x, live));
-    if lid % QB == 0u && inside {
-        absmax[k * launch.q_blocks + launch.q_block0 + vi / QB] = a;
-    }
-    return encode(x, a, 512u + map_at(k));
 }
 
 @compute @workgroup_size(WG)
@@ -121,16 +122,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         param[pi] = select(p, p_new, live);
     }
     // Every lane of the workgroup reaches the barriers, live or not.
-    if SLOTS > 0u {
-        let c = store_slot(0u, lid, vi, inside, live, st.s0);
-        if inside { s0[si] = c; }
+    let a = block_max(lid, vec3<f32>(live_absmax(st.s0, live), live_absmax(st.s1, live), live_absmax(st.s2, live)));
+    if lid % QB == 0u && inside {
+        for (var k = 0u; k < SLOTS; k = k + 1u) {
+            absmax[k * launch.q_blocks + blk] = a[k];
+        }
     }
-    if SLOTS > 1u {
-        let c = store_slot(1u, lid, vi, inside, live, st.s1);
-        if inside { s1[si] = c; }
+    if !inside {
+        return;
     }
-    if SLOTS > 2u {
-        let c = store_slot(2u, lid, vi, inside, live, st.s2);
-        if inside { s2[si] = c; }
-    }
+    if SLOTS > 0u { s0[si] = encode(st.s0, a.x, map_at(0u)); }
+    if SLOTS > 1u { s1[si] = encode(st.s1, a.y, map_at(1u)); }
+    if SLOTS > 2u { s2[si] = encode(st.s2, a.z, map_at(2u)); }
 }

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::StateFormat;
 use crate::context::Context;
 use crate::error::Result;
 use crate::rules::UpdateRule;
 use crate::scheduler::{Arena, Optimizer};
 use crate::verify::Rng;
+use crate::StateFormat;
 
 /// How a time was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

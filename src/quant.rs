@@ -87,18 +87,40 @@ pub fn dynamic_map(signed: bool) -> [f32; 256] {
     map.try_into().expect("256 entries")
 }
 
-/// The two maps and their midpoints, as the kernels read them (`qmap` in
-/// `shaders/state_q8.wgsl`): signed map, unsigned map, signed midpoints, unsigned
-/// midpoints, 256 f32 each (the last midpoint of each is +∞, never reached).
-pub(crate) fn qmap_table() -> Vec<f32> {
-    let mut out = Vec::with_capacity(1024);
-    let maps = [dynamic_map(true), dynamic_map(false)];
-    for m in &maps {
-        out.extend_from_slice(m);
+/// Guess table buckets per sign: 26 binades [2^-25, 2), 64 buckets each.
+const GUESS_PER_SIGN: usize = 26 * 64;
+
+/// What the kernels read (`qmap` in `shaders/state_q8.wgsl`), as u32 words: the signed
+/// map, the unsigned map, their midpoints (f32 bits, 256 each; the last midpoint is +∞,
+/// never reached), then per map a table of first guesses, 4 codes per word: for
+/// x/absmax's sign, binade and top 6 mantissa bits, the code of the bucket's low end. The kernel starts its search
+/// there and steps with the same exact comparisons as [`Codebook::encode`], so the guess
+/// only saves work (an 8-step binary search cost 3x the rest of the update on lavapipe).
+pub(crate) fn qmap_table() -> Vec<u32> {
+    let mut out = Vec::with_capacity(1024 + GUESS_PER_SIGN);
+    let books = [Codebook::new(true), Codebook::new(false)];
+    for b in &books {
+        out.extend(b.map.iter().map(|x| x.to_bits()));
     }
-    for m in &maps {
-        out.extend(midpoints(m));
+    for b in &books {
+        out.extend(b.mids.iter().map(|x| x.to_bits()));
     }
+    let mut guesses: Vec<u8> = Vec::with_capacity(4 * GUESS_PER_SIGN);
+    for b in &books {
+        for sign in [1.0f64, -1.0] {
+            for e in 0..26 {
+                for m in 0..64 {
+                    let v = sign * 2f64.powi(e - 25) * (1.0 + m as f64 / 64.0);
+                    guesses.push(b.mids[..255].iter().filter(|&&x| (x as f64) < v).count() as u8);
+                }
+            }
+        }
+    }
+    out.extend(
+        guesses
+            .chunks(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
     out
 }
 

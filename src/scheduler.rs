@@ -1062,13 +1062,14 @@ impl<R: UpdateRule> Optimizer<R> {
 
         let qmap = match any_q8 {
             true => {
+                let table = quant::qmap_table();
                 let b = self.buffer(
                     "gpu-optim 8-bit map",
-                    4096,
+                    4 * table.len() as u64,
                     wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 );
                 ctx.queue()
-                    .write_buffer(&b, 0, bytemuck::cast_slice(&quant::qmap_table()));
+                    .write_buffer(&b, 0, bytemuck::cast_slice(&table));
                 Some(b)
             }
             false => None,

@@ -549,7 +549,10 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             .map(|r| r.gbps())
             .unwrap_or(f64::NAN);
         let arena = bench::random_arena(&ctx, n)?;
-        for rule in rules.iter().filter(|r| STATE8_RULES.contains(&r.name().as_str())) {
+        for rule in rules
+            .iter()
+            .filter(|r| STATE8_RULES.contains(&r.name().as_str()))
+        {
             bar.set_message(format!("{} 8-bit state", rule.name()));
             let f = StateFormat::blockwise8();
             let t = bench::time_rule_on(&ctx, &timer, rule, &arena, args.reps, k_for(n), None, f)?;
@@ -759,7 +762,15 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         writeln!(
             out,
             "  {:<8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>13} {:>16}",
-            "rule", "params", "B/param", "ms/step", "GB/s", "% roof", "vs f32", "state B/param", "MLP loss 8b/f32"
+            "rule",
+            "params",
+            "B/param",
+            "ms/step",
+            "GB/s",
+            "% roof",
+            "vs f32",
+            "state B/param",
+            "MLP loss 8b/f32"
         )?;
         for r in &state8 {
             writeln!(
