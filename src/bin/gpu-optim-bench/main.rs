@@ -9,7 +9,6 @@ use std::process::ExitCode;
 #[cfg(feature = "peer-burn")]
 mod burn_peer;
 /// The MLP example's training loop: the 8-bit state section's convergence check.
-#[allow(dead_code)]
 #[path = "../../../examples/train_mlp/net.rs"]
 mod mlp;
 
