@@ -20,6 +20,7 @@
 use crate::clip::{cpu_grad_clip, GradClip};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::quant::{Q8State, StateFormat};
 use crate::rules::{cpu_step, UpdateRule};
 use crate::scheduler::{Arena, GroupId, Optimizer};
 
@@ -196,6 +197,9 @@ pub struct VerifyPlan<R: UpdateRule> {
     pub seed: u64,
     /// Gradient clipping in the step (GPU) and [`crate::cpu_grad_clip`] (CPU).
     pub clip: Option<GradClip>,
+    /// How the optimizer stores state; with 8-bit state the CPU requantizes after each
+    /// step as the device does, and the slots compared are what the codes stand for.
+    pub state_format: StateFormat,
 }
 
 impl<R: UpdateRule> VerifyPlan<R> {
@@ -207,6 +211,7 @@ impl<R: UpdateRule> VerifyPlan<R> {
             steps,
             seed: 0x5eed,
             clip: None,
+            state_format: StateFormat::F32,
         }
     }
 }
@@ -225,6 +230,7 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     let lens: Vec<usize> = plan.tensors.iter().map(|&(_, n)| n).collect();
     let arena = Arena::new(ctx, &lens)?;
     let mut opt = Optimizer::new(ctx, plan.groups[0].clone())?;
+    opt.set_state_format(plan.state_format)?;
     let mut gids = vec![GroupId(0)];
     for g in &plan.groups[1..] {
         gids.push(opt.add_group(g.clone())?);
@@ -237,6 +243,12 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     let mut rng = Rng(plan.seed);
     let slots = plan.groups[0].state_slots();
     let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
+    let signed = opt.signed_slots();
+    let requantize = |i: usize, s: &mut Vec<Vec<f32>>| {
+        if plan.state_format.quantizes(lens[i]) {
+            *s = Q8State::quantize(s, &signed).dequantize(&signed);
+        }
+    };
     let mut cpu_s: Vec<Vec<Vec<f32>>> = plan
         .tensors
         .iter()
@@ -246,6 +258,9 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
                 .collect()
         })
         .collect();
+    for (i, s) in cpu_s.iter_mut().enumerate() {
+        requantize(i, s);
+    }
     for (i, p) in cpu_p.iter().enumerate() {
         ctx.upload(&arena.param(i), p)?;
     }
@@ -263,6 +278,7 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         }
         for (i, &(g, _)) in plan.tensors.iter().enumerate() {
             cpu_step(&plan.groups[g], t, &mut cpu_p[i], &grads[i], &mut cpu_s[i])?;
+            requantize(i, &mut cpu_s[i]);
         }
         opt.step()?;
     }

@@ -58,6 +58,7 @@ fn clipped_steps_match_the_cpu_twin() {
                 tensors: vec![(0, 5), (0, 4096), (0, 70_001)],
                 steps: 10,
                 seed: 9,
+                state_format: gpu_optim::StateFormat::F32,
                 clip: Some(clip),
             };
             let r = verify(&ctx, &plan).unwrap();

@@ -939,6 +939,7 @@ fn verify_malformed_plans() {
         tensors: vec![(0, 4)],
         steps: 1,
         seed: 1,
+        state_format: gpu_optim::StateFormat::F32,
         clip: None,
     };
     assert!(verify(&ctx, &no_groups).is_err());
@@ -947,6 +948,7 @@ fn verify_malformed_plans() {
         tensors: vec![(3, 4)],
         steps: 1,
         seed: 1,
+        state_format: gpu_optim::StateFormat::F32,
         clip: None,
     };
     assert!(verify(&ctx, &bad_group).is_err());
@@ -983,6 +985,7 @@ fn verify_refuses_invalid_rules() {
             tensors: vec![(0, 4), (1, 4)],
             steps: 1,
             seed: 1,
+            state_format: gpu_optim::StateFormat::F32,
             clip: None,
         },
     );

@@ -58,6 +58,7 @@ fn many_tensors_and_groups_across_windows() {
             tensors: lens.iter().enumerate().map(|(i, &n)| (i % 2, n)).collect(),
             steps: 4,
             seed: 7,
+            state_format: gpu_optim::StateFormat::F32,
             clip,
         };
         let r = verify(&ctx, &plan).unwrap();
@@ -188,6 +189,7 @@ fn other_workgroup_sizes() {
             tensors: vec![(0, 3), (0, 70_001), (0, 4096)],
             steps: 5,
             seed: 4,
+            state_format: gpu_optim::StateFormat::F32,
             clip: Some(GradClip {
                 max_norm: Some(1.0),
                 value: None,

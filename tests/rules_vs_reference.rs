@@ -419,6 +419,7 @@ fn multi_tensor_multi_group_matches_its_cpu_twin() {
             tensors: tensors.clone(),
             steps: STEPS,
             seed: 0xfeed,
+            state_format: gpu_optim::StateFormat::F32,
             clip: None,
         };
         let r = verify(&ctx, &plan).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -490,6 +491,7 @@ fn lamb_trust_ratio_per_tensor() {
             tensors: vec![(0, 5), (1, 4096), (0, 70_001), (1, 3), (0, 1025)],
             steps: 20,
             seed: 77,
+            state_format: gpu_optim::StateFormat::F32,
             clip,
         };
         let r = verify(&ctx, &plan).unwrap();

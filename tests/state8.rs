@@ -233,3 +233,17 @@ fn checkpoint_resume_is_bit_identical() {
         assert!(e.contains("state_format"), "{e}");
     }
 }
+
+/// The verifier handles 8-bit state: GPU and CPU twin agree within the rule's tolerance,
+/// across groups and tensors on both sides of the threshold.
+#[test]
+fn verifier_agrees_with_8bit_state() {
+    let ctx = common::ctx();
+    for rule in [Adam::adamw(), Adam::default()] {
+        let mut plan = gpu_optim::VerifyPlan::flat(rule, 0, 5);
+        plan.tensors = vec![(0, 70_001), (0, 100), (0, 4096)];
+        plan.state_format = StateFormat::blockwise8();
+        let r = gpu_optim::verify(&ctx, &plan).unwrap();
+        assert!(r.passed(), "{r}");
+    }
+}

@@ -196,6 +196,9 @@ const MLP_STEPS: usize = 500;
 #[derive(Serialize)]
 struct State8Row {
     rule: String,
+    /// The verifier (GPU vs CPU twin, 8-bit state) passed; its worst scaled error.
+    verified: bool,
+    max_scaled: f64,
     params: usize,
     bytes_per_param: f64,
     step: Sample,
@@ -568,8 +571,13 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             // Every MLP tensor is below bitsandbytes' 4096 threshold: quantize them all.
             let loss_f32 = mlp(StateFormat::F32)?;
             let loss_8 = mlp(StateFormat::Blockwise8 { min_len: 0 })?;
+            let mut plan = VerifyPlan::flat(rule.clone(), 100_003, args.verify_steps);
+            plan.state_format = f;
+            let check = verify(&ctx, &plan)?;
             let bpp = bench::bytes_per_param(rule, f);
             state8.push(State8Row {
+                verified: check.passed(),
+                max_scaled: check.worst().max_scaled,
                 rule: rule.name(),
                 params: n,
                 bytes_per_param: bpp,
@@ -771,6 +779,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             "state B/param",
             "MLP loss 8b/f32"
         )?;
+        let mut ok = true;
         for r in &state8 {
             writeln!(
                 out,
@@ -788,7 +797,14 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 r.mlp_loss_f32,
                 r.mlp_loss_ratio
             )?;
+            ok &= r.verified;
         }
+        all_ok &= ok;
+        writeln!(
+            out,
+            "  verifier (GPU vs bit-exact CPU twin, 100003 params): {}",
+            if ok { "ok" } else { "FAILED" }
+        )?;
     }
     if !peers.is_empty() {
         writeln!(
