@@ -43,8 +43,16 @@ override DENSE: bool = false;
 override CLIP: bool = false;
 // Two-phase rule (shaders/two_phase.wgsl): `update` reads its tensor's sums.
 override TWO_PHASE: bool = false;
+// Loss scaling (src/scaler.rs; implies CLIP): grads are unscaled by 1/aux[AUX_SCALE], a
+// step with a non-finite grad is skipped, and the scalars are the slot's candidate for
+// the device's own step count.
+override SCALER: bool = false;
 // Offset of the per-tensor sums in `aux` (shaders/reduce.wgsl: SUMS_AT).
-const SUMS_AT: u32 = 8u;
+const SUMS_AT: u32 = 16u;
+// aux words of the loss scaler (shaders/reduce.wgsl).
+const AUX_SCALE: u32 = 5u;
+const AUX_FOUND: u32 = 7u;
+const AUX_SKIPS: u32 = 9u;
 
 // The sums of the tensor being updated (two-phase rules; zero otherwise).
 var<private> tensor_sums: vec2<f32>;
@@ -53,13 +61,15 @@ var<private> tensor_sums: vec2<f32>;
 // read_write so that params and grads may live in one buffer (one usage per dispatch).
 @group(0) @binding(1) var<storage, read_write> grad: array<V>;
 @group(0) @binding(2) var<storage, read> tiles: array<Tile>;
-// Per-group scalars of this step (a uniform: the ring slot is the dynamic offset).
-@group(0) @binding(3) var<uniform> hyper: array<Hyper, GROUPS>;
+// Per-group scalars of this step (a uniform: the ring slot is the dynamic offset): LAG
+// candidates of GROUPS each (one unless loss scaling), then a header whose a.x is the
+// skip count the host assumed for candidate 0.
+@group(0) @binding(3) var<uniform> hyper: array<Hyper, GROUPS * LAG + 1u>;
 // Bindings 4-6 (state slots s0..s2) are declared by the state format's file:
 // shaders/state_f32.wgsl or shaders/state_q8.wgsl.
-// Device-side scalars shared by the passes of a step (src/scheduler.rs, `Aux`):
-// [0] max_norm, [1] clip_value, [2] last total grad norm, [3] grad scale, [4] non-finite
-// grad count; then 2 f32 per tensor (its sums), then 2 f32 per tile (partial sums).
+// Device-side scalars shared by the passes of a step (layout in shaders/reduce.wgsl):
+// clipping's and the loss scaler's words, then 2 f32 per tensor (its sums) from SUMS_AT,
+// then 2 f32 per tile (partial sums).
 @group(0) @binding(7) var<storage, read_write> aux: array<f32>;
 @group(0) @binding(8) var<uniform> launch: Launch;
 
@@ -75,12 +85,36 @@ fn tile_at(t: u32) -> Tile {
     return tiles[t];
 }
 
-// The gradient as the rule sees it: clamped by value, then scaled by the clip coefficient.
+// Group `group`'s scalars for this step: with loss scaling, the candidate for the number
+// of steps the device skipped since the host's last count.
+fn hyper_of(group: u32) -> Hyper {
+    if !SCALER {
+        return hyper[group];
+    }
+    let j = u32(max(aux[AUX_SKIPS] - hyper[GROUPS * LAG].a.x, 0.0));
+    return hyper[min(j, LAG - 1u) * GROUPS + group];
+}
+
+// Loss scaling found a non-finite gradient in this step: nothing may change.
+fn skipped() -> bool {
+    return SCALER && aux[AUX_FOUND] != 0.0;
+}
+
+// The gradient unscaled by the loss scale, for the norm and the update.
+fn unscaled(g: V) -> V {
+    if SCALER {
+        return g * (1.0 / aux[AUX_SCALE]);
+    }
+    return g;
+}
+
+// The gradient as the rule sees it: unscaled, clamped by value, then scaled by the clip
+// coefficient.
 fn clipped(g: V) -> V {
     if !CLIP {
         return g;
     }
-    var c = g;
+    var c = unscaled(g);
     let v = aux[1];
     if v > 0.0 {
         c = clamp(c, V(-v), V(v));
@@ -178,9 +212,11 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     var acc = vec2<f32>(0.0);
     if e0 < tile.end {
         let live = live_lanes(e0, tile.end);
-        var g = grad[vi + launch.g_shift];
-        // Non-finite values are found from their bits: WGSL may assume x == x.
-        let bad = (bitcast<U>(g) & U(0x7f800000u)) == U(0x7f800000u);
+        let raw = grad[vi + launch.g_shift];
+        // Non-finite values are found from their bits (WGSL may assume x == x), before
+        // unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_.
+        let bad = (bitcast<U>(raw) & U(0x7f800000u)) == U(0x7f800000u);
+        var g = unscaled(raw);
         let v = aux[1];
         if v > 0.0 {
             g = clamp(g, V(-v), V(v));

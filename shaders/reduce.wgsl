@@ -2,11 +2,15 @@
 // sums (written by `grad_sumsq` in common.wgsl) to per-tensor sums, then to the global
 // gradient norm and the clip coefficient. Fixed summation order: deterministic.
 //
-// aux (binding 1) as in common.wgsl: [0] max_norm, [1] clip_value, [2] total norm,
-// [3] grad scale, [4] non-finite count; [5, 8) unused; then 2 f32 per tensor from
-// SUMS_AT, then 2 f32 per tile from `partials_at`.
+// aux (binding 1), shared with common.wgsl:
+//   [0] max_norm, [1] clip_value (host), [2] total norm, [3] clip coefficient,
+//   [4] non-finite count; the loss scaler (src/scaler.rs): [5] scale, [6] growth
+//   tracker, [7] found_inf this step, [8] steps executed, [9] steps skipped (counts in
+//   f32: exact to 2^24), [10] scaler on, [11] growth_factor, [12] backoff_factor,
+//   [13] growth_interval (host); then 2 f32 per tensor from SUMS_AT, then 2 f32 per tile
+//   from `partials_at`.
 
-const SUMS_AT: u32 = 8u;
+const SUMS_AT: u32 = 16u;
 const WG: u32 = 256u;
 
 struct Ranges {
@@ -72,5 +76,34 @@ fn total(@builtin(local_invocation_index) lid: u32) {
             scale = min(1.0, max_norm / (norm + 1e-6));
         }
         aux[3] = scale;
+        if aux[10] != 0.0 {
+            let found = t.y > 0.0;
+            aux[7] = select(0.0, 1.0, found);
+            aux[8] = aux[8] + 1.0;
+            if found {
+                aux[9] = aux[9] + 1.0;
+            }
+        }
+    }
+}
+
+// After the update: GradScaler.update (torch's _amp_update_scale_) on the device.
+@compute @workgroup_size(1)
+fn scaler_update() {
+    let s = aux[5];
+    if aux[7] != 0.0 {
+        aux[5] = s * aux[12];
+        aux[6] = 0.0;
+        return;
+    }
+    let n = aux[6] + 1.0;
+    if n >= aux[13] {
+        let grown = s * aux[11];
+        if (bitcast<u32>(grown) & 0x7f800000u) != 0x7f800000u {
+            aux[5] = grown;
+        }
+        aux[6] = 0.0;
+    } else {
+        aux[6] = n;
     }
 }

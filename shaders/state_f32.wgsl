@@ -27,6 +27,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if t >= launch.n_tiles {
         return;
     }
+    if skipped() {
+        return;
+    }
     let tile = tile_at(t);
     let vi = tile.first + lid;
     let e0 = vi * W;
@@ -35,7 +38,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     // Lanes past the tensor's end keep their old values (they may belong to the caller).
     let live = live_lanes(e0, tile.end);
-    let h = hyper[tile.group];
+    let h = hyper_of(tile.group);
     if TWO_PHASE {
         tensor_sums = vec2<f32>(aux[SUMS_AT + 2u * tile.tensor], aux[SUMS_AT + 2u * tile.tensor + 1u]);
     }

@@ -106,13 +106,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let vi = t * WG + lid;
     let e0 = vi * 4u;
-    let inside = e0 < launch.end;
+    let inside = e0 < launch.end && !skipped();
     let live = live_lanes(e0, launch.end) & vec4<bool>(inside);
     let si = vi + launch.s_shift;
     let blk = launch.q_block0 + vi / QB;
     var st: State;
     if inside {
-        let h = hyper[launch.group];
+        let h = hyper_of(launch.group);
         if SLOTS > 0u { st.s0 = decode(s0[si], absmax[blk], map_at(0u)); }
         if SLOTS > 1u { st.s1 = decode(s1[si], absmax[launch.q_blocks + blk], map_at(1u)); }
         if SLOTS > 2u { st.s2 = decode(s2[si], absmax[2u * launch.q_blocks + blk], map_at(2u)); }

@@ -17,9 +17,9 @@ fn measure_pass(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     let vi = tile.first + lid;
     let e0 = vi * W;
     var acc = vec2<f32>(0.0);
-    if e0 < tile.end {
+    if e0 < tile.end && !skipped() {
         let live = live_lanes(e0, tile.end);
-        let h = hyper[tile.group];
+        let h = hyper_of(tile.group);
         let si = vi + launch.s_shift;
         let old = load_state(si);
         var st = old;

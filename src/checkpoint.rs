@@ -4,7 +4,9 @@
 //! `state.3.exp_avg`) and, when asked, `param.<tensor index>`; all F32, shape `[len]`.
 //! A tensor with 8-bit state ([`crate::StateFormat`]) has `state.<i>.<slot>.codes` (U8,
 //! `[len]`) and `state.<i>.<slot>.absmax` (F32, one per block) instead: saved as they are,
-//! so a resumed run requantizes from the same bytes.
+//! so a resumed run requantizes from the same bytes. With loss scaling, `scaler` (F32,
+//! `[5]`) holds the device's scale, growth tracker, found_inf, and executed and skipped
+//! step counts.
 //! The header's metadata holds the format version, the rule, the step count, every param
 //! group's hyperparameters and lr schedule, the gradient clipping, and the tensor layout. Loading checks all of
 //! it against the optimizer it loads into (built the same way as the one saved) and
@@ -65,6 +67,7 @@ impl<R: UpdateRule> Optimizer<R> {
         m.insert("tensors".into(), layout.join(","));
         m.insert("grad_clip".into(), format!("{:?}", self.clip));
         m.insert("state_format".into(), format!("{:?}", self.state_format));
+        m.insert("grad_scaler".into(), format!("{:?}", self.scaler));
         m
     }
 
@@ -77,6 +80,11 @@ impl<R: UpdateRule> Optimizer<R> {
         let slots = self.groups[0].state_slots();
         let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
         let mut dtypes = Vec::new();
+        if self.scaler.is_some() {
+            let w = self.scaler_words()?;
+            blobs.push(("scaler".into(), bytemuck::cast_slice(&w).to_vec()));
+            dtypes.push(Dtype::F32);
+        }
         for i in 0..self.tensors.len() {
             let id = crate::TensorId(i);
             for (k, slot) in slots.iter().enumerate() {
@@ -182,6 +190,7 @@ impl<R: UpdateRule> Optimizer<R> {
             "tensors",
             "grad_clip",
             "state_format",
+            "grad_scaler",
         ] {
             let (got, exp) = (meta.get(key), &want[key]);
             if got != Some(exp) {
@@ -243,7 +252,24 @@ impl<R: UpdateRule> Optimizer<R> {
                 writes.push((self.tensors[i].param.clone(), data));
             }
         }
-        let known = self.tensors.len() * (2 * slots.len() + 1);
+        let scaler = match self.scaler {
+            Some(_) => {
+                let w = get("scaler", 5, true)?.expect("required");
+                let w: Vec<f32> = bytemuck::pod_collect_to_vec(w);
+                // Counts and a scale the device could have produced, nothing else.
+                let count = |x: f32| x >= 0.0 && x <= (1u32 << 24) as f32 && x.fract() == 0.0;
+                let valid = w[0].is_finite() && w[0] > 0.0 && w[1..].iter().all(|&x| count(x));
+                if !valid || w[4] > w[3] || w[3] as u64 > step {
+                    return Err(err(
+                        path,
+                        format!("scaler words {w:?} are not a valid state"),
+                    ));
+                }
+                Some([w[0], w[1], w[2], w[3], w[4]])
+            }
+            None => None,
+        };
+        let known = self.tensors.len() * (2 * slots.len() + 1) + 1;
         if st.len() > known {
             return Err(err(
                 path,
@@ -253,6 +279,9 @@ impl<R: UpdateRule> Optimizer<R> {
         for (range, data) in writes {
             let v: Vec<f32> = bytemuck::pod_collect_to_vec(data);
             self.ctx.upload(&range, &v)?;
+        }
+        if let Some(w) = scaler {
+            self.set_scaler_words(w)?;
         }
         for (i, k, codes, absmax) in q8_writes {
             let a: Vec<f32> = bytemuck::pod_collect_to_vec(absmax);

@@ -38,15 +38,16 @@ pub(crate) const HYPER_BINDING: u32 = 3;
 ///
 /// `groups` sizes the uniform array of per-group scalars (`GROUPS` in common.wgsl).
 pub fn shader_source(kernel: &Kernel, width: u32, groups: u32) -> String {
-    assemble(kernel, width, groups, false)
+    assemble(kernel, width, groups, 1, false)
 }
 
 /// The same kernel with 8-bit block-wise state (vector width 4).
 pub fn shader_source_q8(kernel: &Kernel, groups: u32) -> String {
-    assemble(kernel, 4, groups, true)
+    assemble(kernel, 4, groups, 1, true)
 }
 
-fn assemble(kernel: &Kernel, width: u32, groups: u32, q8: bool) -> String {
+/// `lag`: candidates of per-step scalars per slot (loss scaling; else 1).
+fn assemble(kernel: &Kernel, width: u32, groups: u32, lag: u32, q8: bool) -> String {
     let prelude = if width == 4 {
         PRELUDE_VEC4
     } else {
@@ -55,7 +56,7 @@ fn assemble(kernel: &Kernel, width: u32, groups: u32, q8: bool) -> String {
     let state = if q8 { STATE_Q8 } else { STATE_F32 };
     let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
     format!(
-        "{prelude}const GROUPS: u32 = {groups}u;\n{COMMON}\n{state}\n{two_phase}\n{}",
+        "{prelude}const GROUPS: u32 = {groups}u;\nconst LAG: u32 = {lag}u;\n{COMMON}\n{state}\n{two_phase}\n{}",
         kernel.source
     )
 }
@@ -76,13 +77,15 @@ pub(crate) struct PipelineKey {
     pub groups: u32,
     /// 8-bit state, with bit k set where slot k uses the signed map.
     pub q8: Option<u32>,
+    /// Loss scaling: candidates of per-step scalars per slot (0: no loss scaling).
+    pub lag: u32,
 }
 
 /// Pipelines live as long as the context; optimizers share them.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     layout: Option<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    reduce: Option<(wgpu::ComputePipeline, wgpu::ComputePipeline)>,
+    reduce: Option<ReducePipelines>,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
 }
 
@@ -150,10 +153,15 @@ fn layouts(
     Ok(l)
 }
 
-/// The reduction kernels of a clipped step (`shaders/reduce.wgsl`): `per_tensor`, `total`.
-pub(crate) fn reduce_pipelines(
-    ctx: &Context,
-) -> Result<(wgpu::ComputePipeline, wgpu::ComputePipeline)> {
+/// The reduction kernels of a clipped step (`shaders/reduce.wgsl`).
+#[derive(Clone)]
+pub(crate) struct ReducePipelines {
+    pub per_tensor: wgpu::ComputePipeline,
+    pub total: wgpu::ComputePipeline,
+    pub scaler_update: wgpu::ComputePipeline,
+}
+
+pub(crate) fn reduce_pipelines(ctx: &Context) -> Result<ReducePipelines> {
     let mut cache = ctx.inner.pipelines.lock().unwrap();
     if let Some(p) = &cache.reduce {
         return Ok(p.clone());
@@ -184,7 +192,11 @@ pub(crate) fn reduce_pipelines(
                 cache: None,
             })
         };
-        (make("per_tensor"), make("total"))
+        ReducePipelines {
+            per_tensor: make("per_tensor"),
+            total: make("total"),
+            scaler_update: make("scaler_update"),
+        }
     })?;
     cache.reduce = Some(p.clone());
     Ok(p)
@@ -213,7 +225,13 @@ pub(crate) fn pipeline(
         return Ok(p.clone());
     }
     let (_, layout) = layouts(ctx, &mut cache)?;
-    let src = assemble(kernel, key.width, key.groups, key.q8.is_some());
+    let src = assemble(
+        kernel,
+        key.width,
+        key.groups,
+        key.lag.max(1),
+        key.q8.is_some(),
+    );
     let d = ctx.device();
     ctx.count("pipeline");
     let mut constants = vec![
@@ -222,6 +240,7 @@ pub(crate) fn pipeline(
         ("CLIP", key.clip as u32 as f64),
         ("TWO_PHASE", kernel.two_phase as u32 as f64),
         ("DENSE", key.dense as u32 as f64),
+        ("SCALER", (key.lag > 0) as u32 as f64),
     ];
     if let Some(signed) = key.q8 {
         constants.push(("SIGNED", signed as f64));

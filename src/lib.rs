@@ -35,6 +35,7 @@ mod error;
 mod kernel;
 pub mod quant;
 pub mod rules;
+pub mod scaler;
 mod schedule;
 mod scheduler;
 pub mod verify;
@@ -49,6 +50,7 @@ pub use rules::{
     cpu_step, Adadelta, Adagrad, Adam, Adamax, AnyRule, CpuOptimizer, Hyper, Kernel, Lamb, Lion,
     NAdam, RAdam, RmsProp, Sgd, UpdateRule,
 };
+pub use scaler::{CpuGradScaler, GradScaler};
 pub use schedule::LrSchedule;
 pub use scheduler::{Arena, GroupId, Optimizer, TensorId, ARENA_ALIGN};
 pub use verify::{verify, VerifyPlan, VerifyReport};

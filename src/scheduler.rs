@@ -40,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::kernel::{self, PipelineKey, BINDINGS};
 use crate::quant::{self, Q8State, StateFormat, BLOCK};
 use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
+use crate::scaler::GradScaler;
 use crate::schedule::LrSchedule;
 
 /// Index of a param group in its optimizer.
@@ -141,21 +142,35 @@ struct Plan {
     /// The reduction passes: gradient clipping (when set before planning) and a two-phase
     /// rule's first pass.
     reductions: Option<Reductions>,
+    /// Loss scaling: candidates of per-step scalars per slot (0: none), the padded group
+    /// count they are laid out by, and where the device's step counters are read back.
+    lag: u32,
+    groups_p2: u32,
+    ack_buf: Option<wgpu::Buffer>,
 }
 
 struct Reductions {
-    /// Clipping's pre-pass runs (the pipelines are the launches').
+    /// Clipping's pre-pass runs (the pipelines are the launches'); also for loss scaling.
     clip: bool,
     /// A two-phase rule's first pass runs.
     two_phase: bool,
-    per_tensor: wgpu::ComputePipeline,
-    total: wgpu::ComputePipeline,
+    /// Loss scaling: the scale update runs after the update.
+    scaler: bool,
+    pipelines: kernel::ReducePipelines,
     bind_group: wgpu::BindGroup,
     grid: (u32, u32),
 }
 
 /// Layout of `aux` (see shaders/reduce.wgsl): control words, then per-tensor sums.
-const AUX_SUMS_AT: u64 = 8;
+const AUX_SUMS_AT: u64 = 16;
+/// The loss scaler's words in `aux`: scale, growth tracker, found_inf, steps executed,
+/// steps skipped.
+const AUX_SCALE: u64 = 5;
+const AUX_EXECUTED: u64 = 8;
+/// Host-written scaler settings: on, growth_factor, backoff_factor, growth_interval.
+const AUX_SCALER_CONFIG: u64 = 10;
+/// Candidates of per-step scalars per slot with loss scaling (fewer with many groups).
+const MAX_LAG: u32 = 32;
 
 /// One workgroup's work (`struct Tile` in `shaders/common.wgsl`).
 #[repr(C)]
@@ -213,8 +228,14 @@ pub struct Optimizer<R: UpdateRule> {
     scratch: Vec<Hyper>,
     per_tensor: bool,
     pub(crate) clip: Option<GradClip>,
-    clip_dirty: bool,
+    /// The host-written words of `aux` (clipping, scaler settings) need writing.
+    control_dirty: bool,
     pub(crate) state_format: StateFormat,
+    pub(crate) scaler: Option<GradScaler>,
+    /// The device's (steps executed, steps skipped) as last read back, and a read-back in
+    /// flight (0 pending, 1 mapped, 2 failed).
+    ack: (u64, u64),
+    pending_ack: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
 }
 
 impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {
@@ -243,8 +264,11 @@ impl<R: UpdateRule> Optimizer<R> {
             scratch: Vec::new(),
             per_tensor: false,
             clip: None,
-            clip_dirty: false,
+            control_dirty: false,
             state_format: StateFormat::F32,
+            scaler: None,
+            ack: (0, 0),
+            pending_ack: None,
         })
     }
 
@@ -321,8 +345,176 @@ impl<R: UpdateRule> Optimizer<R> {
             }
             _ => self.clip = Some(clip),
         }
-        self.clip_dirty = true;
+        self.control_dirty = true;
         Ok(())
+    }
+
+    /// Loss scaling with the inf/NaN skip, on the device (see [`crate::scaler`]): every
+    /// step unscales the gradients by the device's scale, skips itself if any gradient of
+    /// any tensor is non-finite (params, state and the rule's step count untouched), and
+    /// updates the scale as torch's `GradScaler.update`. Must be enabled before the first
+    /// step (it adds passes); its factors may change later (the scale itself carries on).
+    /// Scale the loss by [`Optimizer::loss_scale_buffer`] in your backward pass.
+    ///
+    /// ```
+    /// # fn main() -> gpu_optim::Result<()> {
+    /// use gpu_optim::{Adam, Arena, Context, GradScaler, Optimizer};
+    /// let ctx = Context::new()?;
+    /// let arena = Arena::new(&ctx, &[1000])?;
+    /// let mut opt = Optimizer::new(&ctx, Adam::default())?;
+    /// opt.add_arena(&arena, opt.default_group())?;
+    /// opt.set_grad_scaler(GradScaler::default())?;
+    /// // A backward pass that overflowed: the step is skipped and the scale halves.
+    /// ctx.upload(&arena.grad(0), &vec![f32::INFINITY; 1000])?;
+    /// opt.step()?;
+    /// assert_eq!(opt.applied_steps()?, 0);
+    /// assert_eq!(opt.loss_scale()?, 32768.0);
+    /// // A clean one (grads scaled by 32768, as the loss was) is applied, unscaled.
+    /// ctx.upload(&arena.grad(0), &vec![32768.0; 1000])?;
+    /// opt.step()?;
+    /// assert_eq!(opt.applied_steps()?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_grad_scaler(&mut self, scaler: GradScaler) -> Result<()> {
+        scaler.validate()?;
+        if self.plan.is_some() && self.scaler.is_none() {
+            return Err(Error::InvalidState(
+                "loss scaling must be enabled before the first step".into(),
+            ));
+        }
+        self.scaler = Some(scaler);
+        self.control_dirty = true;
+        Ok(())
+    }
+
+    /// Where the device keeps the current loss scale (one f32): bind it in the kernel that
+    /// seeds your backward pass to scale the loss without a read-back.
+    pub fn loss_scale_buffer(&mut self) -> Result<BufferRange> {
+        self.scaler_plan()?;
+        let plan = self.plan.as_ref().expect("prepared");
+        Ok(BufferRange::new(&plan.aux, AUX_SCALE, 1))
+    }
+
+    /// The current loss scale (reads back; waits for the GPU).
+    pub fn loss_scale(&mut self) -> Result<f32> {
+        Ok(self.scaler_words()?[0])
+    }
+
+    /// Steps skipped for a non-finite gradient so far (reads back; waits for the GPU).
+    pub fn skipped_steps(&mut self) -> Result<u64> {
+        Ok(self.scaler_words()?[4] as u64)
+    }
+
+    /// Steps that updated the parameters: [`Optimizer::step_count`] less the skipped ones.
+    /// This is the step number the rule's bias corrections use. Reads back only with loss
+    /// scaling.
+    pub fn applied_steps(&mut self) -> Result<u64> {
+        if self.scaler.is_none() {
+            return Ok(self.t);
+        }
+        let w = self.scaler_words()?;
+        // Steps recorded but not yet executed (record_step without submitting) cannot
+        // have been skipped yet.
+        Ok(self.t - w[4] as u64)
+    }
+
+    fn scaler_plan(&mut self) -> Result<()> {
+        if self.scaler.is_none() {
+            return Err(Error::InvalidState(
+                "no loss scaler: call set_grad_scaler before the first step".into(),
+            ));
+        }
+        self.prepare()
+    }
+
+    /// aux[5..10): scale, growth tracker, found_inf, executed, skipped.
+    pub(crate) fn scaler_words(&mut self) -> Result<[f32; 5]> {
+        self.scaler_plan()?;
+        let plan = self.plan.as_ref().expect("prepared");
+        let b = self.ctx.download_bytes(&plan.aux, AUX_SCALE * 4, 20)?;
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&b);
+        Ok([v[0], v[1], v[2], v[3], v[4]])
+    }
+
+    /// Overwrites the scaler's device words (checkpoint loading) and the host's count.
+    pub(crate) fn set_scaler_words(&mut self, w: [f32; 5]) -> Result<()> {
+        self.scaler_plan()?;
+        self.settle_ack(true)?;
+        let plan = self.plan.as_ref().expect("prepared");
+        self.ctx
+            .queue()
+            .write_buffer(&plan.aux, AUX_SCALE * 4, bytemuck::cast_slice(&w));
+        self.ack = (w[3] as u64, w[4] as u64);
+        Ok(())
+    }
+
+    /// Takes in a finished read-back of the device's step counters, if any; waits for one
+    /// in flight if `wait`.
+    fn settle_ack(&mut self, wait: bool) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let Some(flag) = self.pending_ack.clone() else {
+            return Ok(());
+        };
+        if flag.load(Ordering::Acquire) == 0 {
+            let kind = if wait {
+                wgpu::PollType::wait_indefinitely()
+            } else {
+                wgpu::PollType::Poll
+            };
+            self.ctx
+                .device()
+                .poll(kind)
+                .map_err(|e| Error::DeviceLost(e.to_string()))?;
+        }
+        let state = flag.load(Ordering::Acquire);
+        if state == 0 {
+            return Ok(());
+        }
+        self.pending_ack = None;
+        let buf = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.ack_buf.clone())
+            .expect("planned");
+        if state == 1 {
+            let view = buf
+                .get_mapped_range(..)
+                .map_err(|e| Error::Readback(e.to_string()))?;
+            let v: Vec<f32> = bytemuck::pod_collect_to_vec(&view);
+            drop(view);
+            // A newer count never goes back (a load may have set one meanwhile).
+            if v[0] as u64 >= self.ack.0 {
+                self.ack = (v[0] as u64, v[1] as u64);
+            }
+        }
+        buf.unmap();
+        Ok(())
+    }
+
+    /// Makes sure the host knows the device's skip count as of a step recent enough that
+    /// step `s`'s slot of candidates covers every skip count possible by then.
+    fn refresh_ack(&mut self, s: u64, lag: u64) -> Result<()> {
+        let covered = |me: &Self| s - 1 - me.ack.0.min(s - 1) < lag;
+        self.settle_ack(false)?;
+        if covered(self) {
+            return Ok(());
+        }
+        self.settle_ack(true)?;
+        if covered(self) {
+            return Ok(());
+        }
+        let plan = self.plan.as_ref().expect("prepared");
+        let b = self.ctx.download_bytes(&plan.aux, AUX_EXECUTED * 4, 8)?;
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&b);
+        self.ack = (v[0] as u64, v[1] as u64);
+        if covered(self) {
+            return Ok(());
+        }
+        Err(Error::InvalidState(format!(
+            "loss scaling: {} steps recorded but not submitted; submit record_step's encoder \
+             at least every {lag} steps",
+            s - 1 - self.ack.0
+        )))
     }
 
     /// The last step's gradient norm and non-finite count (reads back; waits for the GPU).
@@ -468,7 +660,8 @@ impl<R: UpdateRule> Optimizer<R> {
             .collect()
     }
 
-    /// Steps taken so far.
+    /// Steps called so far (what lr schedules follow). With loss scaling some may have been
+    /// skipped: [`Optimizer::applied_steps`].
     pub fn step_count(&self) -> u64 {
         self.t
     }
@@ -609,7 +802,25 @@ impl<R: UpdateRule> Optimizer<R> {
                 for _ in 0..n {
                     self.record_step(&mut enc)?;
                 }
+                // Loss scaling: read the device's step counters back after this batch,
+                // asynchronously (taken in by a later step's poll).
+                let ack = match (&self.plan, &self.pending_ack) {
+                    (Some(p), None) => p.ack_buf.as_ref().map(|b| {
+                        enc.copy_buffer_to_buffer(&p.aux, AUX_EXECUTED * 4, b, 0, 8);
+                        b.clone()
+                    }),
+                    _ => None,
+                };
                 ctx.queue().submit([enc.finish()]);
+                if let Some(b) = ack {
+                    let flag = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+                    let f = flag.clone();
+                    b.map_async(wgpu::MapMode::Read, .., move |r| {
+                        let v = if r.is_ok() { 1 } else { 2 };
+                        f.store(v, std::sync::atomic::Ordering::Release);
+                    });
+                    self.pending_ack = Some(flag);
+                }
                 Ok(())
             });
             if let Err(e) = r.and_then(|r| r) {
@@ -629,25 +840,61 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         self.prepare()?;
         let t = self.t + 1;
+        let (lag, gp2) = {
+            let p = self.plan.as_ref().expect("prepared");
+            (p.lag, p.groups_p2 as usize)
+        };
         self.scratch.clear();
-        for (g, rule) in self.groups.iter_mut().enumerate() {
-            if let Some((base, sched)) = &self.schedules[g] {
-                rule.set_lr(sched.lr(*base, t));
+        if lag == 0 {
+            for (g, rule) in self.groups.iter_mut().enumerate() {
+                if let Some((base, sched)) = &self.schedules[g] {
+                    rule.set_lr(sched.lr(*base, t));
+                }
+                self.scratch.push(rule.hyper(t));
             }
-            self.scratch.push(rule.hyper(t));
+        } else {
+            // Candidate j is for j more skips than the host knows of: the rule's step
+            // number t − skipped − j; the lr follows the steps called, t.
+            self.refresh_ack(t, lag as u64)?;
+            let (executed, skipped) = self.ack;
+            let reach = (t - 1 - executed.min(t - 1)).min(lag as u64 - 1);
+            self.scratch.resize(gp2 * lag as usize + 1, [0.0; 16]);
+            for (g, rule) in self.groups.iter_mut().enumerate() {
+                if let Some((base, sched)) = &self.schedules[g] {
+                    rule.set_lr(sched.lr(*base, t));
+                }
+                for j in 0..=reach {
+                    if let Some(tr) = t.checked_sub(skipped + j).filter(|&x| x >= 1) {
+                        self.scratch[j as usize * gp2 + g] = rule.hyper(tr);
+                    }
+                }
+            }
+            self.scratch[gp2 * lag as usize][0] = skipped as f32;
         }
         let plan = self.plan.as_ref().expect("prepared");
         let offset = self.next_slot as u64 * plan.hyper_stride;
         self.ctx
             .queue()
             .write_buffer(&plan.hyper_buf, offset, bytemuck::cast_slice(&self.scratch));
-        if self.clip_dirty {
+        if self.control_dirty {
             let c = self.clip.unwrap_or_default();
             let control = [c.max_norm.unwrap_or(0.0), c.value.unwrap_or(0.0)];
-            self.ctx
-                .queue()
-                .write_buffer(&plan.aux, 0, bytemuck::cast_slice(&control));
-            self.clip_dirty = false;
+            let q = self.ctx.queue();
+            q.write_buffer(&plan.aux, 0, bytemuck::cast_slice(&control));
+            if let Some(sc) = &self.scaler {
+                let words = [
+                    1.0,
+                    sc.growth_factor,
+                    sc.backoff_factor,
+                    sc.growth_interval as f32,
+                ];
+                q.write_buffer(
+                    &plan.aux,
+                    AUX_SCALER_CONFIG * 4,
+                    bytemuck::cast_slice(&words),
+                );
+            }
+            self.control_dirty = false;
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("gpu-optim step"),
@@ -671,10 +918,10 @@ impl<R: UpdateRule> Optimizer<R> {
                     pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
                 }
                 pass.set_bind_group(0, &r.bind_group, &[]);
-                pass.set_pipeline(&r.per_tensor);
+                pass.set_pipeline(&r.pipelines.per_tensor);
                 pass.dispatch_workgroups(r.grid.0, r.grid.1, 1);
                 if global {
-                    pass.set_pipeline(&r.total);
+                    pass.set_pipeline(&r.pipelines.total);
                     pass.dispatch_workgroups(1, 1, 1);
                 }
             }
@@ -683,6 +930,11 @@ impl<R: UpdateRule> Optimizer<R> {
             pass.set_pipeline(&l.main);
             pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
             pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+        }
+        if let Some(r) = plan.reductions.as_ref().filter(|r| r.scaler) {
+            pass.set_bind_group(0, &r.bind_group, &[]);
+            pass.set_pipeline(&r.pipelines.scaler_update);
+            pass.dispatch_workgroups(1, 1, 1);
         }
         drop(pass);
         self.next_slot = (self.next_slot + 1) % self.ring;
@@ -775,8 +1027,29 @@ impl<R: UpdateRule> Optimizer<R> {
         let dummy = ctx.create_zeroed("gpu-optim unused slot", 4)?;
         let dummy_ro = ctx.create_zeroed("gpu-optim unused tiles", 4)?;
         // Per-group scalars: a uniform array sized to a power of two (fewer pipelines).
+        // With loss scaling, `lag` candidates of them per slot and a header (common.wgsl).
         let n_groups = (self.groups.len() as u32).next_power_of_two();
-        let hyper_size = n_groups as u64 * std::mem::size_of::<Hyper>() as u64;
+        let hsize = std::mem::size_of::<Hyper>() as u64;
+        let room = (limits.max_uniform_buffer_binding_size / hsize).saturating_sub(1);
+        let lag = match self.scaler {
+            None => 0,
+            Some(_) => {
+                let lag = (room / n_groups as u64).min(MAX_LAG as u64) as u32;
+                // A slot must cover every step of a submission not yet acknowledged.
+                if lag <= self.ring {
+                    return Err(Error::InvalidState(format!(
+                        "loss scaling with {} param groups and {} steps per submission needs \
+                         {} candidate scalars per step; the uniform limit allows {lag}: use \
+                         fewer steps per submission",
+                        self.groups.len(),
+                        self.ring,
+                        self.ring + 1
+                    )));
+                }
+                lag
+            }
+        };
+        let hyper_size = (n_groups as u64 * lag.max(1) as u64 + 1) * hsize;
         if hyper_size > limits.max_uniform_buffer_binding_size {
             return Err(Error::InvalidState(format!(
                 "{} param groups need {hyper_size} bytes of uniforms; this device allows {}",
@@ -1009,7 +1282,9 @@ impl<R: UpdateRule> Optimizer<R> {
             base += p.tiles.len() as u32;
         }
         let two_phase = rule.kernel().two_phase;
-        let reduce = self.clip.is_some() || two_phase;
+        // Loss scaling runs clipping's reduction (with no clipping values: norm only).
+        let global = self.clip.is_some() || self.scaler.is_some();
+        let reduce = global || two_phase;
         let aux = if reduce {
             self.buffer(
                 "gpu-optim aux",
@@ -1020,6 +1295,21 @@ impl<R: UpdateRule> Optimizer<R> {
             )
         } else {
             dummy.clone()
+        };
+        let ack_buf = match &self.scaler {
+            Some(sc) => {
+                ctx.queue().write_buffer(
+                    &aux,
+                    AUX_SCALE * 4,
+                    bytemuck::cast_slice(&[sc.init_scale, 0.0, 0.0, 0.0, 0.0]),
+                );
+                Some(self.buffer(
+                    "gpu-optim step counters",
+                    8,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                ))
+            }
+            None => None,
         };
 
         // Tile tables (dense dispatches need none) in one storage buffer, the dispatches'
@@ -1083,15 +1373,16 @@ impl<R: UpdateRule> Optimizer<R> {
                 width: p.width,
                 slots: slots as u32,
                 workgroup: wg,
-                clip: self.clip.is_some(),
+                clip: global,
                 dense: p.dense,
                 groups: n_groups,
                 q8: p.q8.then_some(signed_mask),
+                lag,
             };
             let kern = rule.kernel();
             let main = kernel::pipeline(ctx, &kern, key)?;
-            let sumsq = match self.clip {
-                Some(_) => Some(kernel::pipeline(
+            let sumsq = match global {
+                true => Some(kernel::pipeline(
                     ctx,
                     &kern,
                     PipelineKey {
@@ -1099,7 +1390,7 @@ impl<R: UpdateRule> Optimizer<R> {
                         ..key
                     },
                 )?),
-                None => None,
+                false => None,
             };
             let measure = match two_phase {
                 true => Some(kernel::pipeline(
@@ -1185,7 +1476,7 @@ impl<R: UpdateRule> Optimizer<R> {
         let reductions = match reduce {
             false => None,
             true => {
-                let (per_tensor, total) = kernel::reduce_pipelines(ctx)?;
+                let pipelines = kernel::reduce_pipelines(ctx)?;
                 let max_groups = max_groups as u32;
                 let gx = (n_tensors as u32).min(max_groups);
                 let mut bytes: Vec<u32> = vec![n_tensors as u32, partials_at as u32, gx, 0];
@@ -1200,7 +1491,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 ctx.count("bind_group");
                 let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some("gpu-optim reduce"),
-                    layout: &per_tensor.get_bind_group_layout(0),
+                    layout: &pipelines.per_tensor.get_bind_group_layout(0),
                     entries: &[
                         wgpu::BindGroupEntry {
                             binding: 0,
@@ -1213,10 +1504,10 @@ impl<R: UpdateRule> Optimizer<R> {
                     ],
                 });
                 Some(Reductions {
-                    clip: self.clip.is_some(),
+                    clip: global,
                     two_phase,
-                    per_tensor,
-                    total,
+                    scaler: self.scaler.is_some(),
+                    pipelines,
                     bind_group,
                     grid: (gx, (n_tensors as u32).div_ceil(gx)),
                 })
@@ -1230,6 +1521,9 @@ impl<R: UpdateRule> Optimizer<R> {
             hyper_stride,
             aux,
             reductions,
+            lag,
+            groups_p2: n_groups,
+            ack_buf,
         })
     }
 

@@ -1,0 +1,406 @@
+//! Loss scaling and the inf/NaN skip on the device (issue 5), against the CPU twin
+//! (`CpuGradScaler` + `CpuOptimizer`): skipped steps change nothing and do not advance the
+//! rule's step count, even when several skips sit in one submission the host has not
+//! seen; the scale follows GradScaler's growth and backoff.
+//!
+//! Tolerance: the rule's `rounding_ops` scaled ulps per applied step, as the verifier's
+//! (src/verify.rs); the default scales are powers of two, so unscaling is exact on both.
+
+mod common;
+
+use gpu_optim::verify::{compare, Rng};
+use gpu_optim::{
+    Adam, AnyRule, Arena, BufferRange, Context, CpuGradScaler, CpuOptimizer, GradClip, GradScaler,
+    Lion, Optimizer, StateFormat, TensorId, UpdateRule,
+};
+
+/// Host mirror of an optimizer over an arena: params, the CPU twin per tensor, the scaler.
+struct Twin<R: UpdateRule> {
+    params: Vec<Vec<f32>>,
+    cpus: Vec<CpuOptimizer<R>>,
+    scaler: CpuGradScaler,
+    clip: Option<GradClip>,
+}
+
+impl<R: UpdateRule> Twin<R> {
+    fn new(rule: &R, params: Vec<Vec<f32>>, scaler: GradScaler, format: StateFormat) -> Self {
+        let cpus = params
+            .iter()
+            .map(|p| CpuOptimizer::with_format(rule.clone(), p.len(), format).unwrap())
+            .collect();
+        Self {
+            params,
+            cpus,
+            scaler: CpuGradScaler::new(scaler),
+            clip: None,
+        }
+    }
+
+    /// One step on grads as the backward pass produced them (already × scale).
+    fn step(&mut self, grads: &[Vec<f32>]) -> bool {
+        let mut g = grads.to_vec();
+        let found = self.scaler.unscale(&mut g);
+        if !found {
+            if let Some(c) = &self.clip {
+                gpu_optim::cpu_grad_clip(&mut g, c);
+            }
+            for (i, cpu) in self.cpus.iter_mut().enumerate() {
+                cpu.step(&mut self.params[i], &g[i]).unwrap();
+            }
+        }
+        self.scaler.update(found);
+        found
+    }
+
+    fn check(&self, ctx: &Context, arena: &Arena, opt: &mut Optimizer<R>, what: &str) {
+        let applied = self.cpus[0].t;
+        assert_eq!(
+            opt.applied_steps().unwrap(),
+            applied,
+            "{what}: applied steps"
+        );
+        assert_eq!(
+            opt.loss_scale().unwrap(),
+            self.scaler.scale,
+            "{what}: scale"
+        );
+        let rule = opt.group(opt.default_group()).clone();
+        let tol = (rule.rounding_ops() as u64 * applied.max(1)) as f64;
+        for (i, p) in self.params.iter().enumerate() {
+            let got = ctx.download(&arena.param(i)).unwrap();
+            let e = compare("params", &got, p).unwrap();
+            assert!(e.max_scaled <= tol, "{what}: tensor {i} params {e:?}");
+            for k in 0..rule.state_slots().len() {
+                let st = opt.read_state(TensorId(i), k).unwrap();
+                let e = compare("state", &st, &self.cpus[i].state[k]).unwrap();
+                assert!(e.max_scaled <= tol, "{what}: tensor {i} slot {k} {e:?}");
+            }
+        }
+    }
+}
+
+fn snapshot<R: UpdateRule>(ctx: &Context, arena: &Arena, opt: &mut Optimizer<R>) -> Vec<u32> {
+    let mut out = Vec::new();
+    for i in 0..arena.len() {
+        out.extend(ctx.download(&arena.param(i)).unwrap());
+        for k in 0..opt.group(opt.default_group()).state_slots().len() {
+            out.extend(opt.read_state(TensorId(i), k).unwrap());
+        }
+    }
+    out.iter().map(|x| x.to_bits()).collect()
+}
+
+fn setup<R: UpdateRule>(
+    ctx: &Context,
+    rule: R,
+    lens: &[usize],
+    scaler: GradScaler,
+    format: StateFormat,
+) -> (Arena, Optimizer<R>, Twin<R>) {
+    let arena = Arena::new(ctx, lens).unwrap();
+    let mut rng = Rng(21);
+    let params: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
+    for (i, p) in params.iter().enumerate() {
+        ctx.upload(&arena.param(i), p).unwrap();
+    }
+    let mut opt = Optimizer::new(ctx, rule.clone()).unwrap();
+    opt.set_state_format(format).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    opt.set_grad_scaler(scaler).unwrap();
+    let twin = Twin::new(&rule, params, scaler, format);
+    (arena, opt, twin)
+}
+
+/// Grads as a backward pass with the current loss scale would produce them.
+fn scaled_grads(rng: &mut Rng, lens: &[usize], scale: f32) -> Vec<Vec<f32>> {
+    lens.iter()
+        .map(|&n| rng.vec(n, 1.0).iter().map(|g| g * 1e-2 * scale).collect())
+        .collect()
+}
+
+fn upload(ctx: &Context, arena: &Arena, grads: &[Vec<f32>]) {
+    for (i, g) in grads.iter().enumerate() {
+        ctx.upload(&arena.grad(i), g).unwrap();
+    }
+}
+
+/// The issue's case: one inf among 10^6 gradients. Nothing changes, bit for bit; the step
+/// count stays; the scale backs off; the next clean step proceeds as the twin's.
+#[test]
+fn one_inf_among_a_million_skips_everything() {
+    let ctx = common::ctx();
+    let lens = [600_000, 300_000, 100_000];
+    for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+        let (arena, mut opt, mut twin) = setup(
+            &ctx,
+            Adam::adamw(),
+            &lens,
+            GradScaler::default(),
+            StateFormat::F32,
+        );
+        let mut rng = Rng(3);
+        let g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
+        upload(&ctx, &arena, &g);
+        opt.step().unwrap();
+        twin.step(&g);
+        twin.check(&ctx, &arena, &mut opt, "clean step 1");
+        let before = snapshot(&ctx, &arena, &mut opt);
+
+        let mut g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
+        g[1][123_457] = bad;
+        upload(&ctx, &arena, &g);
+        opt.step().unwrap();
+        assert!(twin.step(&g));
+        assert_eq!(
+            snapshot(&ctx, &arena, &mut opt),
+            before,
+            "{bad}: something changed"
+        );
+        assert_eq!(opt.skipped_steps().unwrap(), 1);
+        assert_eq!(opt.step_count(), 2);
+        twin.check(&ctx, &arena, &mut opt, "skipped step 2");
+        assert_eq!(opt.loss_scale().unwrap(), 32768.0);
+
+        let g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
+        upload(&ctx, &arena, &g);
+        opt.step().unwrap();
+        twin.step(&g);
+        twin.check(&ctx, &arena, &mut opt, "clean step 3");
+    }
+}
+
+/// Steps with and without a non-finite gradient, recorded into one encoder so that the
+/// host cannot know which were skipped: each applied step must still use its own step
+/// number (Adam's bias corrections, visibly different from step to step).
+#[test]
+fn skips_inside_one_submission_use_the_device_step_count() {
+    let ctx = common::ctx();
+    let lens = [5000, 70_001];
+    let total = 12;
+    let pattern = [
+        false, true, false, false, true, true, false, true, false, false, false, true,
+    ];
+    for rule in [
+        AnyRule::Adam(Adam::default()),
+        AnyRule::by_name("nadam").unwrap(),
+        AnyRule::by_name("radam").unwrap(),
+    ] {
+        let config = GradScaler {
+            growth_interval: 3,
+            ..GradScaler::default()
+        };
+        let (arena, mut opt, mut twin) = setup(&ctx, rule.clone(), &lens, config, StateFormat::F32);
+        // Each step's grads are staged in their own buffer and copied in by the encoder.
+        let mut rng = Rng(9);
+        let mut staged = Vec::new();
+        let mut scale = twin.scaler.scale;
+        let mut mirror = twin.scaler.clone();
+        for &bad in &pattern[..total] {
+            let mut g = scaled_grads(&mut rng, &lens, scale);
+            if bad {
+                g[0][17] = f32::NAN;
+            }
+            let flat: Vec<f32> = g.iter().flatten().copied().collect();
+            staged.push((ctx.create_buffer("staged grads", &flat).unwrap(), g));
+            mirror.update(bad);
+            scale = mirror.scale;
+        }
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        for (buf, g) in &staged {
+            let mut at = 0u64;
+            for (i, gi) in g.iter().enumerate() {
+                let dst = arena.grad(i);
+                let bytes = gi.len() as u64 * 4;
+                enc.copy_buffer_to_buffer(buf, at * 4, &dst.buffer, dst.offset * 4, bytes);
+                at += gi.len() as u64;
+            }
+            opt.record_step(&mut enc).unwrap();
+            twin.step(g);
+        }
+        ctx.queue().submit([enc.finish()]);
+        assert_eq!(opt.skipped_steps().unwrap(), 5);
+        twin.check(&ctx, &arena, &mut opt, &rule.name());
+    }
+}
+
+/// The scale over many steps, clean and not, as GradScaler's update; with clipping too.
+#[test]
+fn scale_follows_gradscaler_with_clipping() {
+    let ctx = common::ctx();
+    let lens = [4096, 1000];
+    let config = GradScaler {
+        init_scale: 1024.0,
+        growth_interval: 2,
+        ..GradScaler::default()
+    };
+    let (arena, mut opt, mut twin) = setup(&ctx, Adam::default(), &lens, config, StateFormat::F32);
+    let clip = GradClip {
+        max_norm: Some(0.5),
+        value: Some(0.02),
+    };
+    opt.set_grad_clip(clip).unwrap();
+    twin.clip = Some(clip);
+    let mut rng = Rng(5);
+    for s in 0..10 {
+        let mut g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
+        if s % 4 == 3 {
+            g[1][999] = f32::INFINITY;
+        }
+        upload(&ctx, &arena, &g);
+        opt.step().unwrap();
+        twin.step(&g);
+        twin.check(&ctx, &arena, &mut opt, &format!("step {s}"));
+    }
+    assert_eq!(opt.skipped_steps().unwrap(), 2);
+}
+
+/// The loss scale lives in a device buffer the caller's backward kernel can bind.
+#[test]
+fn loss_scale_buffer_holds_the_scale() {
+    let ctx = common::ctx();
+    let (_arena, mut opt, _twin) = setup(
+        &ctx,
+        Lion::default(),
+        &[100],
+        GradScaler::default(),
+        StateFormat::F32,
+    );
+    let r: BufferRange = opt.loss_scale_buffer().unwrap();
+    assert_eq!(r.len, 1);
+    assert_eq!(ctx.download(&r).unwrap(), vec![65536.0]);
+}
+
+/// 8-bit state is untouched by a skipped step too (its codes, block maxima).
+#[test]
+fn skip_leaves_8bit_state_alone() {
+    let ctx = common::ctx();
+    let lens = [8192];
+    let f = StateFormat::blockwise8();
+    let (arena, mut opt, mut twin) = setup(&ctx, Adam::default(), &lens, GradScaler::default(), f);
+    let mut rng = Rng(8);
+    let g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
+    upload(&ctx, &arena, &g);
+    opt.step().unwrap();
+    twin.step(&g);
+    let before = (
+        opt.read_state_q8(TensorId(0), 0).unwrap(),
+        opt.read_state_q8(TensorId(0), 1).unwrap(),
+    );
+    let mut g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
+    g[0][8000] = f32::NAN;
+    upload(&ctx, &arena, &g);
+    opt.step().unwrap();
+    twin.step(&g);
+    let after = (
+        opt.read_state_q8(TensorId(0), 0).unwrap(),
+        opt.read_state_q8(TensorId(0), 1).unwrap(),
+    );
+    assert_eq!(before, after);
+    twin.check(&ctx, &arena, &mut opt, "after skip");
+}
+
+#[test]
+fn misuse_is_refused() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[64]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    assert!(matches!(
+        opt.loss_scale(),
+        Err(gpu_optim::Error::InvalidState(_))
+    ));
+    for bad in [
+        GradScaler {
+            init_scale: 0.0,
+            ..GradScaler::default()
+        },
+        GradScaler {
+            growth_factor: 0.5,
+            ..GradScaler::default()
+        },
+        GradScaler {
+            backoff_factor: 1.5,
+            ..GradScaler::default()
+        },
+        GradScaler {
+            growth_interval: 0,
+            ..GradScaler::default()
+        },
+        GradScaler {
+            init_scale: f32::NAN,
+            ..GradScaler::default()
+        },
+    ] {
+        assert!(
+            matches!(
+                opt.set_grad_scaler(bad),
+                Err(gpu_optim::Error::InvalidHyperparameter { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    opt.step().unwrap();
+    assert!(matches!(
+        opt.set_grad_scaler(GradScaler::default()),
+        Err(gpu_optim::Error::InvalidState(_))
+    ));
+}
+
+/// Save after a skipped step, load into a fresh optimizer, continue through more skips:
+/// bit-identical to the uninterrupted run, scale and counts included.
+#[test]
+fn checkpoint_resume_keeps_the_scaler() {
+    let ctx = common::ctx();
+    let lens = [3000, 500];
+    let config = GradScaler {
+        growth_interval: 2,
+        ..GradScaler::default()
+    };
+    let grads = |t: u64, scale: f32| {
+        let mut g = scaled_grads(&mut Rng(50 + t), &lens, scale);
+        if t % 3 == 1 {
+            g[0][7] = f32::INFINITY;
+        }
+        g
+    };
+    let run = |arena: &Arena, opt: &mut Optimizer<Adam>, from: u64, to: u64| {
+        for t in from..to {
+            let s = opt.loss_scale().unwrap();
+            upload(&ctx, arena, &grads(t, s));
+            opt.step().unwrap();
+        }
+    };
+    let (a, mut straight, _) = setup(&ctx, Adam::default(), &lens, config, StateFormat::F32);
+    run(&a, &mut straight, 0, 8);
+    let want = (
+        snapshot(&ctx, &a, &mut straight),
+        straight.loss_scale().unwrap(),
+        straight.applied_steps().unwrap(),
+    );
+
+    let (b, mut first, _) = setup(&ctx, Adam::default(), &lens, config, StateFormat::F32);
+    run(&b, &mut first, 0, 4);
+    let path = std::env::temp_dir().join(format!("gpu-optim-scaler-{}.st", std::process::id()));
+    first.save(&path, true).unwrap();
+    let (c, mut resumed, _) = setup(&ctx, Adam::default(), &lens, config, StateFormat::F32);
+    resumed.load(&path).unwrap();
+    assert_eq!(
+        resumed.applied_steps().unwrap(),
+        first.applied_steps().unwrap()
+    );
+    run(&c, &mut resumed, 4, 8);
+    let got = (
+        snapshot(&ctx, &c, &mut resumed),
+        resumed.loss_scale().unwrap(),
+        resumed.applied_steps().unwrap(),
+    );
+    assert!(got == want, "resume differs: scale {} vs {}", got.1, want.1);
+
+    // A checkpoint without a scaler does not load into an optimizer with one.
+    let arena = Arena::new(&ctx, &lens).unwrap();
+    let mut plain = Optimizer::new(&ctx, Adam::default()).unwrap();
+    plain.add_arena(&arena, plain.default_group()).unwrap();
+    let e = plain.load(&path).unwrap_err().to_string();
+    assert!(e.contains("grad_scaler"), "{e}");
+    std::fs::remove_file(&path).unwrap();
+}
