@@ -200,30 +200,45 @@ fn store_partial(lid: u32, t: u32) {
 // count of non-finite ones, by a fixed-order tree in workgroup memory (deterministic).
 var<workgroup> partial: array<vec2<f32>, WG>;
 
+// A dense dispatch's workgroup covers this many tiles in the pre-pass (lanes loop over
+// them; its first tile's partial holds the sum, the others 0): far fewer workgroup
+// reductions, whose barriers software devices pay dearly for.
+const SUMSQ_TILES: u32 = 16u;
+
 @compute @workgroup_size(WG)
 fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = tile_index(wg);
-    if t >= launch.n_tiles {
+    let r = select(1u, SUMSQ_TILES, DENSE);
+    let t0 = tile_index(wg) * r;
+    if t0 >= launch.n_tiles {
         return;
     }
-    let tile = tile_at(t);
-    let vi = tile.first + lid;
-    let e0 = vi * W;
     var acc = vec2<f32>(0.0);
-    if e0 < tile.end {
-        let live = live_lanes(e0, tile.end);
-        let raw = grad[vi + launch.g_shift];
-        // Non-finite values are found from their bits (WGSL may assume x == x), before
-        // unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_.
-        let bad = (bitcast<U>(raw) & U(0x7f800000u)) == U(0x7f800000u);
-        var g = unscaled(raw);
-        let v = aux[1];
-        if v > 0.0 {
-            g = clamp(g, V(-v), V(v));
+    for (var t = t0; t < min(t0 + r, launch.n_tiles); t = t + 1u) {
+        let tile = tile_at(t);
+        let vi = tile.first + lid;
+        let e0 = vi * W;
+        if e0 < tile.end {
+            let live = live_lanes(e0, tile.end);
+            let raw = grad[vi + launch.g_shift];
+            // Non-finite values are found from their bits (WGSL may assume x == x),
+            // before unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_.
+            let bad = (bitcast<U>(raw) & U(0x7f800000u)) == U(0x7f800000u);
+            var g = unscaled(raw);
+            let v = aux[1];
+            if v > 0.0 {
+                g = clamp(g, V(-v), V(v));
+            }
+            g = select(V(0.0), g, live & !bad);
+            acc = acc + vec2<f32>(lane_sum(g * g), lane_sum(select(V(0.0), V(1.0), live & bad)));
         }
-        g = select(V(0.0), g, live & !bad);
-        acc = vec2<f32>(lane_sum(g * g), lane_sum(select(V(0.0), V(1.0), live & bad)));
     }
     tile_reduce(lid, acc);
-    store_partial(lid, t);
+    store_partial(lid, t0);
+    if lid == 0u {
+        for (var t = t0 + 1u; t < min(t0 + r, launch.n_tiles); t = t + 1u) {
+            let at = launch.partials_at + 2u * (launch.tile_base + t);
+            aux[at] = 0.0;
+            aux[at + 1u] = 0.0;
+        }
+    }
 }

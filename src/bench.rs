@@ -296,7 +296,7 @@ pub fn time_rule<R: UpdateRule>(
     k: usize,
 ) -> Result<RuleTiming> {
     let arena = random_arena(ctx, n)?;
-    time_rule_on(ctx, timer, rule, &arena, reps, k, None, StateFormat::F32)
+    time_rule_on(ctx, timer, rule, &arena, reps, k, &Setup::default())
 }
 
 /// One flat tensor of `n` parameters with random params and grads: zeros can run faster
@@ -326,10 +326,19 @@ pub fn bytes_per_param<R: UpdateRule>(rule: &R, format: StateFormat) -> f64 {
     }
 }
 
-/// Times `k` steps per submission of `rule` on `arena`'s first tensor, with gradient
-/// clipping in every step when `clip` is set (its extra pass is not counted in the bytes,
-/// so GB/s stays comparable with the unclipped rule), and state stored as `format`.
-#[allow(clippy::too_many_arguments)]
+/// The training-loop features a timed step runs with; `Default` is the plain step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Setup {
+    /// Gradient clipping in every step (its extra pass is not counted in the bytes, so
+    /// GB/s stays comparable with the plain rule).
+    pub clip: Option<crate::GradClip>,
+    /// Loss scaling with the inf/NaN skip (its passes are not counted either).
+    pub scaler: Option<crate::GradScaler>,
+    /// How the state is stored (counted: see [`bytes_per_param`]).
+    pub format: StateFormat,
+}
+
+/// Times `k` steps per submission of `rule` on `arena`'s first tensor with `setup`.
 pub fn time_rule_on<R: UpdateRule>(
     ctx: &Context,
     timer: &Timer,
@@ -337,16 +346,19 @@ pub fn time_rule_on<R: UpdateRule>(
     arena: &Arena,
     reps: usize,
     k: usize,
-    clip: Option<crate::GradClip>,
-    format: StateFormat,
+    setup: &Setup,
 ) -> Result<RuleTiming> {
     let n = arena.param(0).len;
+    let format = setup.format;
     let mut opt = Optimizer::new(ctx, rule.clone())?;
     opt.set_steps_per_submission(k as u32)?;
     opt.set_state_format(format)?;
     opt.add_tensor(opt.default_group(), arena.param(0), arena.grad(0))?;
-    if let Some(c) = clip {
+    if let Some(c) = setup.clip {
         opt.set_grad_clip(c)?;
+    }
+    if let Some(s) = setup.scaler {
+        opt.set_grad_scaler(s)?;
     }
     let step = time_steps(timer, &mut opt, reps, k)?;
     let bpp = bytes_per_param(rule, format);

@@ -117,6 +117,8 @@ pub(crate) struct Tensor {
 struct Launch {
     bind_group: wgpu::BindGroup,
     grid: (u32, u32),
+    /// The clipping pre-pass's grid: a dense dispatch's workgroups cover SUMSQ_TILES tiles.
+    sumsq_grid: (u32, u32),
     /// The update kernel for this dispatch's width and density, and the pre-passes'.
     main: wgpu::ComputePipeline,
     sumsq: Option<wgpu::ComputePipeline>,
@@ -171,6 +173,9 @@ const AUX_EXECUTED: u64 = 8;
 const AUX_SCALER_CONFIG: u64 = 10;
 /// Candidates of per-step scalars per slot with loss scaling (fewer with many groups).
 const MAX_LAG: u32 = 32;
+/// Tiles per workgroup in a dense dispatch's clipping pre-pass (`SUMSQ_TILES` in
+/// shaders/common.wgsl).
+const SUMSQ_TILES: u64 = 16;
 
 /// One workgroup's work (`struct Tile` in `shaders/common.wgsl`).
 #[repr(C)]
@@ -903,19 +908,20 @@ impl<R: UpdateRule> Optimizer<R> {
         if let Some(r) = &plan.reductions {
             // Each pre-pass over all tiles, then the per-tensor sums (and for clipping the
             // global norm) before the update.
-            type Pick = fn(&Launch) -> Option<&wgpu::ComputePipeline>;
+            type Pick = fn(&Launch) -> (Option<&wgpu::ComputePipeline>, (u32, u32));
             let passes: [(bool, Pick, bool); 2] = [
-                (r.clip, |l| l.sumsq.as_ref(), true),
-                (r.two_phase, |l| l.measure.as_ref(), false),
+                (r.clip, |l| (l.sumsq.as_ref(), l.sumsq_grid), true),
+                (r.two_phase, |l| (l.measure.as_ref(), l.grid), false),
             ];
             for (on, pick, global) in passes {
                 if !on {
                     continue;
                 }
                 for l in &plan.launches {
-                    pass.set_pipeline(pick(l).expect("planned with this pass"));
+                    let (pipeline, grid) = pick(l);
+                    pass.set_pipeline(pipeline.expect("planned with this pass"));
                     pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
-                    pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+                    pass.dispatch_workgroups(grid.0, grid.1, 1);
                 }
                 pass.set_bind_group(0, &r.bind_group, &[]);
                 pass.set_pipeline(&r.pipelines.per_tensor);
@@ -1465,9 +1471,15 @@ impl<R: UpdateRule> Optimizer<R> {
             });
             let n = p.header.n_tiles as u64;
             let gx = p.header.grid_x as u64;
+            let coarse = if p.dense {
+                n.div_ceil(SUMSQ_TILES)
+            } else {
+                n
+            };
             launches.push(Launch {
                 bind_group,
                 grid: (gx as u32, n.div_ceil(gx) as u32),
+                sumsq_grid: (coarse.min(gx) as u32, coarse.div_ceil(gx) as u32),
                 main,
                 sumsq,
                 measure,

@@ -13,11 +13,11 @@ mod burn_peer;
 mod mlp;
 
 use clap::Parser;
-use gpu_optim::bench::{self, Roofline, RuleTiming, Sample, Timer, TimingMethod};
+use gpu_optim::bench::{self, Roofline, RuleTiming, Sample, Setup, Timer, TimingMethod};
 use gpu_optim::workloads::{gpt2_small_lens, GPT2_SMALL};
 use gpu_optim::{
-    list_adapters, verify, Adam, AnyRule, Arena, Context, ContextOptions, Optimizer, StateFormat,
-    UpdateRule, VerifyPlan,
+    list_adapters, verify, Adam, AnyRule, Arena, Context, ContextOptions, GradScaler, Optimizer,
+    StateFormat, UpdateRule, VerifyPlan,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -437,8 +437,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 &arena,
                 args.reps,
                 k_for(n),
-                None,
-                StateFormat::F32,
+                &Setup::default(),
             )?;
             rows.push(RuleRow {
                 roofline_gbps: roof.gbps(),
@@ -504,35 +503,56 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         }
     }
 
-    // Training-loop features: the cost of clipping (one more read of the grads plus two
-    // small reductions) relative to the plain step, at the largest size up to 2^24.
+    // Training-loop features relative to the plain step, at the largest size up to 2^24:
+    // clipping (one more read of the grads plus two small reductions), loss scaling with
+    // the inf/NaN check (the same reduction), both.
     let mut features = Vec::new();
     if let Some(n) = sizes.iter().copied().filter(|&n| n <= 1 << 24).max() {
         let rule = AnyRule::Adam(Adam::default());
-        if rules.iter().any(|r| r.name() == "adam") {
-            bar.set_message("adam + clip_grad_norm");
-            let plain = rows
-                .iter()
-                .find(|r| r.timing.rule == "adam" && r.timing.params == n)
-                .map(|r| r.timing.step.median);
-            let clip = gpu_optim::GradClip {
+        let plain = rows
+            .iter()
+            .find(|r| r.timing.rule == "adam" && r.timing.params == n)
+            .map(|r| r.timing.step.median);
+        if let Some(plain) = plain {
+            let clip = Some(gpu_optim::GradClip {
                 max_norm: Some(1.0),
                 value: None,
-            };
+            });
+            // A scale of 1: the random grads stand for already-scaled ones.
+            let scaler = Some(GradScaler {
+                init_scale: 1.0,
+                ..GradScaler::default()
+            });
             let arena = bench::random_arena(&ctx, n)?;
-            let t = bench::time_rule_on(
-                &ctx,
-                &timer,
-                &rule,
-                &arena,
-                args.reps,
-                k_for(n),
-                Some(clip),
-                StateFormat::F32,
-            )?;
-            if let Some(plain) = plain {
+            for (name, setup) in [
+                (
+                    "adam + clip_grad_norm(1.0)",
+                    Setup {
+                        clip,
+                        ..Setup::default()
+                    },
+                ),
+                (
+                    "adam + GradScaler",
+                    Setup {
+                        scaler,
+                        ..Setup::default()
+                    },
+                ),
+                (
+                    "adam + clip + GradScaler",
+                    Setup {
+                        clip,
+                        scaler,
+                        ..Setup::default()
+                    },
+                ),
+            ] {
+                bar.set_message(name);
+                let t =
+                    bench::time_rule_on(&ctx, &timer, &rule, &arena, args.reps, k_for(n), &setup)?;
                 features.push(FeatureRow {
-                    feature: "adam + clip_grad_norm(1.0)".into(),
+                    feature: name.into(),
                     params: n,
                     step: t.step,
                     over_plain: t.step.median / plain,
@@ -557,7 +577,11 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         {
             bar.set_message(format!("{} 8-bit state", rule.name()));
             let f = StateFormat::blockwise8();
-            let t = bench::time_rule_on(&ctx, &timer, rule, &arena, args.reps, k_for(n), None, f)?;
+            let setup = Setup {
+                format: f,
+                ..Setup::default()
+            };
+            let t = bench::time_rule_on(&ctx, &timer, rule, &arena, args.reps, k_for(n), &setup)?;
             let plain = rows
                 .iter()
                 .find(|r| r.timing.rule == rule.name() && r.timing.params == n)
