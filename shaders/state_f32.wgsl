@@ -44,11 +44,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     let pi = vi + launch.p_shift;
     let si = vi + launch.s_shift;
-    let p = param[pi];
+    let p = load_p(pi, si);
     let old = load_state(si);
     var st = old;
-    let p_new = update(h, p, clipped(grad[vi + launch.g_shift]), &st);
-    param[pi] = select(p, p_new, live);
+    let p_new = update(h, p, clipped(load_g(vi + launch.g_shift)), &st);
+    store_p(pi, si, p, p_new, live);
     store_state(si, old, st, live);
 }
 

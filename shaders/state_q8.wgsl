@@ -117,9 +117,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if SLOTS > 1u { st.s1 = decode(s1[si], absmax[launch.q_blocks + blk], map_at(1u)); }
         if SLOTS > 2u { st.s2 = decode(s2[si], absmax[2u * launch.q_blocks + blk], map_at(2u)); }
         let pi = vi + launch.p_shift;
-        let p = param[pi];
-        let p_new = update(h, p, clipped(grad[vi + launch.g_shift]), &st);
-        param[pi] = select(p, p_new, live);
+        let p = load_p(pi, si);
+        let p_new = update(h, p, clipped(load_g(vi + launch.g_shift)), &st);
+        store_p(pi, si, p, p_new, live);
     }
     // Every lane of the workgroup reaches the barriers, live or not.
     let a = block_max(lid, vec3<f32>(live_absmax(st.s0, live), live_absmax(st.s1, live), live_absmax(st.s2, live)));

@@ -23,7 +23,8 @@ fn measure_pass(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         let si = vi + launch.s_shift;
         let old = load_state(si);
         var st = old;
-        let c = measure(h, param[vi + launch.p_shift], clipped(grad[vi + launch.g_shift]), &st);
+        let p = load_p(vi + launch.p_shift, si);
+        let c = measure(h, p, clipped(load_g(vi + launch.g_shift)), &st);
         store_state(si, old, st, live);
         acc = vec2<f32>(lane_sum(select(V(0.0), c.a, live)), lane_sum(select(V(0.0), c.b, live)));
     }

@@ -33,6 +33,15 @@ const VERSION: &str = "1";
 /// before it is read.
 const MAX_HEADER: u64 = 100 << 20;
 
+/// The safetensors dtype of an element type.
+fn st_dtype(d: crate::Dtype) -> Dtype {
+    match d {
+        crate::Dtype::F32 => Dtype::F32,
+        crate::Dtype::F16 => Dtype::F16,
+        crate::Dtype::Bf16 => Dtype::BF16,
+    }
+}
+
 fn err(path: &Path, why: impl Into<String>) -> Error {
     Error::Checkpoint {
         path: path.display().to_string(),
@@ -106,10 +115,15 @@ impl<R: UpdateRule> Optimizer<R> {
                 ));
                 dtypes.push(Dtype::F32);
             }
-            if with_params {
-                let v = self.ctx.download(&self.tensors[i].param)?;
-                blobs.push((format!("param.{i}"), bytemuck::cast_slice(&v).to_vec()));
+            if self.tensors[i].dtypes.0 != crate::Dtype::F32 {
+                let v = self.read_params(id)?;
+                blobs.push((format!("master.{i}"), bytemuck::cast_slice(&v).to_vec()));
                 dtypes.push(Dtype::F32);
+            }
+            if with_params {
+                let (b, dt) = self.param_bytes(id)?;
+                blobs.push((format!("param.{i}"), b));
+                dtypes.push(st_dtype(dt));
             }
         }
         let views = blobs
@@ -161,7 +175,7 @@ impl<R: UpdateRule> Optimizer<R> {
         self.prepare()?;
         let slots = self.groups[0].state_slots();
         let elems: u64 = self.tensors.iter().map(|t| t.param.len as u64).sum();
-        let most = elems * 4 * (slots.len() as u64 + 1) + MAX_HEADER;
+        let most = elems * 4 * (slots.len() as u64 + 2) + MAX_HEADER;
         let size = std::fs::metadata(path)
             .map_err(|e| err(path, e.to_string()))?
             .len();
@@ -235,6 +249,7 @@ impl<R: UpdateRule> Optimizer<R> {
         let get = |name: &str, len: usize, required: bool| get_as(name, Dtype::F32, len, required);
         let mut writes: Vec<(BufferRange, &[u8])> = Vec::new();
         let mut q8_writes: Vec<(usize, usize, &[u8], &[u8])> = Vec::new();
+        let mut param_writes: Vec<(usize, &[u8])> = Vec::new();
         for i in 0..self.tensors.len() {
             let len = self.tensors[i].param.len;
             for (k, slot) in slots.iter().enumerate() {
@@ -248,8 +263,13 @@ impl<R: UpdateRule> Optimizer<R> {
                 let data = get(&format!("state.{i}.{slot}"), len, true)?.expect("required");
                 writes.push((self.state(crate::TensorId(i), k)?, data));
             }
-            if let Some(data) = get(&format!("param.{i}"), len, false)? {
-                writes.push((self.tensors[i].param.clone(), data));
+            let pd = self.tensors[i].dtypes.0;
+            if pd != crate::Dtype::F32 {
+                let data = get(&format!("master.{i}"), len, true)?.expect("required");
+                writes.push((self.master(crate::TensorId(i))?, data));
+            }
+            if let Some(data) = get_as(&format!("param.{i}"), st_dtype(pd), len, false)? {
+                param_writes.push((i, data));
             }
         }
         let scaler = match self.scaler {
@@ -269,7 +289,7 @@ impl<R: UpdateRule> Optimizer<R> {
             }
             None => None,
         };
-        let known = self.tensors.len() * (2 * slots.len() + 1) + 1;
+        let known = self.tensors.len() * (2 * slots.len() + 2) + 1;
         if st.len() > known {
             return Err(err(
                 path,
@@ -279,6 +299,9 @@ impl<R: UpdateRule> Optimizer<R> {
         for (range, data) in writes {
             let v: Vec<f32> = bytemuck::pod_collect_to_vec(data);
             self.ctx.upload(&range, &v)?;
+        }
+        for (i, data) in param_writes {
+            self.write_param_bytes(crate::TensorId(i), data)?;
         }
         if let Some(w) = scaler {
             self.set_scaler_words(w)?;

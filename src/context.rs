@@ -421,6 +421,16 @@ impl BufferRange {
 
     /// Fails unless the range lies inside the buffer and the buffer has `usage`.
     pub(crate) fn check(&self, what: &str, usage: wgpu::BufferUsages) -> Result<()> {
+        self.check_sized(what, usage, 4)
+    }
+
+    /// [`BufferRange::check`] for elements of `esize` bytes.
+    pub(crate) fn check_sized(
+        &self,
+        what: &str,
+        usage: wgpu::BufferUsages,
+        esize: u64,
+    ) -> Result<()> {
         let has = self.buffer.usage();
         if !has.contains(usage) {
             return Err(Error::MissingUsage {
@@ -432,7 +442,7 @@ impl BufferRange {
         let end = self
             .offset
             .checked_add(self.len as u64)
-            .and_then(|e| e.checked_mul(4))
+            .and_then(|e| e.checked_mul(esize))
             .unwrap_or(u64::MAX);
         if end > self.buffer.size() {
             return Err(Error::BadRange {

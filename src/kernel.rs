@@ -5,12 +5,14 @@ use std::collections::HashMap;
 
 use crate::context::Context;
 use crate::error::Result;
+use crate::half::Dtype;
 use crate::rules::Kernel;
 
 const COMMON: &str = include_str!("../shaders/common.wgsl");
 const TWO_PHASE: &str = include_str!("../shaders/two_phase.wgsl");
 const STATE_F32: &str = include_str!("../shaders/state_f32.wgsl");
 const STATE_Q8: &str = include_str!("../shaders/state_q8.wgsl");
+const HALF: &str = include_str!("../shaders/half.wgsl");
 
 const PRELUDE_VEC4: &str =
     "alias V = vec4<f32>;\nalias U = vec4<u32>;\nalias M = vec4<bool>;\nconst W: u32 = 4u;\n\
@@ -28,6 +30,9 @@ fn lane_sum(x: f32) -> f32 {\n    return x;\n}\n";
 pub(crate) const BINDINGS: u32 = 11;
 /// Binding of 8-bit state's quantization map, a uniform.
 pub(crate) const QMAP_BINDING: u32 = 10;
+/// Binding of the f32 master copy of 16-bit params: only in the mixed-precision layout
+/// (a ninth storage buffer, more than WebGPU's default limit of 8).
+pub(crate) const MASTER_BINDING: u32 = 11;
 /// Binding of the per-dispatch geometry, a uniform.
 pub(crate) const LAUNCH_BINDING: u32 = 8;
 /// Binding of the per-step scalars (a uniform), the only one with a dynamic offset.
@@ -38,16 +43,84 @@ pub(crate) const HYPER_BINDING: u32 = 3;
 ///
 /// `groups` sizes the uniform array of per-group scalars (`GROUPS` in common.wgsl).
 pub fn shader_source(kernel: &Kernel, width: u32, groups: u32) -> String {
-    assemble(kernel, width, groups, 1, false)
+    assemble(kernel, width, groups, 1, false, (Dtype::F32, Dtype::F32))
+}
+
+/// The kernel (vector width 4) for params and grads of the given element types; 16-bit
+/// params are updated through an f32 master copy.
+pub fn shader_source_typed(kernel: &Kernel, groups: u32, param: Dtype, grad: Dtype) -> String {
+    assemble(kernel, 4, groups, 1, false, (param, grad))
+}
+
+/// Bindings 0 and 1 and their accessors for the buffers' element types (16-bit: vec4
+/// width only, 4 elements in a vec2<u32>).
+fn accessors((param, grad): (Dtype, Dtype)) -> String {
+    let dec = |d: Dtype| match d {
+        Dtype::F16 => "f16_to_f32",
+        _ => "bf16_to_f32",
+    };
+    let enc = |d: Dtype| match d {
+        Dtype::F16 => "f16_from_f32",
+        _ => "bf16_from_f32",
+    };
+    let mut out = String::new();
+    if param == Dtype::F32 {
+        out.push_str(
+            "@group(0) @binding(0) var<storage, read_write> param: array<V>;\n\
+             fn load_p(pi: u32, si: u32) -> V { return param[pi]; }\n\
+             fn store_p(pi: u32, si: u32, old: V, nv: V, live: M) { param[pi] = select(old, nv, live); }\n",
+        );
+    } else {
+        let e = enc(param);
+        out.push_str(&format!(
+            "@group(0) @binding(0) var<storage, read_write> param: array<vec2<u32>>;\n\
+             @group(0) @binding({MASTER_BINDING}) var<storage, read_write> master: array<V>;\n\
+             fn load_p(pi: u32, si: u32) -> V {{ return master[si]; }}\n\
+             // The master takes the update; the caller's 16-bit params its rounding. Lanes\n\
+             // past the tensor keep their halves (they may be the caller's).\n\
+             fn store_p(pi: u32, si: u32, old: V, nv: V, live: M) {{\n\
+                 master[si] = select(old, nv, live);\n\
+                 var w = vec2<u32>(0u);\n\
+                 if !all(live) {{ w = param[pi]; }}\n\
+                 let o = vec4<u32>(w.x & 0xffffu, w.x >> 16u, w.y & 0xffffu, w.y >> 16u);\n\
+                 let h = vec4<u32>({e}(nv.x), {e}(nv.y), {e}(nv.z), {e}(nv.w));\n\
+                 let k = select(o, h, live);\n\
+                 param[pi] = vec2<u32>(k.x | (k.y << 16u), k.z | (k.w << 16u));\n\
+             }}\n"
+        ));
+    }
+    if grad == Dtype::F32 {
+        out.push_str(
+            "@group(0) @binding(1) var<storage, read_write> grad: array<V>;\n\
+             fn load_g(i: u32) -> V { return grad[i]; }\n",
+        );
+    } else {
+        let d = dec(grad);
+        out.push_str(&format!(
+            "@group(0) @binding(1) var<storage, read_write> grad: array<vec2<u32>>;\n\
+             fn load_g(i: u32) -> V {{\n\
+                 let w = grad[i];\n\
+                 return vec4<f32>({d}(w.x & 0xffffu), {d}(w.x >> 16u), {d}(w.y & 0xffffu), {d}(w.y >> 16u));\n\
+             }}\n"
+        ));
+    }
+    out
 }
 
 /// The same kernel with 8-bit block-wise state (vector width 4).
 pub fn shader_source_q8(kernel: &Kernel, groups: u32) -> String {
-    assemble(kernel, 4, groups, 1, true)
+    assemble(kernel, 4, groups, 1, true, (Dtype::F32, Dtype::F32))
 }
 
 /// `lag`: candidates of per-step scalars per slot (loss scaling; else 1).
-fn assemble(kernel: &Kernel, width: u32, groups: u32, lag: u32, q8: bool) -> String {
+fn assemble(
+    kernel: &Kernel,
+    width: u32,
+    groups: u32,
+    lag: u32,
+    q8: bool,
+    dtypes: (Dtype, Dtype),
+) -> String {
     let prelude = if width == 4 {
         PRELUDE_VEC4
     } else {
@@ -56,7 +129,8 @@ fn assemble(kernel: &Kernel, width: u32, groups: u32, lag: u32, q8: bool) -> Str
     let state = if q8 { STATE_Q8 } else { STATE_F32 };
     let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
     format!(
-        "{prelude}const GROUPS: u32 = {groups}u;\nconst LAG: u32 = {lag}u;\n{COMMON}\n{state}\n{two_phase}\n{}",
+        "{prelude}const GROUPS: u32 = {groups}u;\nconst LAG: u32 = {lag}u;\n{HALF}\n{}\n{COMMON}\n{state}\n{two_phase}\n{}",
+        accessors(dtypes),
         kernel.source
     )
 }
@@ -79,12 +153,22 @@ pub(crate) struct PipelineKey {
     pub q8: Option<u32>,
     /// Loss scaling: candidates of per-step scalars per slot (0: no loss scaling).
     pub lag: u32,
+    /// Element types of the params and grads.
+    pub dtypes: (Dtype, Dtype),
+}
+
+impl PipelineKey {
+    /// Uses the layout with the master binding (16-bit params).
+    pub fn mixed(&self) -> bool {
+        self.dtypes.0 != Dtype::F32
+    }
 }
 
 /// Pipelines live as long as the context; optimizers share them.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    layout: Option<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    /// The layouts without and with the master binding.
+    layout: [Option<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>; 2],
     reduce: Option<ReducePipelines>,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
 }
@@ -115,22 +199,23 @@ fn uniform(binding: u32, dynamic: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-/// The one bind group layout every rule kernel uses.
-pub(crate) fn bind_group_layout(ctx: &Context) -> Result<wgpu::BindGroupLayout> {
+/// The bind group layout every rule kernel uses; `mixed`: with the master binding.
+pub(crate) fn bind_group_layout(ctx: &Context, mixed: bool) -> Result<wgpu::BindGroupLayout> {
     let mut cache = ctx.inner.pipelines.lock().unwrap();
-    layouts(ctx, &mut cache).map(|(b, _)| b)
+    layouts(ctx, &mut cache, mixed).map(|(b, _)| b)
 }
 
 fn layouts(
     ctx: &Context,
     cache: &mut PipelineCache,
+    mixed: bool,
 ) -> Result<(wgpu::BindGroupLayout, wgpu::PipelineLayout)> {
-    if let Some(l) = &cache.layout {
+    if let Some(l) = &cache.layout[mixed as usize] {
         return Ok(l.clone());
     }
     let d = ctx.device();
     let l = ctx.scoped("creating the bind group layout", || {
-        let entries: Vec<_> = (0..BINDINGS)
+        let entries: Vec<_> = (0..BINDINGS + mixed as u32)
             .map(|b| match b {
                 2 => storage(b, true, false),
                 HYPER_BINDING => uniform(b, true),
@@ -149,7 +234,7 @@ fn layouts(
         });
         (bgl, pl)
     })?;
-    cache.layout = Some(l.clone());
+    cache.layout[mixed as usize] = Some(l.clone());
     Ok(l)
 }
 
@@ -224,13 +309,14 @@ pub(crate) fn pipeline(
     if let Some(p) = cache.pipelines.get(&key) {
         return Ok(p.clone());
     }
-    let (_, layout) = layouts(ctx, &mut cache)?;
+    let (_, layout) = layouts(ctx, &mut cache, key.dtypes.0 != Dtype::F32)?;
     let src = assemble(
         kernel,
         key.width,
         key.groups,
         key.lag.max(1),
         key.q8.is_some(),
+        key.dtypes,
     );
     let d = ctx.device();
     ctx.count("pipeline");
@@ -293,6 +379,9 @@ mod tests {
             }
             if !rule.kernel().two_phase {
                 parse(&shader_source_q8(&rule.kernel(), 4));
+            }
+            for (p, g) in [(Dtype::Bf16, Dtype::F16), (Dtype::F16, Dtype::Bf16)] {
+                parse(&shader_source_typed(&rule.kernel(), 4, p, g));
             }
         }
         parse(include_str!("../shaders/copy.wgsl"));

@@ -32,6 +32,7 @@ mod checkpoint;
 mod clip;
 mod context;
 mod error;
+pub mod half;
 mod kernel;
 pub mod quant;
 pub mod rules;
@@ -44,7 +45,8 @@ pub mod workloads;
 pub use clip::{cpu_grad_clip, GradClip, GradStats};
 pub use context::{list_adapters, BufferRange, Context, ContextOptions};
 pub use error::{Error, Result};
-pub use kernel::{shader_source, shader_source_q8};
+pub use half::Dtype;
+pub use kernel::{shader_source, shader_source_q8, shader_source_typed};
 pub use quant::StateFormat;
 pub use rules::{
     cpu_step, Adadelta, Adagrad, Adam, Adamax, AnyRule, CpuOptimizer, Hyper, Kernel, Lamb, Lion,

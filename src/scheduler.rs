@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use crate::clip::{GradClip, GradStats};
 use crate::context::{BufferRange, Context};
 use crate::error::{Error, Result};
+use crate::half::Dtype;
 use crate::kernel::{self, PipelineKey, BINDINGS};
 use crate::quant::{self, Q8State, StateFormat, BLOCK};
 use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
@@ -61,6 +62,7 @@ pub struct Arena {
     /// All gradients, laid out as `params`.
     pub grads: wgpu::Buffer,
     ranges: Vec<(u64, usize)>,
+    dtypes: (Dtype, Dtype),
 }
 
 /// Alignment of arena tensors, in elements: 256 bytes, the largest
@@ -68,19 +70,35 @@ pub struct Arena {
 pub const ARENA_ALIGN: u64 = 64;
 
 impl Arena {
-    /// Zero-filled params and grads for tensors of the given lengths.
+    /// Zero-filled f32 params and grads for tensors of the given lengths.
     pub fn new(ctx: &Context, lens: &[usize]) -> Result<Self> {
+        Self::with_dtypes(ctx, lens, Dtype::F32, Dtype::F32)
+    }
+
+    /// Zero-filled params and grads of the given element types (mixed precision: e.g. bf16
+    /// params and grads, updated through the optimizer's f32 master copy). Offsets and
+    /// lengths of [`Arena::param`] / [`Arena::grad`] count elements of these types.
+    pub fn with_dtypes(ctx: &Context, lens: &[usize], param: Dtype, grad: Dtype) -> Result<Self> {
+        // 256 bytes in the smaller element type (and a multiple of 4 elements).
+        let align = 256 / param.size().min(grad.size());
         let mut ranges = Vec::with_capacity(lens.len());
         let mut end = 0u64;
         for &len in lens {
             ranges.push((end, len));
-            end = (end + len as u64).div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+            end = (end + len as u64).div_ceil(align) * align;
         }
+        let words = |d: Dtype| (end * d.size() / 4) as usize;
         Ok(Self {
-            params: ctx.create_zeroed("gpu-optim arena params", end as usize)?,
-            grads: ctx.create_zeroed("gpu-optim arena grads", end as usize)?,
+            params: ctx.create_zeroed("gpu-optim arena params", words(param))?,
+            grads: ctx.create_zeroed("gpu-optim arena grads", words(grad))?,
             ranges,
+            dtypes: (param, grad),
         })
+    }
+
+    /// Element types of the params and the grads.
+    pub fn dtypes(&self) -> (Dtype, Dtype) {
+        self.dtypes
     }
 
     /// Number of tensors.
@@ -111,6 +129,8 @@ pub(crate) struct Tensor {
     pub(crate) group: usize,
     pub(crate) param: BufferRange,
     pub(crate) grad: BufferRange,
+    /// Element types (16-bit params get an f32 master copy).
+    pub(crate) dtypes: (Dtype, Dtype),
 }
 
 /// One dispatch.
@@ -130,6 +150,8 @@ struct Launch {
 struct StateSet {
     buffers: Vec<wgpu::Buffer>,
     absmax: Option<wgpu::Buffer>,
+    /// The f32 master copy of 16-bit params, laid out as the state.
+    master: Option<wgpu::Buffer>,
 }
 
 struct Plan {
@@ -609,13 +631,32 @@ impl<R: UpdateRule> Optimizer<R> {
         param: BufferRange,
         grad: BufferRange,
     ) -> Result<TensorId> {
+        self.add_tensor_as(group, param, Dtype::F32, grad, Dtype::F32)
+    }
+
+    /// Registers a tensor whose params and grads are of the given element types (the
+    /// ranges' offsets and lengths count elements of those types). 16-bit params (the
+    /// caller's model in f16/bf16) are updated through an f32 master copy the optimizer
+    /// keeps, initialised from them at the first step; after each step they hold the
+    /// master rounded to nearest even (see [`crate::half`]). 16-bit buffers need their
+    /// tensors at offsets that are multiples of 4 elements (as in an [`Arena`]), and a
+    /// device with 9 storage buffers per shader stage (every native backend).
+    pub fn add_tensor_as(
+        &mut self,
+        group: GroupId,
+        param: BufferRange,
+        param_dtype: Dtype,
+        grad: BufferRange,
+        grad_dtype: Dtype,
+    ) -> Result<TensorId> {
         self.frozen("add_tensor")?;
         if group.0 >= self.groups.len() {
             return Err(Error::InvalidState(format!("no param group {}", group.0)));
         }
         let i = self.tensors.len();
-        param.check(&format!("tensor {i} params"), wgpu::BufferUsages::STORAGE)?;
-        grad.check(&format!("tensor {i} grads"), wgpu::BufferUsages::STORAGE)?;
+        let st = wgpu::BufferUsages::STORAGE;
+        param.check_sized(&format!("tensor {i} params"), st, param_dtype.size())?;
+        grad.check_sized(&format!("tensor {i} grads"), st, grad_dtype.size())?;
         if grad.len != param.len {
             return Err(Error::LengthMismatch {
                 what: format!("tensor {i} grads"),
@@ -629,18 +670,20 @@ impl<R: UpdateRule> Optimizer<R> {
                 why: "more than 2^31 elements".into(),
             });
         }
-        if overlaps(&param, &grad) {
+        let (pd, gd) = (param_dtype, grad_dtype);
+        if overlaps((&param, pd), (&grad, gd)) {
             return Err(Error::BadRange {
                 what: format!("tensor {i}"),
                 why: "its grads overlap its own params".into(),
             });
         }
         for (j, t) in self.tensors.iter().enumerate() {
+            let (tp, tg) = ((&t.param, t.dtypes.0), (&t.grad, t.dtypes.1));
             for (a, b, what) in [
-                (&t.param, &param, "params"),
-                (&t.grad, &grad, "grads"),
-                (&t.param, &grad, "params of one / grads of the other"),
-                (&t.grad, &param, "grads of one / params of the other"),
+                (tp, (&param, pd), "params"),
+                (tg, (&grad, gd), "grads"),
+                (tp, (&grad, gd), "params of one / grads of the other"),
+                (tg, (&param, pd), "grads of one / params of the other"),
             ] {
                 if overlaps(a, b) {
                     return Err(Error::BadRange {
@@ -654,15 +697,90 @@ impl<R: UpdateRule> Optimizer<R> {
             group: group.0,
             param,
             grad,
+            dtypes: (pd, gd),
         });
         Ok(TensorId(i))
     }
 
     /// Registers every tensor of `arena` in `group`.
     pub fn add_arena(&mut self, arena: &Arena, group: GroupId) -> Result<Vec<TensorId>> {
+        let (pd, gd) = arena.dtypes;
         (0..arena.len())
-            .map(|i| self.add_tensor(group, arena.param(i), arena.grad(i)))
+            .map(|i| self.add_tensor_as(group, arena.param(i), pd, arena.grad(i), gd))
             .collect()
+    }
+
+    /// Element types of tensor `t`'s params and grads.
+    pub fn dtypes(&self, t: TensorId) -> Option<(Dtype, Dtype)> {
+        self.tensors.get(t.0).map(|x| x.dtypes)
+    }
+
+    /// The f32 master copy of tensor `t`'s 16-bit params.
+    pub fn master(&mut self, t: TensorId) -> Result<BufferRange> {
+        self.prepare()?;
+        let plan = self.plan.as_ref().expect("prepared");
+        let (set, offset) = *plan
+            .tensor_state
+            .get(t.0)
+            .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))?;
+        let m = plan.states[set].master.as_ref().ok_or_else(|| {
+            Error::InvalidState(format!("tensor {} has f32 params: no master copy", t.0))
+        })?;
+        Ok(BufferRange::new(m, offset, self.tensors[t.0].param.len))
+    }
+
+    /// Tensor `t`'s params as stored (little-endian bytes) and their element type.
+    pub fn param_bytes(&mut self, t: TensorId) -> Result<(Vec<u8>, Dtype)> {
+        let x = self
+            .tensors
+            .get(t.0)
+            .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))?;
+        let e = x.dtypes.0.size();
+        let (o, n) = (x.param.offset * e, x.param.len as u64 * e);
+        // Copies move whole 4-byte words: read the words around the range.
+        let (w0, w1) = (o / 4 * 4, (o + n).div_ceil(4) * 4);
+        let b = self.ctx.download_bytes(&x.param.buffer, w0, w1 - w0)?;
+        Ok((
+            b[(o - w0) as usize..(o - w0 + n) as usize].to_vec(),
+            x.dtypes.0,
+        ))
+    }
+
+    /// Overwrites tensor `t`'s params with little-endian bytes of its element type (its
+    /// neighbours' bytes in a shared word are kept).
+    pub(crate) fn write_param_bytes(&mut self, t: TensorId, data: &[u8]) -> Result<()> {
+        let x = self.tensors[t.0].clone();
+        let e = x.dtypes.0.size();
+        let (o, n) = (x.param.offset * e, x.param.len as u64 * e);
+        if data.len() as u64 != n {
+            return Err(Error::LengthMismatch {
+                what: format!("tensor {} params (bytes)", t.0),
+                got: data.len(),
+                expected: n as usize,
+            });
+        }
+        let (w0, w1) = (o / 4 * 4, (o + n).div_ceil(4) * 4);
+        let mut words = self.ctx.download_bytes(&x.param.buffer, w0, w1 - w0)?;
+        words[(o - w0) as usize..(o - w0 + n) as usize].copy_from_slice(data);
+        self.ctx.queue().write_buffer(&x.param.buffer, w0, &words);
+        Ok(())
+    }
+
+    /// Reads tensor `t`'s params as f32: the master copy for 16-bit params (what the rule
+    /// updates), else the params themselves.
+    pub fn read_params(&mut self, t: TensorId) -> Result<Vec<f32>> {
+        let tensor = self
+            .tensors
+            .get(t.0)
+            .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))?
+            .clone();
+        match tensor.dtypes.0 {
+            Dtype::F32 => self.ctx.download(&tensor.param),
+            _ => {
+                let r = self.master(t)?;
+                self.ctx.download(&r)
+            }
+        }
     }
 
     /// Steps called so far (what lr schedules follow). With loss scaling some may have been
@@ -1004,19 +1122,37 @@ impl<R: UpdateRule> Optimizer<R> {
         // (Buffers order by identity, which their interior mutability never changes.)
         // A tensor with 8-bit state is a launch group of its own (its own state buffers).
         #[allow(clippy::mutable_key_type)]
-        let mut lgroups: BTreeMap<
-            (wgpu::Buffer, wgpu::Buffer, i64, Option<usize>),
-            Vec<usize>,
-        > = BTreeMap::new();
+        type Key = (
+            wgpu::Buffer,
+            wgpu::Buffer,
+            i64,
+            (Dtype, Dtype),
+            Option<usize>,
+        );
+        let mut lgroups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
         for (i, t) in self.tensors.iter().enumerate() {
             let delta = t.grad.offset as i64 - t.param.offset as i64;
             let q8 = self.state_format.quantizes(t.param.len).then_some(i);
             lgroups
-                .entry((t.param.buffer.clone(), t.grad.buffer.clone(), delta, q8))
+                .entry((
+                    t.param.buffer.clone(),
+                    t.grad.buffer.clone(),
+                    delta,
+                    t.dtypes,
+                    q8,
+                ))
                 .or_default()
                 .push(i);
         }
-        let any_q8 = lgroups.keys().any(|k| k.3.is_some());
+        let any_q8 = lgroups.keys().any(|k| k.4.is_some());
+        let mixed = lgroups.keys().any(|k| k.3 .0 != Dtype::F32);
+        if mixed && limits.max_storage_buffers_per_shader_stage < 9 {
+            return Err(Error::InvalidState(format!(
+                "16-bit params need 9 storage buffers per shader stage (the f32 master copy); \
+                 this device allows {}: request more in its limits",
+                limits.max_storage_buffers_per_shader_stage
+            )));
+        }
         if any_q8 && wg % 64 != 0 {
             return Err(Error::InvalidState(format!(
                 "8-bit state needs a workgroup size that is a multiple of 64, not {wg}"
@@ -1081,12 +1217,15 @@ impl<R: UpdateRule> Optimizer<R> {
             header: LaunchInfo,
             tiles: Vec<Tile>,
             set: usize,
-            windows: [(u64, u64); 3], // (offset, size) of param, grad, state
+            windows: [(u64, u64); 4], // (offset, size) of param, grad, state, master
+            dtypes: (Dtype, Dtype),
         }
         let mut pending: Vec<Pending> = Vec::new();
 
-        for ((pbuf, gbuf, delta, q8), mut members) in lgroups {
+        for ((pbuf, gbuf, delta, dtypes, q8), mut members) in lgroups {
             let q8 = q8.is_some();
+            let (ep, eg) = (dtypes.0.size(), dtypes.1.size());
+            let (align_p, align_g) = (align_b / ep, align_b / eg);
             // 8-bit pieces start at block boundaries of their tensor.
             let wmax = if q8 {
                 wmax / BLOCK as u64 * BLOCK as u64
@@ -1101,16 +1240,16 @@ impl<R: UpdateRule> Optimizer<R> {
                     let (o, n) = (t(i).param.offset, t(i).param.len as u64);
                     let end = pad4(o + n);
                     o % 4 == 0
-                        && end * 4 <= pbuf.size()
-                        && ((end as i64 + delta) as u64) * 4 <= gbuf.size()
+                        && end * ep <= pbuf.size()
+                        && ((end as i64 + delta) as u64) * eg <= gbuf.size()
                         && members.get(k + 1).is_none_or(|&j| end <= t(j).param.offset)
                 });
             let width: u64 = if vec4 { 4 } else { 1 };
-            if q8 && !vec4 {
+            if (q8 || dtypes != (Dtype::F32, Dtype::F32)) && !vec4 {
                 return Err(Error::BadRange {
                     what: format!("tensor {}", members[0]),
-                    why: "8-bit state needs params and grads at offsets that are multiples of \
-                          4 elements (as in an Arena)"
+                    why: "8-bit state and 16-bit params or grads need tensors at offsets that \
+                          are multiples of 4 elements in both buffers (as in an Arena)"
                         .into(),
                 });
             }
@@ -1146,6 +1285,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 states.push(StateSet {
                     buffers,
                     absmax: Some(a),
+                    master: None,
                 });
             }
             let mut buffers = Vec::with_capacity(slots);
@@ -1167,19 +1307,41 @@ impl<R: UpdateRule> Optimizer<R> {
                 states.push(StateSet {
                     buffers,
                     absmax: None,
+                    master: None,
                 });
+            }
+            // 16-bit params: an f32 master copy laid out as the state (from `base`, or from
+            // the tensor's start for 8-bit state), initialised from the caller's params.
+            if dtypes.0 != Dtype::F32 {
+                let len = if q8 {
+                    t(members[0]).param.len as u64
+                } else {
+                    span
+                };
+                let at = |o: u64| if q8 { 0 } else { o };
+                let m = ctx.create_zeroed("gpu-optim f32 master params", len as usize)?;
+                for &i in &members {
+                    let (o, n) = (t(i).param.offset, t(i).param.len as u64);
+                    let b = ctx.download_bytes(&pbuf, o * ep, (n * ep).div_ceil(4) * 4)?;
+                    let mut v = dtypes.0.from_bytes(&b);
+                    v.truncate(n as usize);
+                    let r = BufferRange::new(&m, at(o - base), n as usize);
+                    ctx.upload(&r, &v)?;
+                }
+                states[set].master = Some(m);
             }
 
             // Windows and tiles.
             let tile_elems = wg as u64 * width;
-            let mut cur: Option<(u64, u64, Vec<Tile>)> = None; // (start, padded end, tiles)
-                                                               // A window's tiles index from its first element `x0`; each binding starts at
-                                                               // an aligned offset at or before x0, hence a (non-negative) shift per binding.
+            // (start, padded end, tiles). A window's tiles index from its first element
+            // `x0`; each binding starts at an aligned offset at or before x0, hence a
+            // (non-negative) shift per binding.
+            let mut cur: Option<(u64, u64, Vec<Tile>)> = None;
             let flush = |cur: Option<(u64, u64, Vec<Tile>)>, pending: &mut Vec<Pending>| {
                 let Some((x0, pend, tiles)) = cur else { return };
-                let pw = x0 / align * align;
+                let pw = x0 / align_p * align_p;
                 let g0 = (x0 as i64 + delta) as u64;
-                let gw = g0 / align * align;
+                let gw = g0 / align_g * align_g;
                 let sw = (x0 - base) / align * align;
                 let n = tiles.len() as u64;
                 let grid_x = n.min(max_groups);
@@ -1206,6 +1368,7 @@ impl<R: UpdateRule> Optimizer<R> {
                     header.tensor = tiles[0].tensor;
                 }
                 let mut swin = (sw * 4, (pend - base - sw) * 4);
+                let mut mwin = swin;
                 if q8 {
                     // One byte per element from the tensor's start, which is x0 - rel.
                     let rel = x0 - t(tiles[0].tensor as usize).param.offset;
@@ -1214,6 +1377,7 @@ impl<R: UpdateRule> Optimizer<R> {
                     header.q_blocks =
                         (t(tiles[0].tensor as usize).param.len).div_ceil(BLOCK) as u32;
                     swin = (rel, (pend - x0).div_ceil(4) * 4);
+                    mwin = (rel * 4, (pend - x0) * 4);
                 }
                 pending.push(Pending {
                     width: width as u32,
@@ -1223,10 +1387,12 @@ impl<R: UpdateRule> Optimizer<R> {
                     tiles,
                     set,
                     windows: [
-                        (pw * 4, (pend - pw) * 4),
-                        (gw * 4, (pend as i64 + delta - gw as i64) as u64 * 4),
+                        (pw * ep, (pend - pw) * ep),
+                        (gw * eg, (pend as i64 + delta - gw as i64) as u64 * eg),
                         swin,
+                        mwin,
                     ],
+                    dtypes,
                 });
             };
             for &i in &members {
@@ -1370,7 +1536,13 @@ impl<R: UpdateRule> Optimizer<R> {
             }
             false => None,
         };
-        let layout = kernel::bind_group_layout(ctx)?;
+        let layouts = [
+            Some(kernel::bind_group_layout(ctx, false)?),
+            match mixed {
+                true => Some(kernel::bind_group_layout(ctx, true)?),
+                false => None,
+            },
+        ];
         let mut launches = Vec::with_capacity(pending.len());
         for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
             let key = PipelineKey {
@@ -1384,6 +1556,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 groups: n_groups,
                 q8: p.q8.then_some(signed_mask),
                 lag,
+                dtypes: p.dtypes,
             };
             let kern = rule.kernel();
             let main = kernel::pipeline(ctx, &kern, key)?;
@@ -1454,7 +1627,14 @@ impl<R: UpdateRule> Optimizer<R> {
                 // Any uniform: the f32 kernels do not declare this binding.
                 None => bind(&hyper_buf, (0, hyper_size)),
             });
-            debug_assert_eq!(entries.len() as u32, BINDINGS);
+            if key.mixed() {
+                let m = states[p.set]
+                    .master
+                    .as_ref()
+                    .expect("16-bit params have a master");
+                entries.push(bind(m, p.windows[3]));
+            }
+            debug_assert_eq!(entries.len() as u32, BINDINGS + key.mixed() as u32);
             let entries: Vec<_> = entries
                 .into_iter()
                 .enumerate()
@@ -1466,16 +1646,14 @@ impl<R: UpdateRule> Optimizer<R> {
             ctx.count("bind_group");
             let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("gpu-optim launch"),
-                layout: &layout,
+                layout: layouts[key.mixed() as usize]
+                    .as_ref()
+                    .expect("planned layout"),
                 entries: &entries,
             });
             let n = p.header.n_tiles as u64;
             let gx = p.header.grid_x as u64;
-            let coarse = if p.dense {
-                n.div_ceil(SUMSQ_TILES)
-            } else {
-                n
-            };
+            let coarse = if p.dense { n.div_ceil(SUMSQ_TILES) } else { n };
             launches.push(Launch {
                 bind_group,
                 grid: (gx as u32, n.div_ceil(gx) as u32),
@@ -1550,10 +1728,12 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 }
 
-fn overlaps(a: &BufferRange, b: &BufferRange) -> bool {
+/// Whether two ranges of elements of `ea` and `eb` bytes share a byte.
+fn overlaps((a, ea): (&BufferRange, Dtype), (b, eb): (&BufferRange, Dtype)) -> bool {
+    let (a0, b0) = (a.offset * ea.size(), b.offset * eb.size());
     a.buffer == b.buffer
         && a.len > 0
         && b.len > 0
-        && a.offset < b.offset + b.len as u64
-        && b.offset < a.offset + a.len as u64
+        && a0 < b0 + b.len as u64 * eb.size()
+        && b0 < a0 + a.len as u64 * ea.size()
 }

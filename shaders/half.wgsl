@@ -1,0 +1,49 @@
+// 16-bit params and grads (src/half.rs, the CPU twin, bit for bit): conversions with
+// integer operations only, round to nearest even, identical on every adapter.
+
+fn bf16_from_f32(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    if (b & 0x7fffffffu) > 0x7f800000u {
+        return (b >> 16u) | 0x40u;
+    }
+    return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}
+
+fn bf16_to_f32(h: u32) -> f32 {
+    return bitcast<f32>(h << 16u);
+}
+
+fn f16_from_f32(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    let sign = (b >> 16u) & 0x8000u;
+    let a = b & 0x7fffffffu;
+    var h = 0u;
+    if a >= 0x7f800000u {
+        h = 0x7c00u | select(0u, 0x200u, a > 0x7f800000u);
+    } else if a >= 0x477ff000u {
+        h = 0x7c00u;
+    } else if a >= 0x38800000u {
+        let m = a - 0x38000000u;
+        h = (m + 0xfffu + ((m >> 13u) & 1u)) >> 13u;
+    } else if a >= 0x33000000u {
+        let full = (a & 0x7fffffu) | 0x800000u;
+        let shift = 126u - (a >> 23u);
+        let half = 1u << (shift - 1u);
+        h = (full + half - 1u + ((full >> shift) & 1u)) >> shift;
+    }
+    return sign | h;
+}
+
+fn f16_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if e == 0u {
+        let v = f32(m) * 5.9604645e-8;
+        return select(v, -v, sign != 0u);
+    }
+    if e == 31u {
+        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+    }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}

@@ -1,0 +1,242 @@
+//! Mixed precision (issue 5): 16-bit params updated through the optimizer's f32 master
+//! copy, 16-bit or f32 grads, against the CPU twin (the rule on the master, grads widened
+//! exactly, the master rounded to nearest even: gpu_optim::half).
+//!
+//! Tolerances: the master as any f32 param (the rule's rounding_ops scaled ulps per step,
+//! src/verify.rs). The caller's 16-bit params must be exactly the device's own master
+//! rounded (the conversion is bit-exact integer code), and within one 16-bit ulp of the
+//! CPU master rounded (a master a few f32 ulps away can round to the neighbour).
+
+mod common;
+
+use gpu_optim::verify::{compare, Rng};
+use gpu_optim::{
+    Adam, AnyRule, Arena, BufferRange, Context, CpuOptimizer, Dtype, GradScaler, Optimizer,
+    StateFormat, TensorId, UpdateRule,
+};
+
+fn run<R: UpdateRule>(ctx: &Context, rule: R, pd: Dtype, gd: Dtype, lens: &[usize], steps: u32) {
+    let arena = Arena::with_dtypes(ctx, lens, pd, gd).unwrap();
+    let mut rng = Rng(31);
+    // The caller's params: values representable in its format (what its model holds).
+    let mut masters: Vec<Vec<f32>> = Vec::new();
+    for (i, &n) in lens.iter().enumerate() {
+        let p = pd.from_bytes(&pd.to_bytes(&rng.vec(n, 1.0)));
+        let r = arena.param(i);
+        let bytes = pd.to_bytes(&p);
+        let mut padded = bytes.clone();
+        padded.resize(bytes.len().div_ceil(4) * 4, 0);
+        ctx.queue()
+            .write_buffer(&r.buffer, r.offset * pd.size(), &padded);
+        masters.push(p);
+    }
+    let mut opt = Optimizer::new(ctx, rule.clone()).unwrap();
+    let ids = opt.add_arena(&arena, opt.default_group()).unwrap();
+    let mut cpus: Vec<CpuOptimizer<R>> = lens
+        .iter()
+        .map(|&n| CpuOptimizer::new(rule.clone(), n).unwrap())
+        .collect();
+    for s in 1..=steps {
+        for (i, &n) in lens.iter().enumerate() {
+            let g = rng.vec(n, 1.0);
+            let bytes = gd.to_bytes(&g);
+            let mut padded = bytes.clone();
+            padded.resize(bytes.len().div_ceil(4) * 4, 0);
+            let r = arena.grad(i);
+            ctx.queue()
+                .write_buffer(&r.buffer, r.offset * gd.size(), &padded);
+            // The grads as the device reads them.
+            let g = gd.from_bytes(&bytes);
+            cpus[i].step(&mut masters[i], &g).unwrap();
+        }
+        opt.step().unwrap();
+        let tol = (rule.rounding_ops() * s) as f64;
+        for (i, id) in ids.iter().enumerate() {
+            let what = format!("{} {pd:?}/{gd:?} tensor {i} step {s}", rule.name());
+            let got = opt.read_params(*id).unwrap();
+            let e = compare("master", &got, &masters[i]).unwrap();
+            assert!(e.max_scaled <= tol, "{what}: {e:?}");
+            for k in 0..rule.state_slots().len() {
+                let st = opt.read_state(*id, k).unwrap();
+                let e = compare("state", &st, &cpus[i].state[k]).unwrap();
+                assert!(e.max_scaled <= tol, "{what} slot {k}: {e:?}");
+            }
+            if pd == Dtype::F32 {
+                continue;
+            }
+            let (bytes, dt) = opt.param_bytes(*id).unwrap();
+            assert_eq!(dt, pd);
+            let h: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            let own: Vec<u16> = got.iter().map(|&x| pd.encode(x)).collect();
+            assert_eq!(h, own, "{what}: params are not the master rounded");
+            for (j, (&a, &m)) in h.iter().zip(&masters[i]).enumerate() {
+                let b = pd.encode(m);
+                assert!(
+                    (a as i32 - b as i32).abs() <= 1,
+                    "{what}: element {j}: {a:#x} vs CPU {b:#x}"
+                );
+            }
+        }
+    }
+}
+
+const LENS: &[usize] = &[1000, 37, 70_001, 5];
+
+#[test]
+fn bf16_params_and_grads() {
+    let ctx = common::ctx();
+    for rule in ["adamw", "sgd-momentum", "lion"] {
+        let rule = AnyRule::by_name(rule).unwrap();
+        run(&ctx, rule, Dtype::Bf16, Dtype::Bf16, LENS, 3);
+    }
+}
+
+#[test]
+fn f16_params_and_grads() {
+    let ctx = common::ctx();
+    run(&ctx, Adam::default(), Dtype::F16, Dtype::F16, LENS, 3);
+}
+
+#[test]
+fn mixed_dtypes_of_params_and_grads() {
+    let ctx = common::ctx();
+    for (pd, gd) in [
+        (Dtype::Bf16, Dtype::F32),
+        (Dtype::F16, Dtype::F32),
+        (Dtype::F32, Dtype::Bf16),
+        (Dtype::F32, Dtype::F16),
+    ] {
+        run(&ctx, Adam::default(), pd, gd, LENS, 2);
+    }
+}
+
+/// Tensors packed at multiples of 4 elements in one caller's buffer, lengths that are not:
+/// the halves between them (the caller's) are never written.
+#[test]
+fn neighbours_in_a_shared_buffer_are_untouched() {
+    let ctx = common::ctx();
+    let n_elems = 64;
+    let sentinel = vec![0xABCDu16; n_elems];
+    let words: Vec<f32> = bytemuck::cast_slice(&sentinel).to_vec();
+    let pbuf = ctx.create_buffer("p16", &words).unwrap();
+    let gbuf = ctx.create_buffer("g16", &vec![0.0; n_elems / 2]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    // Tensors at 4..9 and 12..25: halves 0..4, 9..12 and 25.. belong to nobody here.
+    for (o, n) in [(4u64, 5usize), (12, 13)] {
+        opt.add_tensor_as(
+            opt.default_group(),
+            BufferRange::new(&pbuf, o, n),
+            Dtype::Bf16,
+            BufferRange::new(&gbuf, o, n),
+            Dtype::Bf16,
+        )
+        .unwrap();
+    }
+    opt.step().unwrap();
+    let b = ctx.download_bytes(&pbuf, 0, (n_elems * 2) as u64).unwrap();
+    let h: Vec<u16> = bytemuck::pod_collect_to_vec(&b);
+    for (j, &x) in h.iter().enumerate() {
+        let owned = (4..9).contains(&j) || (12..25).contains(&j);
+        if !owned {
+            assert_eq!(x, 0xABCD, "half {j} changed");
+        }
+    }
+    // Zero grads with Adam: the params (the sentinel's value) stay as they were.
+    assert!(h.iter().all(|&x| x == 0xABCD));
+}
+
+#[test]
+fn misaligned_16bit_tensor_is_refused() {
+    let ctx = common::ctx();
+    let pbuf = ctx.create_zeroed("p16", 64).unwrap();
+    let gbuf = ctx.create_zeroed("g16", 64).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.add_tensor_as(
+        opt.default_group(),
+        BufferRange::new(&pbuf, 2, 10),
+        Dtype::Bf16,
+        BufferRange::new(&gbuf, 2, 10),
+        Dtype::Bf16,
+    )
+    .unwrap();
+    assert!(matches!(opt.step(), Err(gpu_optim::Error::BadRange { .. })));
+    // A 16-bit range past its buffer's end is refused when registered.
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    let e = opt.add_tensor_as(
+        opt.default_group(),
+        BufferRange::new(&pbuf, 0, 129),
+        Dtype::Bf16,
+        BufferRange::new(&gbuf, 0, 129),
+        Dtype::F16,
+    );
+    assert!(matches!(e, Err(gpu_optim::Error::BadRange { .. })), "{e:?}");
+}
+
+/// bf16 params with 8-bit state and loss scaling together; a checkpoint (with the master)
+/// resumes bit-identically, params included.
+#[test]
+fn with_8bit_state_scaler_and_checkpoint() {
+    let ctx = common::ctx();
+    let lens = [6000usize, 300];
+    let build = || {
+        let arena = Arena::with_dtypes(&ctx, &lens, Dtype::Bf16, Dtype::Bf16).unwrap();
+        for (i, &n) in lens.iter().enumerate() {
+            let p = Dtype::Bf16.to_bytes(&Rng(i as u64).vec(n, 1.0));
+            let r = arena.param(i);
+            ctx.queue().write_buffer(&r.buffer, r.offset * 2, &p);
+        }
+        let mut opt = Optimizer::new(&ctx, Adam::adamw()).unwrap();
+        opt.set_state_format(StateFormat::blockwise8()).unwrap();
+        opt.add_arena(&arena, opt.default_group()).unwrap();
+        opt.set_grad_scaler(GradScaler::default()).unwrap();
+        (arena, opt)
+    };
+    let steps = |arena: &Arena, opt: &mut Optimizer<Adam>, from: u64, to: u64| {
+        for t in from..to {
+            let scale = opt.loss_scale().unwrap();
+            for (i, &n) in lens.iter().enumerate() {
+                let mut g: Vec<f32> = Rng(100 + t)
+                    .vec(n, 1e-2)
+                    .iter()
+                    .map(|x| x * scale)
+                    .collect();
+                if t == 2 {
+                    g[n / 2] = f32::INFINITY;
+                }
+                let r = arena.grad(i);
+                ctx.queue()
+                    .write_buffer(&r.buffer, r.offset * 2, &Dtype::Bf16.to_bytes(&g));
+            }
+            opt.step().unwrap();
+        }
+    };
+    let snap = |opt: &mut Optimizer<Adam>| {
+        let mut out: Vec<u8> = Vec::new();
+        for i in 0..lens.len() {
+            let id = TensorId(i);
+            out.extend(opt.param_bytes(id).unwrap().0);
+            out.extend(bytemuck::cast_slice(&opt.read_params(id).unwrap()));
+            for k in 0..2 {
+                out.extend(bytemuck::cast_slice(&opt.read_state(id, k).unwrap()));
+            }
+        }
+        out
+    };
+    let (a, mut straight) = build();
+    steps(&a, &mut straight, 0, 6);
+    assert_eq!(straight.skipped_steps().unwrap(), 1);
+    let want = snap(&mut straight);
+
+    let (b, mut first) = build();
+    steps(&b, &mut first, 0, 3);
+    let path = std::env::temp_dir().join(format!("gpu-optim-mixed-{}.st", std::process::id()));
+    first.save(&path, true).unwrap();
+    let (c, mut resumed) = build();
+    resumed.load(&path).unwrap();
+    steps(&c, &mut resumed, 3, 6);
+    assert!(snap(&mut resumed) == want, "resume differs");
+    std::fs::remove_file(&path).unwrap();
+}
