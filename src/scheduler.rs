@@ -87,7 +87,8 @@ impl Arena {
             ranges.push((end, len));
             end = (end + len as u64).div_ceil(align) * align;
         }
-        let words = |d: Dtype| (end * d.size() / 4) as usize;
+        // `end` is a multiple of 64: no overflow, no rounding.
+        let words = |d: Dtype| (end / 4 * d.size()) as usize;
         Ok(Self {
             params: ctx.create_zeroed("gpu-optim arena params", words(param))?,
             grads: ctx.create_zeroed("gpu-optim arena grads", words(grad))?,
@@ -1129,6 +1130,7 @@ impl<R: UpdateRule> Optimizer<R> {
             (Dtype, Dtype),
             Option<usize>,
         );
+        #[allow(clippy::mutable_key_type)]
         let mut lgroups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
         for (i, t) in self.tensors.iter().enumerate() {
             let delta = t.grad.offset as i64 - t.param.offset as i64;
