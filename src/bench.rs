@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::rules::UpdateRule;
 use crate::scheduler::{Arena, Optimizer};
 use crate::verify::Rng;
-use crate::StateFormat;
+use crate::{Dtype, StateFormat};
 
 /// How a time was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -302,14 +302,21 @@ pub fn time_rule<R: UpdateRule>(
 /// One flat tensor of `n` parameters with random params and grads: zeros can run faster
 /// than real data. Rules can share it (each run's optimizer has its own state).
 pub fn random_arena(ctx: &Context, n: usize) -> Result<Arena> {
-    let arena = Arena::new(ctx, &[n])?;
+    random_arena_as(ctx, n, Dtype::F32, Dtype::F32)
+}
+
+/// [`random_arena`] with params and grads of the given element types.
+pub fn random_arena_as(ctx: &Context, n: usize, param: Dtype, grad: Dtype) -> Result<Arena> {
+    let arena = Arena::with_dtypes(ctx, &[n], param, grad)?;
     let mut rng = Rng(1);
     let chunk = 1 << 20;
     for start in (0..n).step_by(chunk) {
         let len = chunk.min(n - start);
-        let r = |b: &wgpu::Buffer| crate::BufferRange::new(b, start as u64, len);
-        ctx.upload(&r(&arena.params), &rng.vec(len, 1.0))?;
-        ctx.upload(&r(&arena.grads), &rng.vec(len, 1e-2))?;
+        for (b, d, scale) in [(&arena.params, param, 1.0), (&arena.grads, grad, 1e-2)] {
+            let mut bytes = d.to_bytes(&rng.vec(len, scale));
+            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+            ctx.queue().write_buffer(b, start as u64 * d.size(), &bytes);
+        }
     }
     Ok(arena)
 }
@@ -353,7 +360,8 @@ pub fn time_rule_on<R: UpdateRule>(
     let mut opt = Optimizer::new(ctx, rule.clone())?;
     opt.set_steps_per_submission(k as u32)?;
     opt.set_state_format(format)?;
-    opt.add_tensor(opt.default_group(), arena.param(0), arena.grad(0))?;
+    let (pd, gd) = arena.dtypes();
+    opt.add_tensor_as(opt.default_group(), arena.param(0), pd, arena.grad(0), gd)?;
     if let Some(c) = setup.clip {
         opt.set_grad_clip(c)?;
     }

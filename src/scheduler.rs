@@ -1122,7 +1122,6 @@ impl<R: UpdateRule> Optimizer<R> {
         // Launch groups: same param buffer, same grad buffer, same grad-param distance.
         // (Buffers order by identity, which their interior mutability never changes.)
         // A tensor with 8-bit state is a launch group of its own (its own state buffers).
-        #[allow(clippy::mutable_key_type)]
         type Key = (
             wgpu::Buffer,
             wgpu::Buffer,

@@ -16,8 +16,8 @@ use clap::Parser;
 use gpu_optim::bench::{self, Roofline, RuleTiming, Sample, Setup, Timer, TimingMethod};
 use gpu_optim::workloads::{gpt2_small_lens, GPT2_SMALL};
 use gpu_optim::{
-    list_adapters, verify, Adam, AnyRule, Arena, Context, ContextOptions, GradScaler, Optimizer,
-    StateFormat, UpdateRule, VerifyPlan,
+    list_adapters, verify, Adam, AnyRule, Arena, Context, ContextOptions, Dtype, GradScaler,
+    Optimizer, StateFormat, UpdateRule, VerifyPlan,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -558,6 +558,33 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                     over_plain: t.step.median / plain,
                 });
             }
+            // Mixed precision: the caller's bf16 params and grads, the f32 master here.
+            for (name, pd, gd) in [
+                (
+                    "adam, bf16 params+grads, f32 master",
+                    Dtype::Bf16,
+                    Dtype::Bf16,
+                ),
+                ("adam, f16 params+grads, f32 master", Dtype::F16, Dtype::F16),
+            ] {
+                bar.set_message(name);
+                let arena = bench::random_arena_as(&ctx, n, pd, gd)?;
+                let t = bench::time_rule_on(
+                    &ctx,
+                    &timer,
+                    &rule,
+                    &arena,
+                    args.reps,
+                    k_for(n),
+                    &Setup::default(),
+                )?;
+                features.push(FeatureRow {
+                    feature: name.into(),
+                    params: n,
+                    step: t.step,
+                    over_plain: t.step.median / plain,
+                });
+            }
         }
     }
 
@@ -777,7 +804,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         for f in &features {
             writeln!(
                 out,
-                "  {:<28} {:>8} {:>10.3} ms  {:.3}x plain",
+                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain",
                 f.feature,
                 fmt_size(f.params),
                 f.step.median * 1e3,
