@@ -404,3 +404,71 @@ fn checkpoint_resume_keeps_the_scaler() {
     assert!(e.contains("grad_scaler"), "{e}");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// Hostile scaler words in a checkpoint (a NaN scale, more skipped than executed steps,
+/// counts that are not integers) are refused before anything changes.
+#[test]
+fn corrupt_scaler_words_are_refused() {
+    use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+    let ctx = common::ctx();
+    let lens = [256];
+    let (arena, mut opt, _) = setup(
+        &ctx,
+        Adam::default(),
+        &lens,
+        GradScaler::default(),
+        StateFormat::F32,
+    );
+    upload(&ctx, &arena, &[vec![1.0; 256]]);
+    opt.step_many(3).unwrap();
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("gpu-optim-scaler-bad-{}.st", std::process::id()));
+    opt.save(&path, false).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    for bad in [
+        [f32::NAN, 0.0, 0.0, 3.0, 0.0],
+        [65536.0, 0.0, 0.0, 2.0, 3.0],
+        [65536.0, 0.5, 0.0, 3.0, 0.0],
+        [-1.0, 0.0, 0.0, 3.0, 0.0],
+        [65536.0, 0.0, 0.0, 4.0, 0.0],
+    ] {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+            .collect();
+        for t in tensors.iter_mut().filter(|t| t.0 == "scaler") {
+            t.2 = bytemuck::cast_slice(&bad).to_vec();
+        }
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, s, d)| {
+                (
+                    n.clone(),
+                    TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+                )
+            })
+            .collect();
+        let out = dir.join(format!("gpu-optim-scaler-bad2-{}.st", std::process::id()));
+        std::fs::write(
+            &out,
+            safetensors::serialize(views, Some(meta.clone())).unwrap(),
+        )
+        .unwrap();
+        let (_, mut fresh, _) = setup(
+            &ctx,
+            Adam::default(),
+            &lens,
+            GradScaler::default(),
+            StateFormat::F32,
+        );
+        let e = fresh.load(&out).unwrap_err().to_string();
+        assert!(e.contains("scaler"), "{bad:?}: {e}");
+        assert_eq!(fresh.loss_scale().unwrap(), 65536.0);
+        std::fs::remove_file(&out).unwrap();
+    }
+    std::fs::remove_file(&path).unwrap();
+}
