@@ -34,6 +34,8 @@ struct Launch {
     p_shift: u32, g_shift: u32, s_shift: u32, grid_x: u32,
     n_tiles: u32, tile_base: u32, partials_at: u32, q_block0: u32,
     group: u32, end: u32, tensor: u32, q_blocks: u32,
+    // The param binding's first vector in its buffer (stochastic rounding's element ids).
+    p_base: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 override WG: u32 = 256u;

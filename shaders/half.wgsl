@@ -9,6 +9,23 @@ fn bf16_from_f32(x: f32) -> u32 {
     return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
 }
 
+// Stochastic rounding to bf16 with 16 random bits: up in magnitude with probability
+// (dropped bits) / 2^16, so the rounding is unbiased; inf and NaN round to nearest.
+fn bf16_from_f32_sr(x: f32, r: u32) -> u32 {
+    let b = bitcast<u32>(x);
+    if (b & 0x7f800000u) == 0x7f800000u {
+        return bf16_from_f32(x);
+    }
+    return (b + (r & 0xffffu)) >> 16u;
+}
+
+// A 32-bit hash (PCG's output permutation): stochastic rounding's random bits.
+fn pcg_hash(v: u32) -> u32 {
+    let s = v * 747796405u + 2891336453u;
+    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+    return (w >> 22u) ^ w;
+}
+
 fn bf16_to_f32(h: u32) -> f32 {
     return bitcast<f32>(h << 16u);
 }

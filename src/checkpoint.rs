@@ -77,6 +77,10 @@ impl<R: UpdateRule> Optimizer<R> {
         m.insert("grad_clip".into(), format!("{:?}", self.clip));
         m.insert("state_format".into(), format!("{:?}", self.state_format));
         m.insert("grad_scaler".into(), format!("{:?}", self.scaler));
+        m.insert(
+            "stochastic_rounding".into(),
+            format!("{:?}", self.stochastic),
+        );
         m
     }
 
@@ -115,7 +119,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 ));
                 dtypes.push(Dtype::F32);
             }
-            if self.tensors[i].dtypes.0 != crate::Dtype::F32 {
+            if self.has_master(id) {
                 let v = self.read_params(id)?;
                 blobs.push((format!("master.{i}"), bytemuck::cast_slice(&v).to_vec()));
                 dtypes.push(Dtype::F32);
@@ -205,6 +209,7 @@ impl<R: UpdateRule> Optimizer<R> {
             "grad_clip",
             "state_format",
             "grad_scaler",
+            "stochastic_rounding",
         ] {
             let (got, exp) = (meta.get(key), &want[key]);
             if got != Some(exp) {
@@ -264,7 +269,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 writes.push((self.state(crate::TensorId(i), k)?, data));
             }
             let pd = self.tensors[i].dtypes.0;
-            if pd != crate::Dtype::F32 {
+            if self.has_master(crate::TensorId(i)) {
                 let data = get(&format!("master.{i}"), len, true)?.expect("required");
                 writes.push((self.master(crate::TensorId(i))?, data));
             }

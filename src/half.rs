@@ -80,6 +80,34 @@ pub fn f32_to_bf16(x: f32) -> u16 {
     ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
 }
 
+/// f32 → bf16 with stochastic rounding by 16 random bits `r`: up in magnitude with
+/// probability (dropped bits)/2^16, unbiased; inf and NaN round to nearest.
+pub fn f32_to_bf16_stochastic(x: f32, r: u32) -> u16 {
+    let b = x.to_bits();
+    if b & 0x7f80_0000 == 0x7f80_0000 {
+        return f32_to_bf16(x);
+    }
+    ((b + (r & 0xffff)) >> 16) as u16
+}
+
+/// PCG's output permutation as a 32-bit hash (`pcg_hash` in `shaders/half.wgsl`).
+pub fn pcg_hash(v: u32) -> u32 {
+    let s = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
+    (w >> 22) ^ w
+}
+
+/// The random bits stochastic rounding uses for element `index` of its param buffer (in
+/// elements, from the buffer's start) at step `step` (steps called, from 1) with `seed`.
+pub fn stochastic_bits(index: u64, step: u64, seed: u32) -> u32 {
+    pcg_hash(index as u32 ^ step_key(step, seed))
+}
+
+/// The per-step part of [`stochastic_bits`] (what the host writes for the kernel).
+pub(crate) fn step_key(step: u64, seed: u32) -> u32 {
+    pcg_hash((step as u32).wrapping_add(pcg_hash(seed)))
+}
+
 /// bf16 → f32 (exact).
 pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)

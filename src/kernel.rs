@@ -43,18 +43,26 @@ pub(crate) const HYPER_BINDING: u32 = 3;
 ///
 /// `groups` sizes the uniform array of per-group scalars (`GROUPS` in common.wgsl).
 pub fn shader_source(kernel: &Kernel, width: u32, groups: u32) -> String {
-    assemble(kernel, width, groups, 1, false, (Dtype::F32, Dtype::F32))
+    assemble(
+        kernel,
+        width,
+        groups,
+        1,
+        false,
+        (Dtype::F32, Dtype::F32),
+        false,
+    )
 }
 
 /// The kernel (vector width 4) for params and grads of the given element types; 16-bit
 /// params are updated through an f32 master copy.
 pub fn shader_source_typed(kernel: &Kernel, groups: u32, param: Dtype, grad: Dtype) -> String {
-    assemble(kernel, 4, groups, 1, false, (param, grad))
+    assemble(kernel, 4, groups, 1, false, (param, grad), false)
 }
 
 /// Bindings 0 and 1 and their accessors for the buffers' element types (16-bit: vec4
 /// width only, 4 elements in a vec2<u32>).
-fn accessors((param, grad): (Dtype, Dtype)) -> String {
+fn accessors((param, grad): (Dtype, Dtype), sr: bool) -> String {
     let dec = |d: Dtype| match d {
         Dtype::F16 => "f16_to_f32",
         _ => "bf16_to_f32",
@@ -64,7 +72,27 @@ fn accessors((param, grad): (Dtype, Dtype)) -> String {
         _ => "bf16_from_f32",
     };
     let mut out = String::new();
-    if param == Dtype::F32 {
+    if param == Dtype::Bf16 && sr {
+        out.push_str(
+            "@group(0) @binding(0) var<storage, read_write> param: array<vec2<u32>>;\n\
+             fn load_p(pi: u32, si: u32) -> V {\n\
+                 let w = param[pi];\n\
+                 return vec4<f32>(bf16_to_f32(w.x & 0xffffu), bf16_to_f32(w.x >> 16u), bf16_to_f32(w.y & 0xffffu), bf16_to_f32(w.y >> 16u));\n\
+             }\n\
+             // No master: the update rounds stochastically, by bits hashed from the element's\n\
+             // index in its buffer and the step's key (the header's a.y; src/half.rs).\n\
+             fn store_p(pi: u32, si: u32, old: V, nv: V, live: M) {\n\
+                 let key = bitcast<u32>(hyper[GROUPS * LAG].a.y);\n\
+                 let e = (launch.p_base + pi) * 4u;\n\
+                 let w = param[pi];\n\
+                 let o = vec4<u32>(w.x & 0xffffu, w.x >> 16u, w.y & 0xffffu, w.y >> 16u);\n\
+                 let h = vec4<u32>(bf16_from_f32_sr(nv.x, pcg_hash(e ^ key)), bf16_from_f32_sr(nv.y, pcg_hash((e + 1u) ^ key)),\n\
+                     bf16_from_f32_sr(nv.z, pcg_hash((e + 2u) ^ key)), bf16_from_f32_sr(nv.w, pcg_hash((e + 3u) ^ key)));\n\
+                 let k = select(o, h, live);\n\
+                 param[pi] = vec2<u32>(k.x | (k.y << 16u), k.z | (k.w << 16u));\n\
+             }\n",
+        );
+    } else if param == Dtype::F32 {
         out.push_str(
             "@group(0) @binding(0) var<storage, read_write> param: array<V>;\n\
              fn load_p(pi: u32, si: u32) -> V { return param[pi]; }\n\
@@ -109,7 +137,7 @@ fn accessors((param, grad): (Dtype, Dtype)) -> String {
 
 /// The same kernel with 8-bit block-wise state (vector width 4).
 pub fn shader_source_q8(kernel: &Kernel, groups: u32) -> String {
-    assemble(kernel, 4, groups, 1, true, (Dtype::F32, Dtype::F32))
+    assemble(kernel, 4, groups, 1, true, (Dtype::F32, Dtype::F32), false)
 }
 
 /// `lag`: candidates of per-step scalars per slot (loss scaling; else 1).
@@ -120,6 +148,7 @@ fn assemble(
     lag: u32,
     q8: bool,
     dtypes: (Dtype, Dtype),
+    sr: bool,
 ) -> String {
     let prelude = if width == 4 {
         PRELUDE_VEC4
@@ -130,7 +159,7 @@ fn assemble(
     let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
     format!(
         "{prelude}const GROUPS: u32 = {groups}u;\nconst LAG: u32 = {lag}u;\n{HALF}\n{}\n{COMMON}\n{state}\n{two_phase}\n{}",
-        accessors(dtypes),
+        accessors(dtypes, sr),
         kernel.source
     )
 }
@@ -155,12 +184,14 @@ pub(crate) struct PipelineKey {
     pub lag: u32,
     /// Element types of the params and grads.
     pub dtypes: (Dtype, Dtype),
+    /// bf16 params without a master copy, rounded stochastically.
+    pub sr: bool,
 }
 
 impl PipelineKey {
     /// Uses the layout with the master binding (16-bit params).
     pub fn mixed(&self) -> bool {
-        self.dtypes.0 != Dtype::F32
+        self.dtypes.0 != Dtype::F32 && !(self.sr && self.dtypes.0 == Dtype::Bf16)
     }
 }
 
@@ -309,7 +340,7 @@ pub(crate) fn pipeline(
     if let Some(p) = cache.pipelines.get(&key) {
         return Ok(p.clone());
     }
-    let (_, layout) = layouts(ctx, &mut cache, key.dtypes.0 != Dtype::F32)?;
+    let (_, layout) = layouts(ctx, &mut cache, key.mixed())?;
     let src = assemble(
         kernel,
         key.width,
@@ -317,6 +348,7 @@ pub(crate) fn pipeline(
         key.lag.max(1),
         key.q8.is_some(),
         key.dtypes,
+        key.sr,
     );
     let d = ctx.device();
     ctx.count("pipeline");
@@ -383,6 +415,16 @@ mod tests {
             for (p, g) in [(Dtype::Bf16, Dtype::F16), (Dtype::F16, Dtype::Bf16)] {
                 parse(&shader_source_typed(&rule.kernel(), 4, p, g));
             }
+            let k = rule.kernel();
+            parse(&assemble(
+                &k,
+                4,
+                4,
+                1,
+                false,
+                (Dtype::Bf16, Dtype::F32),
+                true,
+            ));
         }
         parse(include_str!("../shaders/copy.wgsl"));
     }

@@ -229,6 +229,9 @@ pub(crate) struct LaunchInfo {
     tensor: u32,
     /// 8-bit state: the tensor's blocks per slot.
     q_blocks: u32,
+    /// The param binding's first vector in its buffer.
+    p_base: u32,
+    pad: [u32; 3],
 }
 
 /// A GPU optimizer over registered tensors, one update rule, any number of param groups.
@@ -260,6 +263,8 @@ pub struct Optimizer<R: UpdateRule> {
     control_dirty: bool,
     pub(crate) state_format: StateFormat,
     pub(crate) scaler: Option<GradScaler>,
+    /// bf16 params without a master copy, rounded stochastically with this seed.
+    pub(crate) stochastic: Option<u32>,
     /// The device's (steps executed, steps skipped) as last read back, and a read-back in
     /// flight (0 pending, 1 mapped, 2 failed).
     ack: (u64, u64),
@@ -295,6 +300,7 @@ impl<R: UpdateRule> Optimizer<R> {
             control_dirty: false,
             state_format: StateFormat::F32,
             scaler: None,
+            stochastic: None,
             ack: (0, 0),
             pending_ack: None,
         })
@@ -711,6 +717,35 @@ impl<R: UpdateRule> Optimizer<R> {
             .collect()
     }
 
+    /// bf16 params without an f32 master copy: each step widens them, updates in f32 and
+    /// rounds back stochastically (up in magnitude with probability equal to the dropped
+    /// fraction: unbiased, so updates smaller than half a bf16 ulp still move the params
+    /// on average, where round-to-nearest would drop them every time). Saves the master's
+    /// 4 bytes per param of memory and 8 of traffic. The random bits are a hash of the
+    /// element's index in its buffer, the step and `seed`
+    /// ([`crate::half::stochastic_bits`]): runs are reproducible. f16 params keep their
+    /// master. Before the first step.
+    pub fn set_stochastic_rounding(&mut self, seed: Option<u32>) -> Result<()> {
+        self.frozen("set_stochastic_rounding")?;
+        self.stochastic = seed;
+        Ok(())
+    }
+
+    /// Whether tensor `t`'s params have an f32 master copy.
+    pub fn has_master(&self, t: TensorId) -> bool {
+        self.tensors
+            .get(t.0)
+            .is_some_and(|x| self.needs_master(x.dtypes.0))
+    }
+
+    fn needs_master(&self, d: Dtype) -> bool {
+        match d {
+            Dtype::F32 => false,
+            Dtype::F16 => true,
+            Dtype::Bf16 => self.stochastic.is_none(),
+        }
+    }
+
     /// Element types of tensor `t`'s params and grads.
     pub fn dtypes(&self, t: TensorId) -> Option<(Dtype, Dtype)> {
         self.tensors.get(t.0).map(|x| x.dtypes)
@@ -777,6 +812,10 @@ impl<R: UpdateRule> Optimizer<R> {
             .clone();
         match tensor.dtypes.0 {
             Dtype::F32 => self.ctx.download(&tensor.param),
+            d if !self.needs_master(d) => {
+                let (b, _) = self.param_bytes(t)?;
+                Ok(d.from_bytes(&b))
+            }
             _ => {
                 let r = self.master(t)?;
                 self.ctx.download(&r)
@@ -969,12 +1008,19 @@ impl<R: UpdateRule> Optimizer<R> {
             (p.lag, p.groups_p2 as usize)
         };
         self.scratch.clear();
+        // Candidates (GROUPS each), then the header: a.x the skips assumed for candidate
+        // 0 (loss scaling), a.y stochastic rounding's step key (bits).
+        let header = gp2 * lag.max(1) as usize;
+        self.scratch.resize(header + 1, [0.0; 16]);
+        if let Some(seed) = self.stochastic {
+            self.scratch[header][1] = f32::from_bits(crate::half::step_key(t, seed));
+        }
         if lag == 0 {
             for (g, rule) in self.groups.iter_mut().enumerate() {
                 if let Some((base, sched)) = &self.schedules[g] {
                     rule.set_lr(sched.lr(*base, t));
                 }
-                self.scratch.push(rule.hyper(t));
+                self.scratch[g] = rule.hyper(t);
             }
         } else {
             // Candidate j is for j more skips than the host knows of: the rule's step
@@ -982,7 +1028,6 @@ impl<R: UpdateRule> Optimizer<R> {
             self.refresh_ack(t, lag as u64)?;
             let (executed, skipped) = self.ack;
             let reach = (t - 1 - executed.min(t - 1)).min(lag as u64 - 1);
-            self.scratch.resize(gp2 * lag as usize + 1, [0.0; 16]);
             for (g, rule) in self.groups.iter_mut().enumerate() {
                 if let Some((base, sched)) = &self.schedules[g] {
                     rule.set_lr(sched.lr(*base, t));
@@ -993,7 +1038,7 @@ impl<R: UpdateRule> Optimizer<R> {
                     }
                 }
             }
-            self.scratch[gp2 * lag as usize][0] = skipped as f32;
+            self.scratch[header][0] = skipped as f32;
         }
         let plan = self.plan.as_ref().expect("prepared");
         let offset = self.next_slot as u64 * plan.hyper_stride;
@@ -1146,7 +1191,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 .push(i);
         }
         let any_q8 = lgroups.keys().any(|k| k.4.is_some());
-        let mixed = lgroups.keys().any(|k| k.3 .0 != Dtype::F32);
+        let mixed = lgroups.keys().any(|k| self.needs_master(k.3 .0));
         if mixed && limits.max_storage_buffers_per_shader_stage < 9 {
             return Err(Error::InvalidState(format!(
                 "16-bit params need 9 storage buffers per shader stage (the f32 master copy); \
@@ -1313,7 +1358,7 @@ impl<R: UpdateRule> Optimizer<R> {
             }
             // 16-bit params: an f32 master copy laid out as the state (from `base`, or from
             // the tensor's start for 8-bit state), initialised from the caller's params.
-            if dtypes.0 != Dtype::F32 {
+            if self.needs_master(dtypes.0) {
                 let len = if q8 {
                     t(members[0]).param.len as u64
                 } else {
@@ -1359,6 +1404,8 @@ impl<R: UpdateRule> Optimizer<R> {
                     end: 0,
                     tensor: 0,
                     q_blocks: 0,
+                    p_base: (pw / width) as u32,
+                    pad: [0; 3],
                 };
                 let mut header = header;
                 let dense =
@@ -1558,6 +1605,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 q8: p.q8.then_some(signed_mask),
                 lag,
                 dtypes: p.dtypes,
+                sr: self.stochastic.is_some(),
             };
             let kern = rule.kernel();
             let main = kernel::pipeline(ctx, &kern, key)?;

@@ -240,3 +240,65 @@ fn with_8bit_state_scaler_and_checkpoint() {
     assert!(snap(&mut resumed) == want, "resume differs");
     std::fs::remove_file(&path).unwrap();
 }
+
+/// bf16 params without a master, rounded stochastically: the device's bits equal the CPU
+/// twin's (SGD: only correctly rounded operations, so the f32 values agree exactly), and
+/// updates far below half a bf16 ulp still move the params by the right amount on
+/// average, where round-to-nearest never moves them.
+#[test]
+fn stochastic_rounding_matches_twin_and_is_unbiased() {
+    use gpu_optim::half::{f32_to_bf16, f32_to_bf16_stochastic, stochastic_bits};
+    let ctx = common::ctx();
+    let n = 4096;
+    let seed = 7;
+    // Updates up to 1e-3: below half a bf16 ulp just under 1.0 (2^-9).
+    let rule = gpu_optim::Sgd {
+        lr: 5e-4,
+        momentum: 0.5,
+        ..gpu_optim::Sgd::default()
+    };
+    let arena = Arena::with_dtypes(&ctx, &[n], Dtype::Bf16, Dtype::F32).unwrap();
+    let p0 = vec![1.0f32; n];
+    ctx.queue()
+        .write_buffer(&arena.params, 0, &Dtype::Bf16.to_bytes(&p0));
+    ctx.upload(&arena.grad(0), &vec![1.0; n]).unwrap();
+    let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
+    opt.set_stochastic_rounding(Some(seed)).unwrap();
+    let id = opt.add_arena(&arena, opt.default_group()).unwrap()[0];
+    assert!(!opt.has_master(id));
+    let mut cpu = CpuOptimizer::new(rule, n).unwrap();
+    let mut p = p0.clone();
+    let mut nearest = p0.clone();
+    let steps = 100;
+    for t in 1..=steps {
+        opt.step().unwrap();
+        let mut q = p.clone();
+        let mut cpu_near = cpu.clone();
+        cpu.step(&mut q, &vec![1.0; n]).unwrap();
+        for (i, x) in q.iter().enumerate() {
+            let r = stochastic_bits(i as u64, t, seed);
+            p[i] = Dtype::Bf16.decode(f32_to_bf16_stochastic(*x, r));
+        }
+        cpu_near.step(&mut nearest, &vec![1.0; n]).unwrap();
+        for x in nearest.iter_mut() {
+            *x = Dtype::Bf16.decode(f32_to_bf16(*x));
+        }
+    }
+    let got = opt.read_params(id).unwrap();
+    let same = got.iter().zip(&p).filter(|(a, b)| a == b).count();
+    assert_eq!(same, n, "device and CPU twin differ in {} params", n - same);
+    // The exact trajectory in f32: momentum 0.5 with a constant gradient.
+    let mut want = 1.0f64;
+    let mut buf = 0.0f64;
+    for t in 0..steps {
+        buf = if t == 0 { 1.0 } else { 0.5 * buf + 1.0 };
+        want -= 5e-4 * buf;
+    }
+    let mean = got.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+    assert!(
+        (mean - want).abs() < 0.01 * (1.0 - want),
+        "mean {mean}, f32 {want}"
+    );
+    // Round to nearest drops every update (each is below half an ulp at 1.0).
+    assert!(nearest.iter().all(|&x| x == 1.0));
+}
