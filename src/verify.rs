@@ -20,6 +20,7 @@
 use crate::clip::{cpu_grad_clip, GradClip};
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::half::Dtype;
 use crate::quant::{Q8State, StateFormat};
 use crate::rules::{cpu_step, UpdateRule};
 use crate::scheduler::{Arena, GroupId, Optimizer};
@@ -200,6 +201,10 @@ pub struct VerifyPlan<R: UpdateRule> {
     /// How the optimizer stores state; with 8-bit state the CPU requantizes after each
     /// step as the device does, and the slots compared are what the codes stand for.
     pub state_format: StateFormat,
+    /// Element types of the params and grads (mixed precision): random values are
+    /// rounded to them; "params" compares the f32 master, and a second buffer checks that
+    /// the 16-bit params are exactly the device's master rounded to nearest.
+    pub dtypes: (Dtype, Dtype),
 }
 
 impl<R: UpdateRule> VerifyPlan<R> {
@@ -212,6 +217,7 @@ impl<R: UpdateRule> VerifyPlan<R> {
             seed: 0x5eed,
             clip: None,
             state_format: StateFormat::F32,
+            dtypes: (Dtype::F32, Dtype::F32),
         }
     }
 }
@@ -228,7 +234,18 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         return Err(Error::InvalidState(format!("verify: no param group {g}")));
     }
     let lens: Vec<usize> = plan.tensors.iter().map(|&(_, n)| n).collect();
-    let arena = Arena::new(ctx, &lens)?;
+    let (pd, gd) = plan.dtypes;
+    let arena = Arena::with_dtypes(ctx, &lens, pd, gd)?;
+    // Values as the buffers hold them, written in their element type.
+    let round = |d: Dtype, v: Vec<f32>| match d {
+        Dtype::F32 => v,
+        _ => d.from_bytes(&d.to_bytes(&v)),
+    };
+    let write = |r: &crate::BufferRange, d: Dtype, v: &[f32]| {
+        let mut b = d.to_bytes(v);
+        b.resize(b.len().div_ceil(4) * 4, 0);
+        ctx.queue().write_buffer(&r.buffer, r.offset * d.size(), &b);
+    };
     let mut opt = Optimizer::new(ctx, plan.groups[0].clone())?;
     opt.set_state_format(plan.state_format)?;
     let mut gids = vec![GroupId(0)];
@@ -237,12 +254,12 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     }
     let mut ids = Vec::new();
     for (i, &(g, _)) in plan.tensors.iter().enumerate() {
-        ids.push(opt.add_tensor(gids[g], arena.param(i), arena.grad(i))?);
+        ids.push(opt.add_tensor_as(gids[g], arena.param(i), pd, arena.grad(i), gd)?);
     }
 
     let mut rng = Rng(plan.seed);
     let slots = plan.groups[0].state_slots();
-    let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
+    let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| round(pd, rng.vec(n, 1.0))).collect();
     let signed = opt.signed_slots();
     let requantize = |i: usize, s: &mut Vec<Vec<f32>>| {
         if plan.state_format.quantizes(lens[i]) {
@@ -262,16 +279,16 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         requantize(i, s);
     }
     for (i, p) in cpu_p.iter().enumerate() {
-        ctx.upload(&arena.param(i), p)?;
+        write(&arena.param(i), pd, p);
     }
     if let Some(c) = plan.clip {
         opt.set_grad_clip(c)?;
     }
     opt.prepare()?;
     for t in 1..=plan.steps as u64 {
-        let mut grads: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
+        let mut grads: Vec<Vec<f32>> = lens.iter().map(|&n| round(gd, rng.vec(n, 1.0))).collect();
         for (i, g) in grads.iter().enumerate() {
-            ctx.upload(&arena.grad(i), g)?;
+            write(&arena.grad(i), gd, g);
         }
         if let Some(c) = &plan.clip {
             cpu_grad_clip(&mut grads, c);
@@ -285,11 +302,20 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
 
     let mut gpu_all = Vec::new();
     let mut cpu_all = Vec::new();
+    let (mut bits, mut rounded) = (Vec::new(), Vec::new());
     for (i, p) in cpu_p.iter().enumerate() {
-        gpu_all.extend(ctx.download(&arena.param(i))?);
+        let master = opt.read_params(ids[i])?;
+        if pd != Dtype::F32 {
+            bits.extend(pd.from_bytes(&opt.param_bytes(ids[i])?.0));
+            rounded.extend(pd.from_bytes(&pd.to_bytes(&master)));
+        }
+        gpu_all.extend(master);
         cpu_all.extend_from_slice(p);
     }
     let mut buffers = vec![compare("params", &gpu_all, &cpu_all)?];
+    if pd != Dtype::F32 {
+        buffers.push(compare(&format!("params as {pd:?}"), &bits, &rounded)?);
+    }
     for (k, name) in slots.iter().enumerate() {
         let (mut g, mut c) = (Vec::new(), Vec::new());
         for (i, id) in ids.iter().enumerate() {

@@ -59,6 +59,7 @@ fn clipped_steps_match_the_cpu_twin() {
                 steps: 10,
                 seed: 9,
                 state_format: gpu_optim::StateFormat::F32,
+                dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
                 clip: Some(clip),
             };
             let r = verify(&ctx, &plan).unwrap();

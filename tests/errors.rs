@@ -940,6 +940,7 @@ fn verify_malformed_plans() {
         steps: 1,
         seed: 1,
         state_format: gpu_optim::StateFormat::F32,
+        dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
         clip: None,
     };
     assert!(verify(&ctx, &no_groups).is_err());
@@ -949,6 +950,7 @@ fn verify_malformed_plans() {
         steps: 1,
         seed: 1,
         state_format: gpu_optim::StateFormat::F32,
+        dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
         clip: None,
     };
     assert!(verify(&ctx, &bad_group).is_err());
@@ -986,6 +988,7 @@ fn verify_refuses_invalid_rules() {
             steps: 1,
             seed: 1,
             state_format: gpu_optim::StateFormat::F32,
+            dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
             clip: None,
         },
     );

@@ -59,6 +59,7 @@ fn many_tensors_and_groups_across_windows() {
             steps: 4,
             seed: 7,
             state_format: gpu_optim::StateFormat::F32,
+            dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
             clip,
         };
         let r = verify(&ctx, &plan).unwrap();
@@ -190,6 +191,7 @@ fn other_workgroup_sizes() {
             steps: 5,
             seed: 4,
             state_format: gpu_optim::StateFormat::F32,
+            dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
             clip: Some(GradClip {
                 max_norm: Some(1.0),
                 value: None,

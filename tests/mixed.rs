@@ -302,3 +302,18 @@ fn stochastic_rounding_matches_twin_and_is_unbiased() {
     // Round to nearest drops every update (each is below half an ulp at 1.0).
     assert!(nearest.iter().all(|&x| x == 1.0));
 }
+
+/// The verifier runs mixed precision too: the master against the CPU twin, and the
+/// 16-bit params against the device's own master rounded.
+#[test]
+fn verifier_handles_16bit_params() {
+    let ctx = common::ctx();
+    for (pd, gd) in [(Dtype::Bf16, Dtype::Bf16), (Dtype::F16, Dtype::F32)] {
+        let mut plan = gpu_optim::VerifyPlan::flat(Adam::adamw(), 0, 4);
+        plan.tensors = vec![(0, 70_001), (0, 7)];
+        plan.dtypes = (pd, gd);
+        let r = gpu_optim::verify(&ctx, &plan).unwrap();
+        assert!(r.passed(), "{r}");
+        assert_eq!(r.buffers[1].max_abs, 0.0, "{r}");
+    }
+}

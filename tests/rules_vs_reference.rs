@@ -420,6 +420,7 @@ fn multi_tensor_multi_group_matches_its_cpu_twin() {
             steps: STEPS,
             seed: 0xfeed,
             state_format: gpu_optim::StateFormat::F32,
+            dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
             clip: None,
         };
         let r = verify(&ctx, &plan).unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -492,6 +493,7 @@ fn lamb_trust_ratio_per_tensor() {
             steps: 20,
             seed: 77,
             state_format: gpu_optim::StateFormat::F32,
+            dtypes: (gpu_optim::Dtype::F32, gpu_optim::Dtype::F32),
             clip,
         };
         let r = verify(&ctx, &plan).unwrap();
