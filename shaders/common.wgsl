@@ -66,7 +66,9 @@ var<private> tensor_sums: vec2<f32>;
 // Per-group scalars of this step (a uniform: the ring slot is the dynamic offset): LAG
 // candidates of GROUPS each (one unless loss scaling), then a header whose a.x is the
 // skip count the host assumed for candidate 0.
-@group(0) @binding(3) var<uniform> hyper: array<Hyper, GROUPS * LAG + 1u>;
+// The header exists only with loss scaling or stochastic rounding (HYPER_LEN and HEADER
+// from src/kernel.rs): a longer array than needed made lavapipe index it 1.2x slower.
+@group(0) @binding(3) var<uniform> hyper: array<Hyper, HYPER_LEN>;
 // Bindings 4-6 (state slots s0..s2) are declared by the state format's file:
 // shaders/state_f32.wgsl or shaders/state_q8.wgsl.
 // Device-side scalars shared by the passes of a step (layout in shaders/reduce.wgsl):
@@ -93,7 +95,7 @@ fn hyper_of(group: u32) -> Hyper {
     if !SCALER {
         return hyper[group];
     }
-    let j = u32(max(aux[AUX_SKIPS] - hyper[GROUPS * LAG].a.x, 0.0));
+    let j = u32(max(aux[AUX_SKIPS] - hyper[HEADER].a.x, 0.0));
     return hyper[min(j, LAG - 1u) * GROUPS + group];
 }
 

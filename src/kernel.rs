@@ -82,7 +82,7 @@ fn accessors((param, grad): (Dtype, Dtype), sr: bool) -> String {
              // No master: the update rounds stochastically, by bits hashed from the element's\n\
              // index in its buffer and the step's key (the header's a.y; src/half.rs).\n\
              fn store_p(pi: u32, si: u32, old: V, nv: V, live: M) {\n\
-                 let key = bitcast<u32>(hyper[GROUPS * LAG].a.y);\n\
+                 let key = bitcast<u32>(hyper[HEADER].a.y);\n\
                  let e = (launch.p_base + pi) * 4u;\n\
                  let w = param[pi];\n\
                  let o = vec4<u32>(w.x & 0xffffu, w.x >> 16u, w.y & 0xffffu, w.y >> 16u);\n\
@@ -156,9 +156,15 @@ fn assemble(
         PRELUDE_SCALAR
     };
     let state = if q8 { STATE_Q8 } else { STATE_F32 };
+    // Candidates, then a header when loss scaling (lag > 1) or stochastic rounding reads it.
+    let with_header = lag > 1 || (sr && dtypes.0 == Dtype::Bf16);
+    let hyper_len = groups * lag + with_header as u32;
+    let header = if with_header { groups * lag } else { 0 };
     let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
     format!(
-        "{prelude}const GROUPS: u32 = {groups}u;\nconst LAG: u32 = {lag}u;\n{HALF}\n{}\n{COMMON}\n{state}\n{two_phase}\n{}",
+        "{prelude}const GROUPS: u32 = {groups}u;\nconst LAG: u32 = {lag}u;\n\
+         const HYPER_LEN: u32 = {hyper_len}u;\nconst HEADER: u32 = {header}u;\n\
+         {HALF}\n{}\n{COMMON}\n{state}\n{two_phase}\n{}",
         accessors(dtypes, sr),
         kernel.source
     )

@@ -43,7 +43,14 @@ Figures:
   model         GPT-2 small's 148 tensors (124M params) in one arena vs one flat buffer
                 of the same size, and vs one dispatch per tensor; host cost of encoding and
                 submitting a step (K=1 and K=8).
-  features      Adam with clip_grad_norm in the step, relative to the plain step.
+  features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
+                with both, and with bf16 / f16 params and grads through an f32 master
+                copy: time relative to the plain f32 step at the same size.
+  8-bit state   Adam, AdamW and Lion with bitsandbytes-style 8-bit block-wise state: bytes
+                per param (p, g, 1-byte codes and per-block absmax), GB/s, % of roofline,
+                time vs the f32-state rule, state bytes per param, the verifier (GPU vs
+                the bit-exact CPU twin), and the MLP example's final loss with 8-bit vs
+                f32 state after the same steps (ratio 1 = no loss of convergence).
   peers         PyTorch (benches/torch_optim.py; --torch / --torch-json) and, built with
                 --features peer-burn, Burn's Adam on its wgpu backend: their time per step
                 and ours / theirs at the same size.
