@@ -53,8 +53,8 @@ override SCALER: bool = false;
 const SUMS_AT: u32 = 16u;
 // aux words of the loss scaler (shaders/reduce.wgsl).
 const AUX_SCALE: u32 = 5u;
-const AUX_FOUND: u32 = 7u;
-const AUX_SKIPS: u32 = 9u;
+const AUX_FACTOR: u32 = 14u;
+const AUX_STEP: u32 = 15u;
 
 // The sums of the tensor being updated (two-phase rules; zero otherwise).
 var<private> tensor_sums: vec2<f32>;
@@ -95,35 +95,35 @@ fn hyper_of(group: u32) -> Hyper {
     if !SCALER {
         return hyper[group];
     }
-    let j = u32(max(aux[AUX_SKIPS] - hyper[HEADER].a.x, 0.0));
+    let j = u32(max(aux[AUX_STEP] - hyper[HEADER].a.x, 0.0));
     return hyper[min(j, LAG - 1u) * GROUPS + group];
 }
 
 // Loss scaling found a non-finite gradient in this step: nothing may change.
 fn skipped() -> bool {
-    return SCALER && aux[AUX_FOUND] != 0.0;
+    return SCALER && aux[AUX_STEP] < 0.0;
 }
 
-// The gradient unscaled by the loss scale, for the norm and the update.
-fn unscaled(g: V) -> V {
+// 1 / the loss scale (1 without loss scaling).
+fn inv_scale() -> f32 {
     if SCALER {
-        return g * (1.0 / aux[AUX_SCALE]);
+        return 1.0 / aux[AUX_SCALE];
     }
-    return g;
+    return 1.0;
 }
 
 // The gradient as the rule sees it: unscaled, clamped by value, then scaled by the clip
-// coefficient.
+// coefficient. Without a clamp, one multiplication by (1/scale)·coefficient (aux[14],
+// from shaders/reduce.wgsl): each load of `aux` is a per-lane loop on software devices.
 fn clipped(g: V) -> V {
     if !CLIP {
         return g;
     }
-    var c = unscaled(g);
     let v = aux[1];
     if v > 0.0 {
-        c = clamp(c, V(-v), V(v));
+        return clamp(g * inv_scale(), V(-v), V(v)) * aux[3];
     }
-    return c * aux[3];
+    return g * aux[AUX_FACTOR];
 }
 
 // The gradient after `maximize` and coupled (L2) weight decay, as torch's loops form it.
@@ -217,6 +217,8 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         return;
     }
     var acc = vec2<f32>(0.0);
+    let inv = inv_scale();
+    let v = aux[1];
     for (var t = t0; t < min(t0 + r, launch.n_tiles); t = t + 1u) {
         let tile = tile_at(t);
         let vi = tile.first + lid;
@@ -227,8 +229,7 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
             // Non-finite values are found from their bits (WGSL may assume x == x),
             // before unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_.
             let bad = (bitcast<U>(raw) & U(0x7f800000u)) == U(0x7f800000u);
-            var g = unscaled(raw);
-            let v = aux[1];
+            var g = raw * inv;
             if v > 0.0 {
                 g = clamp(g, V(-v), V(v));
             }

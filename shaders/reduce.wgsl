@@ -7,8 +7,9 @@
 //   [4] non-finite count; the loss scaler (src/scaler.rs): [5] scale, [6] growth
 //   tracker, [7] found_inf this step, [8] steps executed, [9] steps skipped (counts in
 //   f32: exact to 2^24), [10] scaler on, [11] growth_factor, [12] backoff_factor,
-//   [13] growth_interval (host); then 2 f32 per tensor from SUMS_AT, then 2 f32 per tile
-//   from `partials_at`.
+//   [13] growth_interval (host); [14] (1/scale)·clip coefficient, the update's gradient
+//   factor; [15] the update's step word: -1 if this step is skipped, else the skip
+//   count; then 2 f32 per tensor from SUMS_AT, then 2 f32 per tile from `partials_at`.
 
 const SUMS_AT: u32 = 16u;
 const WG: u32 = 256u;
@@ -76,14 +77,18 @@ fn total(@builtin(local_invocation_index) lid: u32) {
             scale = min(1.0, max_norm / (norm + 1e-6));
         }
         aux[3] = scale;
+        var inv = 1.0;
         if aux[10] != 0.0 {
+            inv = 1.0 / aux[5];
             let found = t.y > 0.0;
             aux[7] = select(0.0, 1.0, found);
             aux[8] = aux[8] + 1.0;
             if found {
                 aux[9] = aux[9] + 1.0;
             }
+            aux[15] = select(aux[9], -1.0, found);
         }
+        aux[14] = inv * scale;
     }
 }
 

@@ -78,6 +78,24 @@ impl Arena {
     /// Zero-filled params and grads of the given element types (mixed precision: e.g. bf16
     /// params and grads, updated through the optimizer's f32 master copy). Offsets and
     /// lengths of [`Arena::param`] / [`Arena::grad`] count elements of these types.
+    ///
+    /// ```
+    /// # fn main() -> gpu_optim::Result<()> {
+    /// use gpu_optim::{Adam, Arena, Context, Dtype, Optimizer, TensorId};
+    /// let ctx = Context::new()?;
+    /// let arena = Arena::with_dtypes(&ctx, &[1000], Dtype::Bf16, Dtype::Bf16)?;
+    /// let one = Dtype::Bf16.to_bytes(&vec![1.0; 1000]);
+    /// ctx.queue().write_buffer(&arena.params, 0, &one); // the model's bf16 weights
+    /// ctx.queue().write_buffer(&arena.grads, 0, &one); // its bf16 gradients
+    /// let mut opt = Optimizer::new(&ctx, Adam { lr: 1e-3, ..Adam::default() })?;
+    /// opt.add_arena(&arena, opt.default_group())?;
+    /// opt.step()?;
+    /// // The f32 master moved by lr; the bf16 params hold it rounded to nearest.
+    /// assert_eq!(opt.read_params(TensorId(0))?[0], 0.999);
+    /// let (bytes, _) = opt.param_bytes(TensorId(0))?;
+    /// assert_eq!(Dtype::Bf16.from_bytes(&bytes)[0], 1.0);
+    /// # Ok(()) }
+    /// ```
     pub fn with_dtypes(ctx: &Context, lens: &[usize], param: Dtype, grad: Dtype) -> Result<Self> {
         // 256 bytes in the smaller element type (and a multiple of 4 elements).
         let align = 256 / param.size().min(grad.size());
@@ -327,6 +345,23 @@ impl<R: UpdateRule> Optimizer<R> {
     /// [`crate::quant`]) for tensors of at least `min_len` elements; before the first step.
     /// Such tensors must start at multiples of 4 elements (an [`Arena`]'s do), and each is
     /// one dispatch. Two-phase rules (LAMB) keep f32 state.
+    ///
+    /// ```
+    /// # fn main() -> gpu_optim::Result<()> {
+    /// use gpu_optim::{Adam, Arena, Context, Optimizer, StateFormat, TensorId};
+    /// let ctx = Context::new()?;
+    /// let arena = Arena::new(&ctx, &[1 << 16, 100])?; // the small one keeps f32 state
+    /// let mut opt = Optimizer::new(&ctx, Adam::default())?;
+    /// opt.set_state_format(StateFormat::blockwise8())?;
+    /// opt.add_arena(&arena, opt.default_group())?;
+    /// ctx.upload(&arena.grad(0), &vec![0.5; 1 << 16])?;
+    /// opt.step()?;
+    /// assert!(opt.is_quantized(TensorId(0)) && !opt.is_quantized(TensorId(1)));
+    /// let (codes, absmax) = opt.read_state_q8(TensorId(0), 0)?; // exp_avg: 1 byte each
+    /// assert_eq!((codes.len(), absmax.len()), (1 << 16, 256));
+    /// assert_eq!(absmax[0], 0.05); // (1 - beta1) * 0.5, the block's largest |m|
+    /// # Ok(()) }
+    /// ```
     pub fn set_state_format(&mut self, format: StateFormat) -> Result<()> {
         self.frozen("set_state_format")?;
         if format != StateFormat::F32 && self.groups[0].kernel().two_phase {
