@@ -11,7 +11,7 @@ pub const H: usize = 32;
 /// Layer shapes (inputs, outputs).
 const LAYERS: [(usize, usize); 3] = [(2, H), (H, H), (H, 2)];
 
-/// Two interleaved spirals, deterministic: (points [N][2], labels).
+/// Two interleaved spirals, deterministic: (points `[N][2]`, labels).
 pub fn spirals() -> (Vec<f32>, Vec<u32>) {
     let mut rng = Rng(7);
     let (mut x, mut y) = (Vec::with_capacity(2 * N), Vec::with_capacity(N));
