@@ -63,7 +63,7 @@ fn json_report_matches_schema_and_plot_is_svg() {
             "--sizes",
             "2^12,2^14",
             "--rules",
-            "sgd,adam-amsgrad",
+            "sgd,adam-amsgrad,lion",
             "--reps",
             "2",
         ])
@@ -89,8 +89,14 @@ fn json_report_matches_schema_and_plot_is_svg() {
     let mut errors = Vec::new();
     validate(&schema, &report, "$", &mut errors);
     assert!(errors.is_empty(), "{errors:#?}");
-    // Two sizes x two rules, two verified rules that passed, bytes/param from the rule.
-    assert_eq!(report["rules"].as_array().unwrap().len(), 4);
+    // Two sizes x three rules, verified rules that passed, bytes/param from the rule.
+    assert_eq!(report["rules"].as_array().unwrap().len(), 6);
+    // Lion with 8-bit state: verified, a quarter of the f32 state, the MLP trained.
+    let s8 = &report["state8"][0];
+    assert_eq!(s8["rule"], "lion");
+    assert_eq!(s8["verified"], true);
+    assert!((s8["state_bytes_per_param"].as_f64().unwrap() - 1.015625).abs() < 1e-9);
+    assert!(s8["mlp_loss_ratio"].as_f64().unwrap().is_finite());
     assert_eq!(report["roofline"].as_array().unwrap().len(), 2);
     assert!(report["verify"]
         .as_array()
