@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Generates the expected values in tests/torch_reference.rs: torch.optim single-tensor
-(foreach=False) on CPU, 8 steps from fixed params with exactly representable grads.
-Run: python3 tests/torch_reference.py  (the Case list is printed to paste)."""
+(foreach=False) on CPU, 8 steps from fixed params with exactly representable grads; then
+Adam under torch.amp.GradScaler with some steps' grads holding an inf.
+Run: python3 tests/torch_reference.py  (the Case list and the scaler values are printed
+to paste)."""
 import torch, struct
 torch.set_default_dtype(torch.float32)
 N, T = 6, 8
@@ -65,3 +67,22 @@ for name, rust, params, slots in out:
         print(f'            ("{k}", [' + ", ".join(lit(x) for x in v) + "]),")
     print("        ],")
     print("    },")
+
+# Adam under GradScaler("cpu", init_scale=2^16, growth_interval=2): grads are the loss
+# scale times grad(i, t), with an inf at the steps (and elements) in BAD.
+BAD = {2: 1, 5: 4, 6: 0}
+p = torch.nn.Parameter(torch.tensor(p0))
+opt = torch.optim.Adam([p], foreach=False)
+scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=2)
+scales = []
+for t in range(1, T + 1):
+    s = scaler.scale(torch.tensor(1.0)).item()
+    g = torch.tensor([grad(i, t) for i in range(N)]) * s
+    if t in BAD:
+        g[BAD[t]] = float("inf")
+    p.grad = g
+    scaler.step(opt)
+    scaler.update()
+    scales.append(scaler.get_scale())
+print("SCALER_PARAMS: [" + ", ".join(lit(x) for x in p.detach().tolist()) + "]")
+print("SCALER_STEPS:", int(opt.state[p]["step"].item()), "SCALES:", scales)

@@ -771,3 +771,74 @@ fn gpu_matches_torch() {
         assert!(e.max_scaled <= tolerance(&c.rule), "{}: {e:?}", c.name);
     }
 }
+
+/// torch.amp.GradScaler("cpu", init_scale=2^16, growth_interval=2) around single-tensor
+/// Adam, grads = scale × grad(i, t) with an inf at steps 2, 5 and 6 (elements 1, 4, 0);
+/// values from torch 2.15.0+cu132 (the second part of tests/torch_reference.py). The scale
+/// after each step must match exactly, as must the 5 applied steps; the params within
+/// Adam's tolerance for 5 steps.
+#[test]
+fn grad_scaler_matches_torch() {
+    let want_params = [
+        f32::from_bits(0x3f0028b3),
+        f32::from_bits(0xbe82093d),
+        f32::from_bits(0x3fc02fa7),
+        f32::from_bits(0xbfffc879),
+        f32::from_bits(0x3df96779),
+        f32::from_bits(0x404033d4),
+    ];
+    let want_scales = [
+        65536.0, 32768.0, 32768.0, 65536.0, 32768.0, 16384.0, 16384.0, 32768.0,
+    ];
+    let bad = |t: u64| match t {
+        2 => Some(1),
+        5 => Some(4),
+        6 => Some(0),
+        _ => None,
+    };
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[N]).unwrap();
+    ctx.upload(&arena.param(0), &P0).unwrap();
+    let rule = Adam::default();
+    let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    let config = GradScaler {
+        growth_interval: 2,
+        ..GradScaler::default()
+    };
+    opt.set_grad_scaler(config).unwrap();
+    // The CPU twin alongside.
+    let mut twin = CpuGradScaler::new(config);
+    let mut cpu = CpuOptimizer::new(rule.clone(), N).unwrap();
+    let mut p = P0;
+    for t in 1..=T {
+        let scale = opt.loss_scale().unwrap();
+        assert_eq!(scale, twin.scale);
+        let mut g: Vec<f32> = (0..N).map(|i| grad(i, t) * scale).collect();
+        if let Some(i) = bad(t) {
+            g[i] = f32::INFINITY;
+        }
+        ctx.upload(&arena.grad(0), &g).unwrap();
+        opt.step().unwrap();
+        let mut gs = vec![g];
+        let found = twin.unscale(&mut gs);
+        if !found {
+            cpu.step(&mut p, &gs[0]).unwrap();
+        }
+        twin.update(found);
+        assert_eq!(
+            opt.loss_scale().unwrap(),
+            want_scales[t as usize - 1],
+            "step {t}"
+        );
+        assert_eq!(twin.scale, want_scales[t as usize - 1], "twin, step {t}");
+    }
+    assert_eq!(opt.applied_steps().unwrap(), 5);
+    assert_eq!(cpu.t, 5);
+    let tol = rule.rounding_ops() as f64 * 5.0;
+    let gpu = ctx.download(&arena.param(0)).unwrap();
+    for (what, got) in [("gpu", &gpu[..]), ("cpu", &p[..])] {
+        let e = compare("params", got, &want_params).unwrap();
+        assert!(e.max_scaled <= tol, "{what}: {e:?}");
+    }
+}
