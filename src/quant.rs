@@ -20,9 +20,11 @@
 //! multiplication; absmax is a max (exact). The device and [`Q8State`] therefore produce the
 //! same bytes and the same absmax from the same f32 state.
 //!
-//! Deviation from bitsandbytes: its map is built from torch f32 `linspace` arithmetic;
-//! ours from the same formula in f64, rounded once (entries may differ by an ulp), and
-//! a value exactly on a midpoint rounds down.
+//! The map equals bitsandbytes' bit for bit. Deviation: codes are the exact nearest
+//! entry (a value exactly on a midpoint rounds down). bitsandbytes' CPU quantizer
+//! (0.50) finds the bin with an approximate search: its codes equal ours for every value
+//! of at least 1% of the block's absmax, and below that it often picks a farther entry
+//! (tests/bnb_reference.rs).
 
 /// Elements per quantization block (bitsandbytes' blocksize for 8-bit optimizers).
 pub const BLOCK: usize = 256;
@@ -57,34 +59,49 @@ impl StateFormat {
     }
 }
 
-/// bitsandbytes' `create_dynamic_map(signed, max_exponent_bits=7, total_bits=8)`, sorted.
+/// bitsandbytes' `create_dynamic_map(signed, max_exponent_bits=7, total_bits=8)`, sorted,
+/// bit for bit: the same f32 arithmetic as its torch code (`linspace` with a fused
+/// multiply-add from each end, means in f32, times the decade as an f32;
+/// tests/bnb_reference.rs checks every entry against bitsandbytes 0.50).
 pub fn dynamic_map(signed: bool) -> [f32; 256] {
-    let mut data: Vec<f64> = Vec::with_capacity(256);
-    let max_exp = 7i32;
-    let non_sign_bits = 7i32;
-    for i in 0..max_exp {
+    // torch.linspace(0.1, 1, n) in f32, as its CPU kernel computes it.
+    let linspace = |n: usize| -> Vec<f32> {
+        let (s, e) = (0.1f32, 1.0f32);
+        let step = (e - s) / (n - 1) as f32;
+        (0..n)
+            .map(|i| {
+                if i < n / 2 {
+                    step.mul_add(i as f32, s)
+                } else {
+                    (-step).mul_add((n - 1 - i) as f32, e)
+                }
+            })
+            .collect()
+    };
+    const DECADES: [f64; 7] = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0];
+    let mut data: Vec<f32> = Vec::with_capacity(256);
+    for (i, &decade) in DECADES.iter().enumerate() {
+        // Signed: 2^i intervals per decade (a sign bit spent); unsigned: 2^(i+1).
         let items = if signed {
-            (1usize << (i + non_sign_bits - max_exp)) + 1
+            (1 << i) + 1
         } else {
-            (1usize << (i + non_sign_bits - max_exp + 1)) + 1
+            (1 << (i + 1)) + 1
         };
-        let scale = 10f64.powi(-(max_exp - 1) + i);
-        // Means of consecutive points of linspace(0.1, 1, items).
-        let b = |k: usize| 0.1 + 0.9 * k as f64 / (items - 1) as f64;
+        let b = linspace(items);
         for k in 0..items - 1 {
-            let m = (b(k) + b(k + 1)) / 2.0;
-            data.push(scale * m);
+            let m = (b[k] + b[k + 1]) / 2.0;
+            let v = decade as f32 * m;
+            data.push(v);
             if signed {
-                data.push(-scale * m);
+                data.push(-v);
             }
         }
     }
     data.push(0.0);
     data.push(1.0);
     data.resize(256, 0.0);
-    let mut map: Vec<f32> = data.into_iter().map(|x| x as f32).collect();
-    map.sort_by(f32::total_cmp);
-    map.try_into().expect("256 entries")
+    data.sort_by(f32::total_cmp);
+    data.try_into().expect("256 entries")
 }
 
 /// Guess table buckets per sign: 26 binades [2^-25, 2), 64 buckets each.
