@@ -457,7 +457,9 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// Where the device keeps the current loss scale (one f32): bind it in the kernel that
-    /// seeds your backward pass to scale the loss without a read-back.
+    /// seeds your backward pass to scale the loss without a read-back. Storage bindings
+    /// start at 256-byte aligned offsets, so bind the whole `buffer` read-only and read
+    /// element `offset`.
     pub fn loss_scale_buffer(&mut self) -> Result<BufferRange> {
         self.scaler_plan()?;
         let plan = self.plan.as_ref().expect("prepared");
