@@ -16,6 +16,9 @@ struct QMap { v: array<vec4<f32>, 256>, g: array<vec4<u32>, 416> }
 
 // Bit k set: slot k may be negative (signed map); else the unsigned map.
 override SIGNED: u32 = 7u;
+// Requantize stochastically (src/quant.rs: Codebook::encode_stochastic), with bits hashed
+// from the element's index in its tensor, the slot and the step's key (header a.z).
+override Q8_SR: bool = false;
 
 // Vectors per block.
 const QB: u32 = 64u;
@@ -68,6 +71,42 @@ fn encode1(x: f32, a: f32, inv_a: f32, at: u32) -> u32 {
         c = c + 1u;
     }
     return c;
+}
+
+// Between the two entries around x: the upper with probability (x - lower) / (upper -
+// lower), from correctly rounded products and differences only, as the CPU twin.
+fn encode_sr1(x: f32, a: f32, inv_a: f32, at: u32, r: u32) -> u32 {
+    let c = encode1(x, a, inv_a, at);
+    var lo = c;
+    var hi = c;
+    if qget(at + c) * a <= x {
+        hi = min(c + 1u, 255u);
+    } else if c > 0u {
+        lo = c - 1u;
+    }
+    if lo == hi {
+        return c;
+    }
+    let lv = qget(at + lo) * a;
+    let hv = qget(at + hi) * a;
+    let u = f32(r >> 8u) * 5.9604645e-8;
+    return select(lo, hi, u * (hv - lv) < x - lv);
+}
+
+// Slot k's codes for the 4 elements from tensor element e.
+fn encode_slot(x: vec4<f32>, a: f32, k: u32, e: u32) -> u32 {
+    let at = map_at(k);
+    if !Q8_SR {
+        return encode(x, a, at);
+    }
+    let inv_a = 1.0 / a;
+    let key = bitcast<u32>(hyper[HEADER].a.z);
+    var out = 0u;
+    for (var l = 0u; l < 4u; l = l + 1u) {
+        let r = pcg_hash(((e + l) * 3u + k) ^ key);
+        out = out | (encode_sr1(x[l], a, inv_a, at, r) << (8u * l));
+    }
+    return out;
 }
 
 fn encode(x: vec4<f32>, a: f32, at: u32) -> u32 {
@@ -131,7 +170,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if !inside {
         return;
     }
-    if SLOTS > 0u { s0[si] = encode(st.s0, a.x, map_at(0u)); }
-    if SLOTS > 1u { s1[si] = encode(st.s1, a.y, map_at(1u)); }
-    if SLOTS > 2u { s2[si] = encode(st.s2, a.z, map_at(2u)); }
+    let e = launch.q_block0 * 256u + vi * 4u;
+    if SLOTS > 0u { s0[si] = encode_slot(st.s0, a.x, 0u, e); }
+    if SLOTS > 1u { s1[si] = encode_slot(st.s1, a.y, 1u, e); }
+    if SLOTS > 2u { s2[si] = encode_slot(st.s2, a.z, 2u, e); }
 }

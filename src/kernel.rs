@@ -48,7 +48,7 @@ pub fn shader_source(kernel: &Kernel, width: u32, groups: u32) -> String {
         width,
         groups,
         1,
-        false,
+        None,
         (Dtype::F32, Dtype::F32),
         false,
     )
@@ -57,7 +57,7 @@ pub fn shader_source(kernel: &Kernel, width: u32, groups: u32) -> String {
 /// The kernel (vector width 4) for params and grads of the given element types; 16-bit
 /// params are updated through an f32 master copy.
 pub fn shader_source_typed(kernel: &Kernel, groups: u32, param: Dtype, grad: Dtype) -> String {
-    assemble(kernel, 4, groups, 1, false, (param, grad), false)
+    assemble(kernel, 4, groups, 1, None, (param, grad), false)
 }
 
 /// Bindings 0 and 1 and their accessors for the buffers' element types (16-bit: vec4
@@ -137,16 +137,28 @@ fn accessors((param, grad): (Dtype, Dtype), sr: bool) -> String {
 
 /// The same kernel with 8-bit block-wise state (vector width 4).
 pub fn shader_source_q8(kernel: &Kernel, groups: u32) -> String {
-    assemble(kernel, 4, groups, 1, true, (Dtype::F32, Dtype::F32), false)
+    assemble(
+        kernel,
+        4,
+        groups,
+        1,
+        Some(Q8_SR),
+        (Dtype::F32, Dtype::F32),
+        false,
+    )
 }
 
-/// `lag`: candidates of per-step scalars per slot (loss scaling; else 1).
+/// In [`PipelineKey::q8`]: stochastic requantization.
+pub(crate) const Q8_SR: u32 = 1 << 8;
+
+/// `lag`: candidates of per-step scalars per slot (loss scaling; else 1). `q8`: 8-bit
+/// state, its signed-slot mask and [`Q8_SR`].
 fn assemble(
     kernel: &Kernel,
     width: u32,
     groups: u32,
     lag: u32,
-    q8: bool,
+    q8: Option<u32>,
     dtypes: (Dtype, Dtype),
     sr: bool,
 ) -> String {
@@ -155,9 +167,10 @@ fn assemble(
     } else {
         PRELUDE_SCALAR
     };
-    let state = if q8 { STATE_Q8 } else { STATE_F32 };
+    let state = if q8.is_some() { STATE_Q8 } else { STATE_F32 };
     // Candidates, then a header when loss scaling (lag > 1) or stochastic rounding reads it.
-    let with_header = lag > 1 || (sr && dtypes.0 == Dtype::Bf16);
+    let q8_sr = q8.is_some_and(|m| m & Q8_SR != 0);
+    let with_header = lag > 1 || (sr && dtypes.0 == Dtype::Bf16) || q8_sr;
     let hyper_len = groups * lag + with_header as u32;
     let header = if with_header { groups * lag } else { 0 };
     let two_phase = if kernel.two_phase { TWO_PHASE } else { "" };
@@ -352,7 +365,7 @@ pub(crate) fn pipeline(
         key.width,
         key.groups,
         key.lag.max(1),
-        key.q8.is_some(),
+        key.q8,
         key.dtypes,
         key.sr,
     );
@@ -366,8 +379,9 @@ pub(crate) fn pipeline(
         ("DENSE", key.dense as u32 as f64),
         ("SCALER", (key.lag > 0) as u32 as f64),
     ];
-    if let Some(signed) = key.q8 {
-        constants.push(("SIGNED", signed as f64));
+    if let Some(mask) = key.q8 {
+        constants.push(("SIGNED", (mask & 0xff) as f64));
+        constants.push(("Q8_SR", (mask & Q8_SR != 0) as u32 as f64));
     }
     let p = ctx.scoped("compiling a rule kernel", || {
         let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -427,7 +441,7 @@ mod tests {
                 4,
                 4,
                 1,
-                false,
+                None,
                 (Dtype::Bf16, Dtype::F32),
                 true,
             ));

@@ -42,6 +42,10 @@ pub enum StateFormat {
     Blockwise8 {
         /// Smaller tensors keep f32 state ([`MIN_8BIT_LEN`] as bitsandbytes).
         min_len: usize,
+        /// Requantize stochastically with this seed instead of to the nearest entry
+        /// ([`Codebook::encode_stochastic`]): unbiased, so a slot moving by less than half
+        /// a code step per update (Lion's momentum) still moves on average.
+        stochastic: Option<u32>,
     },
 }
 
@@ -50,12 +54,21 @@ impl StateFormat {
     pub fn blockwise8() -> Self {
         StateFormat::Blockwise8 {
             min_len: MIN_8BIT_LEN,
+            stochastic: None,
+        }
+    }
+
+    /// The seed of stochastic requantization, if any.
+    pub fn stochastic_seed(&self) -> Option<u32> {
+        match *self {
+            StateFormat::Blockwise8 { stochastic, .. } => stochastic,
+            StateFormat::F32 => None,
         }
     }
 
     /// Whether a tensor of `len` elements gets 8-bit state.
     pub fn quantizes(&self, len: usize) -> bool {
-        matches!(*self, StateFormat::Blockwise8 { min_len } if len >= min_len.max(1))
+        matches!(*self, StateFormat::Blockwise8 { min_len, .. } if len >= min_len.max(1))
     }
 }
 
@@ -180,6 +193,31 @@ impl Codebook {
         c as u8
     }
 
+    /// The code of `x` rounded stochastically between its two neighbouring entries with
+    /// 32 random bits `r`: the upper with probability (x − lower) / (upper − lower), from
+    /// correctly rounded products and differences only (`encode_sr` in
+    /// shaders/state_q8.wgsl does the same operations). Outside the map's range, or for
+    /// NaN, the nearest code.
+    pub fn encode_stochastic(&self, x: f32, absmax: f32, r: u32) -> u8 {
+        let c = self.encode(x, absmax) as usize;
+        let (mut lo, mut hi) = (c, c);
+        if self.map[c] * absmax <= x {
+            hi = (c + 1).min(255);
+        } else {
+            lo = c.saturating_sub(1);
+        }
+        if lo == hi {
+            return c as u8;
+        }
+        let (lv, hv) = (self.map[lo] * absmax, self.map[hi] * absmax);
+        let u = (r >> 8) as f32 * 5.960_464_5e-8;
+        if u * (hv - lv) < x - lv {
+            hi as u8
+        } else {
+            lo as u8
+        }
+    }
+
     /// The value of `code` in a block whose absmax is `absmax`.
     pub fn decode(&self, code: u8, absmax: f32) -> f32 {
         self.map[code as usize] * absmax
@@ -226,13 +264,43 @@ pub struct Q8State {
     pub absmax: Vec<Vec<f32>>,
 }
 
+/// The random bits stochastic requantization uses for element `index` of its tensor's
+/// slot `slot` at step `step` (steps called, from 1) with `seed`.
+pub fn stochastic_bits(index: u64, slot: usize, step: u64, seed: u32) -> u32 {
+    let key = crate::half::step_key(step, seed);
+    crate::half::pcg_hash((index as u32).wrapping_mul(3).wrapping_add(slot as u32) ^ key)
+}
+
 impl Q8State {
-    /// Quantizes f32 state slots (`signed[k]`: slot k may be negative).
+    /// Quantizes f32 state slots (`signed[k]`: slot k may be negative) to the nearest
+    /// entries.
     pub fn quantize(state: &[Vec<f32>], signed: &[bool]) -> Self {
+        Self::quantize_at(state, signed, None)
+    }
+
+    /// Quantizes as the device does after step `step`: to the nearest entries, or
+    /// stochastically with the bits of [`stochastic_bits`] when `seed` is set.
+    pub fn quantize_at(state: &[Vec<f32>], signed: &[bool], sr: Option<(u64, u32)>) -> Self {
         let (codes, absmax) = state
             .iter()
             .zip(signed)
-            .map(|(s, &sg)| Codebook::new(sg).quantize(s))
+            .enumerate()
+            .map(|(k, (s, &sg))| {
+                let cb = Codebook::new(sg);
+                let Some((step, seed)) = sr else {
+                    return cb.quantize(s);
+                };
+                let absmax: Vec<f32> = s.chunks(BLOCK).map(block_absmax).collect();
+                let codes = s
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        let r = stochastic_bits(i as u64, k, step, seed);
+                        cb.encode_stochastic(v, absmax[i / BLOCK], r)
+                    })
+                    .collect();
+                (codes, absmax)
+            })
             .unzip();
         Self { codes, absmax }
     }

@@ -1052,6 +1052,9 @@ impl<R: UpdateRule> Optimizer<R> {
         if let Some(seed) = self.stochastic {
             self.scratch[header][1] = f32::from_bits(crate::half::step_key(t, seed));
         }
+        if let Some(seed) = self.state_format.stochastic_seed() {
+            self.scratch[header][2] = f32::from_bits(crate::half::step_key(t, seed));
+        }
         if lag == 0 {
             for (g, rule) in self.groups.iter_mut().enumerate() {
                 if let Some((base, sched)) = &self.schedules[g] {
@@ -1639,7 +1642,13 @@ impl<R: UpdateRule> Optimizer<R> {
                 clip: global,
                 dense: p.dense,
                 groups: n_groups,
-                q8: p.q8.then_some(signed_mask),
+                q8: p.q8.then_some(
+                    signed_mask
+                        | match self.state_format.stochastic_seed() {
+                            Some(_) => kernel::Q8_SR,
+                            None => 0,
+                        },
+                ),
                 lag,
                 dtypes: p.dtypes,
                 sr: self.stochastic.is_some(),

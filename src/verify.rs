@@ -261,9 +261,14 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     let slots = plan.groups[0].state_slots();
     let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| round(pd, rng.vec(n, 1.0))).collect();
     let signed = opt.signed_slots();
-    let requantize = |i: usize, s: &mut Vec<Vec<f32>>| {
+    let requantize = |i: usize, s: &mut Vec<Vec<f32>>, t: u64| {
         if plan.state_format.quantizes(lens[i]) {
-            *s = Q8State::quantize(s, &signed).dequantize(&signed);
+            let sr = plan
+                .state_format
+                .stochastic_seed()
+                .filter(|_| t > 0)
+                .map(|sd| (t, sd));
+            *s = Q8State::quantize_at(s, &signed, sr).dequantize(&signed);
         }
     };
     let mut cpu_s: Vec<Vec<Vec<f32>>> = plan
@@ -276,7 +281,7 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         })
         .collect();
     for (i, s) in cpu_s.iter_mut().enumerate() {
-        requantize(i, s);
+        requantize(i, s, 0);
     }
     for (i, p) in cpu_p.iter().enumerate() {
         write(&arena.param(i), pd, p);
@@ -295,7 +300,7 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         }
         for (i, &(g, _)) in plan.tensors.iter().enumerate() {
             cpu_step(&plan.groups[g], t, &mut cpu_p[i], &grads[i], &mut cpu_s[i])?;
-            requantize(i, &mut cpu_s[i]);
+            requantize(i, &mut cpu_s[i], t);
         }
         opt.step()?;
     }

@@ -13,7 +13,10 @@ use gpu_optim::{
 /// Steps `rule` with 8-bit state on the device and on the CPU twin, over tensors whose
 /// lengths cut blocks and vectors short, and checks every slot's codes and absmax exactly.
 fn gpu_equals_twin<R: UpdateRule>(ctx: &gpu_optim::Context, rule: R, lens: &[usize], steps: u32) {
-    let format = StateFormat::Blockwise8 { min_len: 1000 };
+    let format = StateFormat::Blockwise8 {
+        min_len: 1000,
+        stochastic: None,
+    };
     let arena = Arena::new(ctx, lens).unwrap();
     let mut opt = Optimizer::new(ctx, rule.clone()).unwrap();
     opt.set_state_format(format).unwrap();
@@ -246,4 +249,103 @@ fn verifier_agrees_with_8bit_state() {
         let r = gpu_optim::verify(&ctx, &plan).unwrap();
         assert!(r.passed(), "{r}");
     }
+}
+
+/// Stochastic requantization: the device's codes equal the CPU twin's (same hashed bits,
+/// same exact comparisons), and a slot that moves by less than half a code step per update
+/// still moves on average, where round-to-nearest sticks.
+#[test]
+fn stochastic_requantization_equals_twin() {
+    let ctx = common::ctx();
+    let format = StateFormat::Blockwise8 {
+        min_len: 1000,
+        stochastic: Some(99),
+    };
+    let lens = [5000usize, 70_001];
+    let arena = Arena::new(&ctx, &lens).unwrap();
+    let rule = Lion::default();
+    let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
+    opt.set_state_format(format).unwrap();
+    let ids = opt.add_arena(&arena, opt.default_group()).unwrap();
+    let mut rng = Rng(4);
+    let mut host: Vec<(Vec<f32>, CpuOptimizer<Lion>)> = lens
+        .iter()
+        .map(|&n| {
+            (
+                vec![0.0; n],
+                CpuOptimizer::with_format(rule.clone(), n, format).unwrap(),
+            )
+        })
+        .collect();
+    for _ in 0..4 {
+        for (i, &n) in lens.iter().enumerate() {
+            let g = rng.vec(n, 1.0);
+            ctx.upload(&arena.grad(i), &g).unwrap();
+            let (p, cpu) = &mut host[i];
+            cpu.step(p, &g).unwrap();
+        }
+        opt.step().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let q = host[i].1.q8.as_ref().unwrap();
+            let (codes, absmax) = opt.read_state_q8(*id, 0).unwrap();
+            assert_eq!(absmax, q.absmax[0], "tensor {i}");
+            let diff = codes
+                .iter()
+                .zip(&q.codes[0])
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(diff, 0, "tensor {i}: {diff} codes differ");
+        }
+    }
+}
+
+/// Lion's momentum with a constant gradient, 8-bit: m moves 1% of the way per step
+/// (beta2 = 0.99). Nearest requantization can hold it still; stochastic tracks the f32
+/// value on average.
+#[test]
+fn stochastic_requantization_is_unbiased() {
+    let ctx = common::ctx();
+    let n = 8192;
+    let run = |stochastic: Option<u32>| {
+        let arena = Arena::new(&ctx, &[n]).unwrap();
+        let mut opt = Optimizer::new(&ctx, Lion::default()).unwrap();
+        opt.set_state_format(StateFormat::Blockwise8 {
+            min_len: 0,
+            stochastic,
+        })
+        .unwrap();
+        opt.add_arena(&arena, opt.default_group()).unwrap();
+        // m: 0.01 everywhere after one step of gradient 1; then the gradient pulls the
+        // first element of each block (its absmax) towards 1 and the others towards 0.6,
+        // each by 1% of the gap per step.
+        ctx.upload(&arena.grad(0), &vec![1.0; n]).unwrap();
+        opt.step_many(1).unwrap();
+        let g: Vec<f32> = (0..n)
+            .map(|i| if i % 256 == 0 { 1.0 } else { 0.6 })
+            .collect();
+        ctx.upload(&arena.grad(0), &g).unwrap();
+        opt.step_many(30).unwrap();
+        let m = opt.read_state(TensorId(0), 0).unwrap();
+        m.iter()
+            .enumerate()
+            .filter(|(i, _)| i % 256 != 0)
+            .map(|(_, &x)| x as f64)
+            .sum::<f64>()
+            / (n - n / 256) as f64
+    };
+    // f32 reference: m after step 1 is 0.01 (lerp from 0 by 1 - beta2), then 30 steps
+    // towards 0.6.
+    let mut want = 0.01f64;
+    for _ in 0..30 {
+        want += 0.01 * (0.6 - want);
+    }
+    let (nearest, sr) = (run(None), run(Some(5)));
+    assert!(
+        (sr - want).abs() < 0.02 * want,
+        "stochastic {sr} vs f32 {want}"
+    );
+    assert!(
+        (nearest - want).abs() > (sr - want).abs(),
+        "nearest {nearest}, stochastic {sr}, f32 {want}"
+    );
 }

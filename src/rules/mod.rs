@@ -183,6 +183,8 @@ pub struct CpuOptimizer<R: UpdateRule> {
     pub state: Vec<Vec<f32>>,
     /// 8-bit state ([`crate::StateFormat`]), requantized after every step as the device does.
     pub q8: Option<crate::quant::Q8State>,
+    /// Stochastic requantization's seed (8-bit state only).
+    pub q8_seed: Option<u32>,
 }
 
 impl<R: UpdateRule> CpuOptimizer<R> {
@@ -202,6 +204,7 @@ impl<R: UpdateRule> CpuOptimizer<R> {
             t: 0,
             state,
             q8: None,
+            q8_seed: format.stochastic_seed(),
         };
         if format.quantizes(len) {
             let q = crate::quant::Q8State::quantize(&me.state, &me.signed());
@@ -222,7 +225,8 @@ impl<R: UpdateRule> CpuOptimizer<R> {
         cpu_step(&self.rule, self.t + 1, params, grads, &mut self.state)?;
         if self.q8.is_some() {
             let signed = self.signed();
-            let q = crate::quant::Q8State::quantize(&self.state, &signed);
+            let sr = self.q8_seed.map(|seed| (self.t + 1, seed));
+            let q = crate::quant::Q8State::quantize_at(&self.state, &signed, sr);
             self.state = q.dequantize(&signed);
             self.q8 = Some(q);
         }

@@ -220,6 +220,10 @@ struct State8Row {
     mlp_loss_8bit: f32,
     /// Final training loss with 8-bit state / with f32 state (1 = no loss of convergence).
     mlp_loss_ratio: f32,
+    /// The same with stochastic requantization: time vs f32 state, final loss, ratio.
+    sr_over_f32: f64,
+    mlp_loss_8bit_sr: f32,
+    mlp_loss_ratio_sr: f32,
 }
 
 #[derive(Serialize)]
@@ -628,7 +632,23 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             };
             // Every MLP tensor is below bitsandbytes' 4096 threshold: quantize them all.
             let loss_f32 = mlp(StateFormat::F32)?;
-            let loss_8 = mlp(StateFormat::Blockwise8 { min_len: 0 })?;
+            let loss_8 = mlp(StateFormat::Blockwise8 {
+                min_len: 0,
+                stochastic: None,
+            })?;
+            let loss_sr = mlp(StateFormat::Blockwise8 {
+                min_len: 0,
+                stochastic: Some(1),
+            })?;
+            let sr_setup = Setup {
+                format: StateFormat::Blockwise8 {
+                    min_len: 4096,
+                    stochastic: Some(1),
+                },
+                ..Setup::default()
+            };
+            let t_sr =
+                bench::time_rule_on(&ctx, &timer, rule, &arena, args.reps, k_for(n), &sr_setup)?;
             let mut plan = VerifyPlan::flat(rule.clone(), 100_003, args.verify_steps);
             plan.state_format = f;
             let check = verify(&ctx, &plan)?;
@@ -649,6 +669,9 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 mlp_loss_f32: loss_f32,
                 mlp_loss_8bit: loss_8,
                 mlp_loss_ratio: loss_8 / loss_f32,
+                sr_over_f32: t_sr.step.median / plain,
+                mlp_loss_8bit_sr: loss_sr,
+                mlp_loss_ratio_sr: loss_sr / loss_f32,
             });
         }
     }
@@ -856,6 +879,13 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 r.mlp_loss_ratio
             )?;
             ok &= r.verified;
+        }
+        for r in &state8 {
+            writeln!(
+                out,
+                "  {:<8} stochastic requantization: {:.2}x f32 time, MLP loss {:.4} = {:.3}x f32",
+                r.rule, r.sr_over_f32, r.mlp_loss_8bit_sr, r.mlp_loss_ratio_sr
+            )?;
         }
         all_ok &= ok;
         writeln!(
