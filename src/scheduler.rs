@@ -197,8 +197,6 @@ struct Reductions {
     clip: bool,
     /// A two-phase rule's first pass runs.
     two_phase: bool,
-    /// Loss scaling: the scale update runs after the update.
-    scaler: bool,
     pipelines: kernel::ReducePipelines,
     bind_group: wgpu::BindGroup,
     grid: (u32, u32),
@@ -574,10 +572,8 @@ impl<R: UpdateRule> Optimizer<R> {
         if covered(self) {
             return Ok(());
         }
-        let plan = self.plan.as_ref().expect("prepared");
-        let b = self.ctx.download_bytes(&plan.aux, AUX_EXECUTED * 4, 8)?;
-        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&b);
-        self.ack = (v[0] as u64, v[1] as u64);
+        let w = self.scaler_words()?;
+        self.ack = (w[3] as u64, w[4] as u64);
         if covered(self) {
             return Ok(());
         }
@@ -1055,31 +1051,28 @@ impl<R: UpdateRule> Optimizer<R> {
         if let Some(seed) = self.state_format.stochastic_seed() {
             self.scratch[header][2] = f32::from_bits(crate::half::step_key(t, seed));
         }
-        if lag == 0 {
-            for (g, rule) in self.groups.iter_mut().enumerate() {
-                if let Some((base, sched)) = &self.schedules[g] {
-                    rule.set_lr(sched.lr(*base, t));
-                }
-                self.scratch[g] = rule.hyper(t);
+        // Candidate j is for j more skips than the host knows of: the rule's step number
+        // t − skipped − j; the lr follows the steps called, t. Without loss scaling there
+        // is one candidate, for t.
+        let (skipped, reach) = match lag {
+            0 => (0, 0),
+            _ => {
+                self.refresh_ack(t, lag as u64)?;
+                let (executed, skipped) = self.ack;
+                (skipped, (t - 1 - executed.min(t - 1)).min(lag as u64 - 1))
             }
-        } else {
-            // Candidate j is for j more skips than the host knows of: the rule's step
-            // number t − skipped − j; the lr follows the steps called, t.
-            self.refresh_ack(t, lag as u64)?;
-            let (executed, skipped) = self.ack;
-            let reach = (t - 1 - executed.min(t - 1)).min(lag as u64 - 1);
-            for (g, rule) in self.groups.iter_mut().enumerate() {
-                if let Some((base, sched)) = &self.schedules[g] {
-                    rule.set_lr(sched.lr(*base, t));
-                }
-                for j in 0..=reach {
-                    if let Some(tr) = t.checked_sub(skipped + j).filter(|&x| x >= 1) {
-                        self.scratch[j as usize * gp2 + g] = rule.hyper(tr);
-                    }
+        };
+        for (g, rule) in self.groups.iter_mut().enumerate() {
+            if let Some((base, sched)) = &self.schedules[g] {
+                rule.set_lr(sched.lr(*base, t));
+            }
+            for j in 0..=reach {
+                if let Some(tr) = t.checked_sub(skipped + j).filter(|&x| x >= 1) {
+                    self.scratch[j as usize * gp2 + g] = rule.hyper(tr);
                 }
             }
-            self.scratch[header][0] = skipped as f32;
         }
+        self.scratch[header][0] = skipped as f32;
         let plan = self.plan.as_ref().expect("prepared");
         let offset = self.next_slot as u64 * plan.hyper_stride;
         self.ctx
@@ -1141,7 +1134,8 @@ impl<R: UpdateRule> Optimizer<R> {
             pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
             pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
         }
-        if let Some(r) = plan.reductions.as_ref().filter(|r| r.scaler) {
+        // Loss scaling (lag > 0): the scale update after the update.
+        if let Some(r) = plan.reductions.as_ref().filter(|_| plan.lag > 0) {
             pass.set_bind_group(0, &r.bind_group, &[]);
             pass.set_pipeline(&r.pipelines.scaler_update);
             pass.dispatch_workgroups(1, 1, 1);
@@ -1644,10 +1638,10 @@ impl<R: UpdateRule> Optimizer<R> {
                 groups: n_groups,
                 q8: p.q8.then_some(
                     signed_mask
-                        | match self.state_format.stochastic_seed() {
-                            Some(_) => kernel::Q8_SR,
-                            None => 0,
-                        },
+                        | self
+                            .state_format
+                            .stochastic_seed()
+                            .map_or(0, |_| kernel::Q8_SR),
                 ),
                 lag,
                 dtypes: p.dtypes,
@@ -1791,7 +1785,6 @@ impl<R: UpdateRule> Optimizer<R> {
                 Some(Reductions {
                     clip: global,
                     two_phase,
-                    scaler: self.scaler.is_some(),
                     pipelines,
                     bind_group,
                     grid: (gx, (n_tensors as u32).div_ceil(gx)),
