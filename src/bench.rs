@@ -313,9 +313,8 @@ pub fn random_arena_as(ctx: &Context, n: usize, param: Dtype, grad: Dtype) -> Re
     for start in (0..n).step_by(chunk) {
         let len = chunk.min(n - start);
         for (b, d, scale) in [(&arena.params, param, 1.0), (&arena.grads, grad, 1e-2)] {
-            let mut bytes = d.to_bytes(&rng.vec(len, scale));
-            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
-            ctx.queue().write_buffer(b, start as u64 * d.size(), &bytes);
+            let r = crate::BufferRange::new(b, start as u64, len);
+            ctx.upload_as(&r, d, &rng.vec(len, scale))?;
         }
     }
     Ok(arena)

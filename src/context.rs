@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::half::Dtype;
 use crate::kernel::PipelineCache;
 
 /// How to pick an adapter and which limits to ask for. `Default` honours the same
@@ -330,6 +331,87 @@ impl Context {
                 bytemuck::cast_slice(data),
             )
         })
+    }
+
+    /// Writes `data` into `dst`, whose elements are of type `dtype` (16-bit: rounded to
+    /// nearest even, see [`crate::half`]). A 16-bit range that starts or ends inside a
+    /// 4-byte word keeps its neighbours' halves of that word, which are read back first
+    /// (waiting for submitted work); an aligned range is written as [`Context::upload`].
+    pub fn upload_as(&self, dst: &BufferRange, dtype: Dtype, data: &[f32]) -> Result<()> {
+        if dtype == Dtype::F32 {
+            return self.upload(dst, data);
+        }
+        dst.check_sized(
+            "upload destination",
+            wgpu::BufferUsages::COPY_DST,
+            dtype.size(),
+        )?;
+        if data.len() != dst.len {
+            return Err(Error::LengthMismatch {
+                what: "upload data".into(),
+                got: data.len(),
+                expected: dst.len,
+            });
+        }
+        self.write_bytes(
+            &dst.buffer,
+            dst.offset * dtype.size(),
+            &dtype.to_bytes(data),
+        )
+    }
+
+    /// Reads `src`, whose elements are of type `dtype`, back to the host as f32 (exact).
+    pub fn download_as(&self, src: &BufferRange, dtype: Dtype) -> Result<Vec<f32>> {
+        if dtype == Dtype::F32 {
+            return self.download(src);
+        }
+        src.check_sized(
+            "download source",
+            wgpu::BufferUsages::COPY_SRC,
+            dtype.size(),
+        )?;
+        let e = dtype.size();
+        let b = self.read_bytes(&src.buffer, src.offset * e, src.len as u64 * e)?;
+        Ok(dtype.from_bytes(&b))
+    }
+
+    /// Writes `data` at byte `offset` of `buffer` (any alignment): the bytes of the 4-byte
+    /// words it shares with its neighbours are read back and kept.
+    pub(crate) fn write_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset + data.len() as u64;
+        let (w0, w1) = (offset / 4 * 4, end.div_ceil(4) * 4);
+        let mut words = vec![0u8; (w1 - w0) as usize];
+        if offset != w0 {
+            words[..4].copy_from_slice(&self.download_bytes(buffer, w0, 4)?);
+        }
+        if end != w1 {
+            let k = words.len() - 4;
+            words[k..].copy_from_slice(&self.download_bytes(buffer, w1 - 4, 4)?);
+        }
+        words[(offset - w0) as usize..(end - w0) as usize].copy_from_slice(data);
+        self.scoped("upload", || {
+            self.inner.queue.write_buffer(buffer, w0, &words)
+        })
+    }
+
+    /// Reads `len` bytes at byte `offset` of `buffer` (any alignment; waits).
+    pub(crate) fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
+        let (w0, w1) = (offset / 4 * 4, (offset + len).div_ceil(4) * 4);
+        let b = self.download_bytes(buffer, w0, w1 - w0)?;
+        Ok(b[(offset - w0) as usize..(offset - w0 + len) as usize].to_vec())
     }
 
     /// Reads `src` back to the host (waits for all submitted work).

@@ -48,6 +48,14 @@ impl Dtype {
         }
     }
 
+    /// `xs` rounded to this format and back: the values a buffer of it holds.
+    pub fn round(self, xs: &[f32]) -> Vec<f32> {
+        match self {
+            Dtype::F32 => xs.to_vec(),
+            _ => self.from_bytes(&self.to_bytes(xs)),
+        }
+    }
+
     /// `xs` rounded to this format, as little-endian bytes (F32: as they are).
     pub fn to_bytes(self, xs: &[f32]) -> Vec<u8> {
         match self {

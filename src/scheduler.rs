@@ -84,16 +84,14 @@ impl Arena {
     /// use gpu_optim::{Adam, Arena, Context, Dtype, Optimizer, TensorId};
     /// let ctx = Context::new()?;
     /// let arena = Arena::with_dtypes(&ctx, &[1000], Dtype::Bf16, Dtype::Bf16)?;
-    /// let one = Dtype::Bf16.to_bytes(&vec![1.0; 1000]);
-    /// ctx.queue().write_buffer(&arena.params, 0, &one); // the model's bf16 weights
-    /// ctx.queue().write_buffer(&arena.grads, 0, &one); // its bf16 gradients
+    /// ctx.upload_as(&arena.param(0), Dtype::Bf16, &vec![1.0; 1000])?; // the model's weights
+    /// ctx.upload_as(&arena.grad(0), Dtype::Bf16, &vec![1.0; 1000])?; // its gradients
     /// let mut opt = Optimizer::new(&ctx, Adam { lr: 1e-3, ..Adam::default() })?;
     /// opt.add_arena(&arena, opt.default_group())?;
     /// opt.step()?;
     /// // The f32 master moved by lr; the bf16 params hold it rounded to nearest.
     /// assert_eq!(opt.read_params(TensorId(0))?[0], 0.999);
-    /// let (bytes, _) = opt.param_bytes(TensorId(0))?;
-    /// assert_eq!(Dtype::Bf16.from_bytes(&bytes)[0], 1.0);
+    /// assert_eq!(ctx.download_as(&arena.param(0), Dtype::Bf16)?[0], 1.0);
     /// # Ok(()) }
     /// ```
     pub fn with_dtypes(ctx: &Context, lens: &[usize], param: Dtype, grad: Dtype) -> Result<Self> {
@@ -805,22 +803,18 @@ impl<R: UpdateRule> Optimizer<R> {
             .get(t.0)
             .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))?;
         let e = x.dtypes.0.size();
-        let (o, n) = (x.param.offset * e, x.param.len as u64 * e);
-        // Copies move whole 4-byte words: read the words around the range.
-        let (w0, w1) = (o / 4 * 4, (o + n).div_ceil(4) * 4);
-        let b = self.ctx.download_bytes(&x.param.buffer, w0, w1 - w0)?;
-        Ok((
-            b[(o - w0) as usize..(o - w0 + n) as usize].to_vec(),
-            x.dtypes.0,
-        ))
+        let b = self
+            .ctx
+            .read_bytes(&x.param.buffer, x.param.offset * e, x.param.len as u64 * e)?;
+        Ok((b, x.dtypes.0))
     }
 
     /// Overwrites tensor `t`'s params with little-endian bytes of its element type (its
     /// neighbours' bytes in a shared word are kept).
     pub(crate) fn write_param_bytes(&mut self, t: TensorId, data: &[u8]) -> Result<()> {
-        let x = self.tensors[t.0].clone();
+        let x = &self.tensors[t.0];
         let e = x.dtypes.0.size();
-        let (o, n) = (x.param.offset * e, x.param.len as u64 * e);
+        let n = x.param.len as u64 * e;
         if data.len() as u64 != n {
             return Err(Error::LengthMismatch {
                 what: format!("tensor {} params (bytes)", t.0),
@@ -828,11 +822,8 @@ impl<R: UpdateRule> Optimizer<R> {
                 expected: n as usize,
             });
         }
-        let (w0, w1) = (o / 4 * 4, (o + n).div_ceil(4) * 4);
-        let mut words = self.ctx.download_bytes(&x.param.buffer, w0, w1 - w0)?;
-        words[(o - w0) as usize..(o - w0 + n) as usize].copy_from_slice(data);
-        self.ctx.queue().write_buffer(&x.param.buffer, w0, &words);
-        Ok(())
+        self.ctx
+            .write_bytes(&x.param.buffer, x.param.offset * e, data)
     }
 
     /// Reads tensor `t`'s params as f32: the master copy for 16-bit params (what the rule
@@ -845,10 +836,7 @@ impl<R: UpdateRule> Optimizer<R> {
             .clone();
         match tensor.dtypes.0 {
             Dtype::F32 => self.ctx.download(&tensor.param),
-            d if !self.needs_master(d) => {
-                let (b, _) = self.param_bytes(t)?;
-                Ok(d.from_bytes(&b))
-            }
+            d if !self.needs_master(d) => self.ctx.download_as(&tensor.param, d),
             _ => {
                 let r = self.master(t)?;
                 self.ctx.download(&r)
@@ -1401,11 +1389,8 @@ impl<R: UpdateRule> Optimizer<R> {
                 let at = |o: u64| if q8 { 0 } else { o };
                 let m = ctx.create_zeroed("gpu-optim f32 master params", len as usize)?;
                 for &i in &members {
-                    let (o, n) = (t(i).param.offset, t(i).param.len as u64);
-                    let b = ctx.download_bytes(&pbuf, o * ep, (n * ep).div_ceil(4) * 4)?;
-                    let mut v = dtypes.0.from_bytes(&b);
-                    v.truncate(n as usize);
-                    let r = BufferRange::new(&m, at(o - base), n as usize);
+                    let v = ctx.download_as(&t(i).param, dtypes.0)?;
+                    let r = BufferRange::new(&m, at(t(i).param.offset - base), v.len());
                     ctx.upload(&r, &v)?;
                 }
                 states[set].master = Some(m);

@@ -236,16 +236,6 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     let lens: Vec<usize> = plan.tensors.iter().map(|&(_, n)| n).collect();
     let (pd, gd) = plan.dtypes;
     let arena = Arena::with_dtypes(ctx, &lens, pd, gd)?;
-    // Values as the buffers hold them, written in their element type.
-    let round = |d: Dtype, v: Vec<f32>| match d {
-        Dtype::F32 => v,
-        _ => d.from_bytes(&d.to_bytes(&v)),
-    };
-    let write = |r: &crate::BufferRange, d: Dtype, v: &[f32]| {
-        let mut b = d.to_bytes(v);
-        b.resize(b.len().div_ceil(4) * 4, 0);
-        ctx.queue().write_buffer(&r.buffer, r.offset * d.size(), &b);
-    };
     let mut opt = Optimizer::new(ctx, plan.groups[0].clone())?;
     opt.set_state_format(plan.state_format)?;
     let mut gids = vec![GroupId(0)];
@@ -259,7 +249,8 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
 
     let mut rng = Rng(plan.seed);
     let slots = plan.groups[0].state_slots();
-    let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| round(pd, rng.vec(n, 1.0))).collect();
+    // Values as the buffers hold them.
+    let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| pd.round(&rng.vec(n, 1.0))).collect();
     let signed = opt.signed_slots();
     let requantize = |i: usize, s: &mut Vec<Vec<f32>>, t: u64| {
         if plan.state_format.quantizes(lens[i]) {
@@ -284,16 +275,16 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         requantize(i, s, 0);
     }
     for (i, p) in cpu_p.iter().enumerate() {
-        write(&arena.param(i), pd, p);
+        ctx.upload_as(&arena.param(i), pd, p)?;
     }
     if let Some(c) = plan.clip {
         opt.set_grad_clip(c)?;
     }
     opt.prepare()?;
     for t in 1..=plan.steps as u64 {
-        let mut grads: Vec<Vec<f32>> = lens.iter().map(|&n| round(gd, rng.vec(n, 1.0))).collect();
+        let mut grads: Vec<Vec<f32>> = lens.iter().map(|&n| gd.round(&rng.vec(n, 1.0))).collect();
         for (i, g) in grads.iter().enumerate() {
-            write(&arena.grad(i), gd, g);
+            ctx.upload_as(&arena.grad(i), gd, g)?;
         }
         if let Some(c) = &plan.clip {
             cpu_grad_clip(&mut grads, c);
@@ -311,8 +302,8 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     for (i, p) in cpu_p.iter().enumerate() {
         let master = opt.read_params(ids[i])?;
         if pd != Dtype::F32 {
-            bits.extend(pd.from_bytes(&opt.param_bytes(ids[i])?.0));
-            rounded.extend(pd.from_bytes(&pd.to_bytes(&master)));
+            bits.extend(ctx.download_as(&arena.param(i), pd)?);
+            rounded.extend(pd.round(&master));
         }
         gpu_all.extend(master);
         cpu_all.extend_from_slice(p);

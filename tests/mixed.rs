@@ -21,13 +21,8 @@ fn run<R: UpdateRule>(ctx: &Context, rule: R, pd: Dtype, gd: Dtype, lens: &[usiz
     // The caller's params: values representable in its format (what its model holds).
     let mut masters: Vec<Vec<f32>> = Vec::new();
     for (i, &n) in lens.iter().enumerate() {
-        let p = pd.from_bytes(&pd.to_bytes(&rng.vec(n, 1.0)));
-        let r = arena.param(i);
-        let bytes = pd.to_bytes(&p);
-        let mut padded = bytes.clone();
-        padded.resize(bytes.len().div_ceil(4) * 4, 0);
-        ctx.queue()
-            .write_buffer(&r.buffer, r.offset * pd.size(), &padded);
+        let p = pd.round(&rng.vec(n, 1.0));
+        ctx.upload_as(&arena.param(i), pd, &p).unwrap();
         masters.push(p);
     }
     let mut opt = Optimizer::new(ctx, rule.clone()).unwrap();
@@ -38,15 +33,9 @@ fn run<R: UpdateRule>(ctx: &Context, rule: R, pd: Dtype, gd: Dtype, lens: &[usiz
         .collect();
     for s in 1..=steps {
         for (i, &n) in lens.iter().enumerate() {
-            let g = rng.vec(n, 1.0);
-            let bytes = gd.to_bytes(&g);
-            let mut padded = bytes.clone();
-            padded.resize(bytes.len().div_ceil(4) * 4, 0);
-            let r = arena.grad(i);
-            ctx.queue()
-                .write_buffer(&r.buffer, r.offset * gd.size(), &padded);
             // The grads as the device reads them.
-            let g = gd.from_bytes(&bytes);
+            let g = gd.round(&rng.vec(n, 1.0));
+            ctx.upload_as(&arena.grad(i), gd, &g).unwrap();
             cpus[i].step(&mut masters[i], &g).unwrap();
         }
         opt.step().unwrap();
@@ -184,9 +173,8 @@ fn with_8bit_state_scaler_and_checkpoint() {
     let build = || {
         let arena = Arena::with_dtypes(&ctx, &lens, Dtype::Bf16, Dtype::Bf16).unwrap();
         for (i, &n) in lens.iter().enumerate() {
-            let p = Dtype::Bf16.to_bytes(&Rng(i as u64).vec(n, 1.0));
-            let r = arena.param(i);
-            ctx.queue().write_buffer(&r.buffer, r.offset * 2, &p);
+            ctx.upload_as(&arena.param(i), Dtype::Bf16, &Rng(i as u64).vec(n, 1.0))
+                .unwrap();
         }
         let mut opt = Optimizer::new(&ctx, Adam::adamw()).unwrap();
         opt.set_state_format(StateFormat::blockwise8()).unwrap();
@@ -206,9 +194,7 @@ fn with_8bit_state_scaler_and_checkpoint() {
                 if t == 2 {
                     g[n / 2] = f32::INFINITY;
                 }
-                let r = arena.grad(i);
-                ctx.queue()
-                    .write_buffer(&r.buffer, r.offset * 2, &Dtype::Bf16.to_bytes(&g));
+                ctx.upload_as(&arena.grad(i), Dtype::Bf16, &g).unwrap();
             }
             opt.step().unwrap();
         }
@@ -259,8 +245,7 @@ fn stochastic_rounding_matches_twin_and_is_unbiased() {
     };
     let arena = Arena::with_dtypes(&ctx, &[n], Dtype::Bf16, Dtype::F32).unwrap();
     let p0 = vec![1.0f32; n];
-    ctx.queue()
-        .write_buffer(&arena.params, 0, &Dtype::Bf16.to_bytes(&p0));
+    ctx.upload_as(&arena.param(0), Dtype::Bf16, &p0).unwrap();
     ctx.upload(&arena.grad(0), &vec![1.0; n]).unwrap();
     let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
     opt.set_stochastic_rounding(Some(seed)).unwrap();
@@ -315,5 +300,26 @@ fn verifier_handles_16bit_params() {
         let r = gpu_optim::verify(&ctx, &plan).unwrap();
         assert!(r.passed(), "{r}");
         assert_eq!(r.buffers[1].max_abs, 0.0, "{r}");
+    }
+}
+
+/// Typed uploads and downloads at 16-bit ranges that start and end inside 4-byte words:
+/// the neighbours' halves of those words are kept.
+#[test]
+fn typed_upload_keeps_neighbouring_halves() {
+    let ctx = common::ctx();
+    let sentinel = vec![0xABCDu16; 16];
+    let words: Vec<f32> = bytemuck::cast_slice(&sentinel).to_vec();
+    let buf = ctx.create_buffer("p16", &words).unwrap();
+    let r = BufferRange::new(&buf, 3, 5);
+    let v = [0.5, -1.0, 2.0, 3.0, -0.25];
+    ctx.upload_as(&r, Dtype::F16, &v).unwrap();
+    assert_eq!(ctx.download_as(&r, Dtype::F16).unwrap(), v);
+    let b = ctx.download_bytes(&buf, 0, 32).unwrap();
+    let h: Vec<u16> = bytemuck::pod_collect_to_vec(&b);
+    for (j, &x) in h.iter().enumerate() {
+        if !(3..8).contains(&j) {
+            assert_eq!(x, 0xABCD, "half {j} changed");
+        }
     }
 }
