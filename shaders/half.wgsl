@@ -1,6 +1,15 @@
 // 16-bit params and grads (src/half.rs, the CPU twin, bit for bit): conversions with
 // integer operations only, round to nearest even, identical on every adapter.
 
+// The 4 halves of a vec4's worth of 16-bit elements (two u32), and back.
+fn halves(w: vec2<u32>) -> vec4<u32> {
+    return vec4<u32>(w.x & 0xffffu, w.x >> 16u, w.y & 0xffffu, w.y >> 16u);
+}
+
+fn pack_halves(k: vec4<u32>) -> vec2<u32> {
+    return vec2<u32>(k.x | (k.y << 16u), k.z | (k.w << 16u));
+}
+
 fn bf16_from_f32(x: f32) -> u32 {
     let b = bitcast<u32>(x);
     if (b & 0x7fffffffu) > 0x7f800000u {

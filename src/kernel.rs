@@ -76,20 +76,17 @@ fn accessors((param, grad): (Dtype, Dtype), sr: bool) -> String {
         out.push_str(
             "@group(0) @binding(0) var<storage, read_write> param: array<vec2<u32>>;\n\
              fn load_p(pi: u32, si: u32) -> V {\n\
-                 let w = param[pi];\n\
-                 return vec4<f32>(bf16_to_f32(w.x & 0xffffu), bf16_to_f32(w.x >> 16u), bf16_to_f32(w.y & 0xffffu), bf16_to_f32(w.y >> 16u));\n\
+                 let h = halves(param[pi]);\n\
+                 return vec4<f32>(bf16_to_f32(h.x), bf16_to_f32(h.y), bf16_to_f32(h.z), bf16_to_f32(h.w));\n\
              }\n\
              // No master: the update rounds stochastically, by bits hashed from the element's\n\
              // index in its buffer and the step's key (the header's a.y; src/half.rs).\n\
              fn store_p(pi: u32, si: u32, old: V, nv: V, live: M) {\n\
                  let key = bitcast<u32>(hyper[HEADER].a.y);\n\
                  let e = (launch.p_base + pi) * 4u;\n\
-                 let w = param[pi];\n\
-                 let o = vec4<u32>(w.x & 0xffffu, w.x >> 16u, w.y & 0xffffu, w.y >> 16u);\n\
                  let h = vec4<u32>(bf16_from_f32_sr(nv.x, pcg_hash(e ^ key)), bf16_from_f32_sr(nv.y, pcg_hash((e + 1u) ^ key)),\n\
                      bf16_from_f32_sr(nv.z, pcg_hash((e + 2u) ^ key)), bf16_from_f32_sr(nv.w, pcg_hash((e + 3u) ^ key)));\n\
-                 let k = select(o, h, live);\n\
-                 param[pi] = vec2<u32>(k.x | (k.y << 16u), k.z | (k.w << 16u));\n\
+                 param[pi] = pack_halves(select(halves(param[pi]), h, live));\n\
              }\n",
         );
     } else if param == Dtype::F32 {
@@ -108,12 +105,10 @@ fn accessors((param, grad): (Dtype, Dtype), sr: bool) -> String {
              // past the tensor keep their halves (they may be the caller's).\n\
              fn store_p(pi: u32, si: u32, old: V, nv: V, live: M) {{\n\
                  master[si] = select(old, nv, live);\n\
-                 var w = vec2<u32>(0u);\n\
-                 if !all(live) {{ w = param[pi]; }}\n\
-                 let o = vec4<u32>(w.x & 0xffffu, w.x >> 16u, w.y & 0xffffu, w.y >> 16u);\n\
+                 var o = vec4<u32>(0u);\n\
+                 if !all(live) {{ o = halves(param[pi]); }}\n\
                  let h = vec4<u32>({e}(nv.x), {e}(nv.y), {e}(nv.z), {e}(nv.w));\n\
-                 let k = select(o, h, live);\n\
-                 param[pi] = vec2<u32>(k.x | (k.y << 16u), k.z | (k.w << 16u));\n\
+                 param[pi] = pack_halves(select(o, h, live));\n\
              }}\n"
         ));
     }
@@ -127,8 +122,8 @@ fn accessors((param, grad): (Dtype, Dtype), sr: bool) -> String {
         out.push_str(&format!(
             "@group(0) @binding(1) var<storage, read_write> grad: array<vec2<u32>>;\n\
              fn load_g(i: u32) -> V {{\n\
-                 let w = grad[i];\n\
-                 return vec4<f32>({d}(w.x & 0xffffu), {d}(w.x >> 16u), {d}(w.y & 0xffffu), {d}(w.y >> 16u));\n\
+                 let h = halves(grad[i]);\n\
+                 return vec4<f32>({d}(h.x), {d}(h.y), {d}(h.z), {d}(h.w));\n\
              }}\n"
         ));
     }
