@@ -54,24 +54,13 @@ fn run_steps(ctx: &Context, arena: &Arena, opt: &mut Optimizer<AnyRule>, from: u
     }
 }
 
-fn snapshot(ctx: &Context, arena: &Arena, opt: &mut Optimizer<AnyRule>) -> Vec<u32> {
-    let mut out = Vec::new();
-    for i in 0..LENS.len() {
-        out.extend(ctx.download(&arena.param(i)).unwrap());
-        for k in 0..opt.group(opt.default_group()).state_slots().len() {
-            out.extend(opt.read_state(TensorId(i), k).unwrap());
-        }
-    }
-    out.iter().map(|x| x.to_bits()).collect()
-}
-
 #[test]
 fn resume_is_bit_identical_for_every_rule() {
     let ctx = common::ctx();
     for rule in AnyRule::catalog() {
         let (a, mut straight) = build(&ctx, &rule);
         run_steps(&ctx, &a, &mut straight, 0, 6);
-        let want = snapshot(&ctx, &a, &mut straight);
+        let want = common::snapshot(&ctx, &a, &mut straight);
 
         let (b, mut first) = build(&ctx, &rule);
         run_steps(&ctx, &b, &mut first, 0, 3);
@@ -85,7 +74,7 @@ fn resume_is_bit_identical_for_every_rule() {
         assert_eq!(resumed.step_count(), 3);
         run_steps(&ctx, &c, &mut resumed, 3, 6);
         assert!(
-            snapshot(&ctx, &c, &mut resumed) == want,
+            common::snapshot(&ctx, &c, &mut resumed) == want,
             "{}: resume differs",
             rule.name()
         );
@@ -104,7 +93,7 @@ fn resume_child() {
     let (c, mut opt) = build(&ctx, &rule);
     opt.load(Path::new(&dir).join("ckpt.safetensors")).unwrap();
     run_steps(&ctx, &c, &mut opt, 3, 6);
-    let bits = snapshot(&ctx, &c, &mut opt);
+    let bits = common::snapshot(&ctx, &c, &mut opt);
     let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
     std::fs::write(Path::new(&dir).join("resumed.bin"), bytes).unwrap();
 }
@@ -115,7 +104,7 @@ fn resume_in_a_fresh_process() {
     let rule = AnyRule::by_name("adamw").unwrap();
     let (a, mut straight) = build(&ctx, &rule);
     run_steps(&ctx, &a, &mut straight, 0, 6);
-    let want = snapshot(&ctx, &a, &mut straight);
+    let want = common::snapshot(&ctx, &a, &mut straight);
     let (b, mut first) = build(&ctx, &rule);
     run_steps(&ctx, &b, &mut first, 0, 3);
     let dir = tmp("fresh");

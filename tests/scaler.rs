@@ -79,17 +79,6 @@ impl<R: UpdateRule> Twin<R> {
     }
 }
 
-fn snapshot<R: UpdateRule>(ctx: &Context, arena: &Arena, opt: &mut Optimizer<R>) -> Vec<u32> {
-    let mut out = Vec::new();
-    for i in 0..arena.len() {
-        out.extend(ctx.download(&arena.param(i)).unwrap());
-        for k in 0..opt.group(opt.default_group()).state_slots().len() {
-            out.extend(opt.read_state(TensorId(i), k).unwrap());
-        }
-    }
-    out.iter().map(|x| x.to_bits()).collect()
-}
-
 fn setup<R: UpdateRule>(
     ctx: &Context,
     rule: R,
@@ -138,35 +127,58 @@ fn one_inf_among_a_million_skips_everything() {
             GradScaler::default(),
             StateFormat::F32,
         );
-        let mut rng = Rng(3);
-        let g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
-        upload(&ctx, &arena, &g);
-        opt.step().unwrap();
-        twin.step(&g);
-        twin.check(&ctx, &arena, &mut opt, "clean step 1");
-        let before = snapshot(&ctx, &arena, &mut opt);
-
-        let mut g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
-        g[1][123_457] = bad;
-        upload(&ctx, &arena, &g);
-        opt.step().unwrap();
-        assert!(twin.step(&g));
-        assert_eq!(
-            snapshot(&ctx, &arena, &mut opt),
-            before,
-            "{bad}: something changed"
+        clean_skip_clean(
+            &ctx,
+            &arena,
+            &mut opt,
+            &mut twin,
+            &lens,
+            (1, 123_457, bad),
+            3,
         );
-        assert_eq!(opt.skipped_steps().unwrap(), 1);
-        assert_eq!(opt.step_count(), 2);
-        twin.check(&ctx, &arena, &mut opt, "skipped step 2");
-        assert_eq!(opt.loss_scale().unwrap(), 32768.0);
-
-        let g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
-        upload(&ctx, &arena, &g);
-        opt.step().unwrap();
-        twin.step(&g);
-        twin.check(&ctx, &arena, &mut opt, "clean step 3");
     }
+}
+
+/// With the default GradScaler: a clean step, a step with one non-finite gradient (tensor,
+/// element, value) that changes nothing, bit for bit, is counted as skipped and halves the
+/// scale, then a clean step; each against the twin.
+fn clean_skip_clean<R: UpdateRule>(
+    ctx: &Context,
+    arena: &Arena,
+    opt: &mut Optimizer<R>,
+    twin: &mut Twin<R>,
+    lens: &[usize],
+    (tensor, element, bad): (usize, usize, f32),
+    seed: u64,
+) {
+    let mut rng = Rng(seed);
+    let g = scaled_grads(&mut rng, lens, twin.scaler.scale);
+    upload(ctx, arena, &g);
+    opt.step().unwrap();
+    twin.step(&g);
+    twin.check(ctx, arena, opt, "clean step 1");
+    let before = common::snapshot(ctx, arena, opt);
+
+    let mut g = scaled_grads(&mut rng, lens, twin.scaler.scale);
+    g[tensor][element] = bad;
+    upload(ctx, arena, &g);
+    opt.step().unwrap();
+    assert!(twin.step(&g));
+    assert_eq!(
+        common::snapshot(ctx, arena, opt),
+        before,
+        "{bad}: something changed"
+    );
+    assert_eq!(opt.skipped_steps().unwrap(), 1);
+    assert_eq!(opt.step_count(), 2);
+    twin.check(ctx, arena, opt, "skipped step 2");
+    assert_eq!(opt.loss_scale().unwrap(), 32768.0);
+
+    let g = scaled_grads(&mut rng, lens, twin.scaler.scale);
+    upload(ctx, arena, &g);
+    opt.step().unwrap();
+    twin.step(&g);
+    twin.check(ctx, arena, opt, "clean step 3");
 }
 
 /// Steps with and without a non-finite gradient, recorded into one encoder so that the
@@ -373,7 +385,7 @@ fn checkpoint_resume_keeps_the_scaler() {
     let (a, mut straight, _) = setup(&ctx, Adam::default(), &lens, config, StateFormat::F32);
     run(&a, &mut straight, 0, 8);
     let want = (
-        snapshot(&ctx, &a, &mut straight),
+        common::snapshot(&ctx, &a, &mut straight),
         straight.loss_scale().unwrap(),
         straight.applied_steps().unwrap(),
     );
@@ -390,7 +402,7 @@ fn checkpoint_resume_keeps_the_scaler() {
     );
     run(&c, &mut resumed, 4, 8);
     let got = (
-        snapshot(&ctx, &c, &mut resumed),
+        common::snapshot(&ctx, &c, &mut resumed),
         resumed.loss_scale().unwrap(),
         resumed.applied_steps().unwrap(),
     );
@@ -485,23 +497,15 @@ fn two_phase_rule_skips_as_a_whole() {
         GradScaler::default(),
         StateFormat::F32,
     );
-    let mut rng = Rng(12);
-    let g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
-    upload(&ctx, &arena, &g);
-    opt.step().unwrap();
-    twin.step(&g);
-    let before = snapshot(&ctx, &arena, &mut opt);
-    let mut g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
-    g[1][39] = f32::NAN;
-    upload(&ctx, &arena, &g);
-    opt.step().unwrap();
-    assert!(twin.step(&g));
-    assert_eq!(snapshot(&ctx, &arena, &mut opt), before);
-    let g = scaled_grads(&mut rng, &lens, twin.scaler.scale);
-    upload(&ctx, &arena, &g);
-    opt.step().unwrap();
-    twin.step(&g);
     // LAMB's twin sums its norms in f64, the device in f32: its own tolerance (32 ulps
-    // measured over 10 steps, README) within the per-step bound used here.
-    twin.check(&ctx, &arena, &mut opt, "lamb after a skip");
+    // measured over 10 steps, README) within the per-step bound the twin checks use.
+    clean_skip_clean(
+        &ctx,
+        &arena,
+        &mut opt,
+        &mut twin,
+        &lens,
+        (1, 39, f32::NAN),
+        12,
+    );
 }

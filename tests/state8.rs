@@ -194,28 +194,12 @@ fn checkpoint_resume_is_bit_identical() {
             opt.step().unwrap();
         }
     };
-    let snap = |arena: &Arena, opt: &mut Optimizer<gpu_optim::AnyRule>| {
-        let mut bits: Vec<u32> = Vec::new();
-        for i in 0..lens.len() {
-            bits.extend(
-                ctx.download(&arena.param(i))
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.to_bits()),
-            );
-            for k in 0..opt.group(opt.default_group()).state_slots().len() {
-                let st = opt.read_state(TensorId(i), k).unwrap();
-                bits.extend(st.iter().map(|x| x.to_bits()));
-            }
-        }
-        bits
-    };
     let f = StateFormat::blockwise8();
     for name in ["adam", "adamw", "lion"] {
         let rule = gpu_optim::AnyRule::by_name(name).unwrap();
         let (a, mut straight) = build(f, rule.clone());
         run(&a, &mut straight, 0, 6);
-        let want = snap(&a, &mut straight);
+        let want = common::snapshot(&ctx, &a, &mut straight);
 
         let (b, mut first) = build(f, rule.clone());
         run(&b, &mut first, 0, 3);
@@ -229,7 +213,10 @@ fn checkpoint_resume_is_bit_identical() {
         }
         resumed.load(&path).unwrap();
         run(&c, &mut resumed, 3, 6);
-        assert!(snap(&c, &mut resumed) == want, "{name}: resume differs");
+        assert!(
+            common::snapshot(&ctx, &c, &mut resumed) == want,
+            "{name}: resume differs"
+        );
 
         let (_, mut plain) = build(StateFormat::F32, rule);
         let e = plain.load(&path).unwrap_err().to_string();
