@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::kernel::{self, PipelineKey, BINDINGS};
 use crate::quant::{self, Q8State, StateFormat, BLOCK};
-use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
+use crate::rules::{signed_slots, Hyper, UpdateRule, MAX_SLOTS};
 use crate::scaler::GradScaler;
 use crate::schedule::LrSchedule;
 
@@ -380,14 +380,6 @@ impl<R: UpdateRule> Optimizer<R> {
         self.tensors
             .get(t.0)
             .is_some_and(|x| self.state_format.quantizes(x.param.len))
-    }
-
-    /// Which state slots may be negative (the signed map in 8-bit state).
-    pub(crate) fn signed_slots(&self) -> Vec<bool> {
-        let r = &self.groups[0];
-        (0..r.state_slots().len())
-            .map(|k| !r.slot_nonnegative(k))
-            .collect()
     }
 
     /// Clips gradients on the device in every step (see [`GradClip`]). Turning clipping on
@@ -894,7 +886,7 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn read_state(&mut self, t: TensorId, slot: usize) -> Result<Vec<f32>> {
         if self.is_quantized(t) {
             let (codes, absmax) = self.read_state_q8(t, slot)?;
-            let signed = self.signed_slots()[slot];
+            let signed = signed_slots(&self.groups[0])[slot];
             return Ok(quant::Codebook::new(signed).dequantize(&codes, &absmax));
         }
         let r = self.state(t, slot)?;
@@ -1226,8 +1218,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 "8-bit state needs a workgroup size that is a multiple of 64, not {wg}"
             )));
         }
-        let signed_mask = self
-            .signed_slots()
+        let signed_mask = signed_slots(rule)
             .iter()
             .enumerate()
             .fold(0u32, |m, (k, &s)| m | ((s as u32) << k));
@@ -1337,7 +1328,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 let init: Vec<Vec<f32>> = (0..slots)
                     .map(|k| vec![rule.initial_state(k); len])
                     .collect();
-                let q = Q8State::quantize(&init, &self.signed_slots());
+                let q = Q8State::quantize(&init, &signed_slots(rule));
                 let mut buffers = Vec::with_capacity(slots);
                 for (k, codes) in q.codes.iter().enumerate() {
                     let b = ctx.create_zeroed(rule.state_slots()[k], len.div_ceil(BLOCK) * 64)?;

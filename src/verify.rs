@@ -251,7 +251,7 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     let slots = plan.groups[0].state_slots();
     // Values as the buffers hold them.
     let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| pd.round(&rng.vec(n, 1.0))).collect();
-    let signed = opt.signed_slots();
+    let signed = crate::rules::signed_slots(&plan.groups[0]);
     let requantize = |i: usize, s: &mut Vec<Vec<f32>>, t: u64| {
         if plan.state_format.quantizes(lens[i]) {
             let sr = plan

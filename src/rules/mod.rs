@@ -207,24 +207,19 @@ impl<R: UpdateRule> CpuOptimizer<R> {
             q8_seed: format.stochastic_seed(),
         };
         if format.quantizes(len) {
-            let q = crate::quant::Q8State::quantize(&me.state, &me.signed());
-            me.state = q.dequantize(&me.signed());
+            let signed = signed_slots(&me.rule);
+            let q = crate::quant::Q8State::quantize(&me.state, &signed);
+            me.state = q.dequantize(&signed);
             me.q8 = Some(q);
         }
         Ok(me)
-    }
-
-    fn signed(&self) -> Vec<bool> {
-        (0..self.rule.state_slots().len())
-            .map(|k| !self.rule.slot_nonnegative(k))
-            .collect()
     }
 
     /// One step on `params` in place.
     pub fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         cpu_step(&self.rule, self.t + 1, params, grads, &mut self.state)?;
         if self.q8.is_some() {
-            let signed = self.signed();
+            let signed = signed_slots(&self.rule);
             let sr = self.q8_seed.map(|seed| (self.t + 1, seed));
             let q = crate::quant::Q8State::quantize_at(&self.state, &signed, sr);
             self.state = q.dequantize(&signed);
@@ -355,6 +350,13 @@ impl AnyRule {
     pub fn by_name(name: &str) -> Option<AnyRule> {
         Self::catalog().into_iter().find(|r| r.name() == name)
     }
+}
+
+/// Per state slot of `rule`: whether it may be negative (8-bit state's signed map).
+pub(crate) fn signed_slots<R: UpdateRule>(rule: &R) -> Vec<bool> {
+    (0..rule.state_slots().len())
+        .map(|k| !rule.slot_nonnegative(k))
+        .collect()
 }
 
 /// 1.0 for true, 0.0 for false: how flags travel in [`Hyper`].
