@@ -23,7 +23,7 @@ override Q8_SR: bool = false;
 // Vectors per block.
 const QB: u32 = 64u;
 
-// Per lane: the max |x| of its live elements, one lane per slot; then per block.
+// Per lane: the max |x| of its live elements, one component per slot; then per block.
 var<workgroup> qred: array<vec3<f32>, WG>;
 var<workgroup> qblk: array<vec3<f32>, WG / QB>;
 
