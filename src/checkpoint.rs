@@ -1,17 +1,25 @@
-//! Checkpoint and resume: an optimizer's state in a safetensors file.
+//! Checkpoint and resume: an optimizer's state in a safetensors file (or bytes in memory).
 //!
 //! Tensors are named `state.<tensor index>.<slot>` (torch.optim's slot names, e.g.
-//! `state.3.exp_avg`) and, when asked, `param.<tensor index>`; all F32, shape `[len]`.
-//! A tensor with 8-bit state ([`crate::StateFormat`]) has `state.<i>.<slot>.codes` (U8,
-//! `[len]`) and `state.<i>.<slot>.absmax` (F32, one per block) instead: saved as they are,
-//! so a resumed run requantizes from the same bytes. With loss scaling, `scaler` (F32,
-//! `[5]`) holds the device's scale, growth tracker, found_inf, and executed and skipped
-//! step counts.
-//! The header's metadata holds the format version, the rule, the step count, every param
-//! group's hyperparameters and lr schedule, the gradient clipping, and the tensor layout. Loading checks all of
-//! it against the optimizer it loads into (built the same way as the one saved) and
-//! refuses any difference with an error that names it, so a resumed run continues
-//! bit-identically or not at all.
+//! `state.3.exp_avg`), `master.<i>` for 16-bit params' f32 master copy and, when asked,
+//! `param.<i>`; F32 (params in their own type), shape `[len]`. A tensor with 8-bit state
+//! ([`crate::StateFormat`]) has `state.<i>.<slot>.codes` (U8, `[len]`) and
+//! `state.<i>.<slot>.absmax` (F32, one per block) instead: saved as they are, so a resumed
+//! run requantizes from the same bytes. With loss scaling, `scaler` (F32, `[5]`) holds the
+//! device's scale, growth tracker, found_inf, and executed and skipped step counts.
+//!
+//! The header's metadata (format version 2) holds
+//! - the structure: the rule family and its state slots, the tensor layout (group, length
+//!   and element types of each), the state format and stochastic rounding. Loading refuses
+//!   any difference, naming it.
+//! - the settings: every group's hyperparameters (JSON, the lr its next step uses), its lr
+//!   schedule with the steps taken and its `initial_lr`, the gradient clipping and the loss
+//!   scaler. Loading restores them, as torch's `load_state_dict` restores `param_groups`
+//!   ([`LoadMode::Restore`]); [`LoadMode::Strict`] refuses any difference instead.
+//! - the step count, and a CRC-32 of every tensor's bytes: a flipped bit is refused.
+//!
+//! Version-1 files (written before settings were restored) still load, strictly: their
+//! settings must equal the optimizer's.
 //!
 //! Writes are atomic: a temporary file in the same directory, flushed to disk, renamed
 //! over the target. A crash mid-save leaves the previous checkpoint intact.
@@ -22,16 +30,32 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use crate::clip::GradClip;
 use crate::context::BufferRange;
 use crate::error::{Error, Result};
 use crate::rules::UpdateRule;
-use crate::scheduler::Optimizer;
+use crate::scaler::GradScaler;
+use crate::schedule::LrSchedule;
+use crate::scheduler::{GroupSchedule, Optimizer};
 
 const FORMAT: &str = "gpu-optim-checkpoint";
-const VERSION: &str = "1";
+const VERSION: &str = "2";
 /// safetensors' own header limit; a file larger than its tensors plus this is refused
 /// before it is read.
 const MAX_HEADER: u64 = 100 << 20;
+
+/// How [`Optimizer::load_with`] treats settings (hyperparameters, schedules, clipping, loss
+/// scaler) that differ between the checkpoint and the optimizer. The structure (rule
+/// family, state slots, tensors, element types, state format) must match either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Take the checkpoint's settings, as torch's `load_state_dict` does.
+    #[default]
+    Restore,
+    /// Refuse any difference in the settings (the lr compared is the group's initial one
+    /// where a schedule runs).
+    Strict,
+}
 
 /// The safetensors dtype of an element type.
 fn st_dtype(d: crate::Dtype) -> Dtype {
@@ -42,112 +66,89 @@ fn st_dtype(d: crate::Dtype) -> Dtype {
     }
 }
 
-fn err(path: &Path, why: impl Into<String>) -> Error {
+fn err(path: &str, why: impl Into<String>) -> Error {
     Error::Checkpoint {
-        path: path.display().to_string(),
+        path: path.into(),
         why: why.into(),
     }
 }
 
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("settings serialize")
+}
+
+/// A group's schedule as saved.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSchedule {
+    schedule: Option<LrSchedule>,
+    steps: u64,
+    initial_lr: Option<f64>,
+}
+
 impl<R: UpdateRule> Optimizer<R> {
-    /// What a checkpoint of this optimizer must say, key by key.
-    fn checkpoint_metadata(&self) -> HashMap<String, String> {
+    /// The structure a checkpoint must match, key by key.
+    fn structure_metadata(&self) -> HashMap<String, String> {
         let mut m = HashMap::new();
         m.insert("format".into(), FORMAT.into());
         m.insert("version".into(), VERSION.into());
         m.insert("rule".into(), self.groups[0].kernel().name.into());
         m.insert("slots".into(), self.groups[0].state_slots().join(","));
         m.insert("groups".into(), self.groups.len().to_string());
-        for (i, g) in self.groups.iter().enumerate() {
-            // A schedule moves the group's lr every step; the base lr is what identifies it.
-            let mut g = g.clone();
-            if let Some((base, _)) = &self.schedules[i] {
-                g.set_lr(*base);
-            }
-            // Debug prints f64 in shortest round-trip form: equal strings, equal values.
-            m.insert(format!("group.{i}"), format!("{g:?}"));
-            m.insert(format!("schedule.{i}"), format!("{:?}", self.schedules[i]));
-        }
         let layout: Vec<String> = self
             .tensors
             .iter()
-            .map(|t| format!("{}:{}", t.group, t.param.len))
+            .map(|t| {
+                format!(
+                    "{}:{}:{:?}:{:?}",
+                    t.group, t.param.len, t.dtypes.0, t.dtypes.1
+                )
+            })
             .collect();
         m.insert("tensors".into(), layout.join(","));
-        m.insert("grad_clip".into(), format!("{:?}", self.clip));
-        m.insert("state_format".into(), format!("{:?}", self.state_format));
-        m.insert("grad_scaler".into(), format!("{:?}", self.scaler));
-        m.insert(
-            "stochastic_rounding".into(),
-            format!("{:?}", self.stochastic),
-        );
+        m.insert("state_format".into(), json(&self.state_format));
+        m.insert("stochastic_rounding".into(), json(&self.stochastic));
         m
     }
 
-    /// Saves the state (every slot of every tensor), the step count, hyperparameters, lr
-    /// schedules and layout to `path`, atomically. With `with_params`, the parameters too
-    /// (torch keeps those in the model's state_dict; here they may live anywhere).
+    /// The settings a checkpoint restores.
+    fn settings_metadata(&self) -> HashMap<String, String> {
+        let mut m = HashMap::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            m.insert(format!("group.{i}"), json(g));
+            let s = &self.schedules[i];
+            let saved = SavedSchedule {
+                schedule: s.running.as_ref().map(|r| r.0.clone()),
+                steps: s.running.as_ref().map_or(0, |r| r.1),
+                initial_lr: s.initial_lr,
+            };
+            m.insert(format!("schedule.{i}"), json(&saved));
+        }
+        m.insert("grad_clip".into(), json(&self.clip));
+        m.insert("grad_scaler".into(), json(&self.scaler));
+        m
+    }
+
+    /// Group `i`'s hyperparameters as [`LoadMode::Strict`] compares them: with its initial
+    /// lr where a schedule runs (the running lr is state, not a setting).
+    fn strict_group(rule: &R, sched: &GroupSchedule) -> String {
+        let mut g = rule.clone();
+        if let (Some(_), Some(lr)) = (&sched.running, sched.initial_lr) {
+            g.set_lr(lr);
+        }
+        json(&g)
+    }
+
+    /// Saves the state (every slot of every tensor), the step count, the settings and the
+    /// layout to `path`, atomically. With `with_params`, the parameters too (torch keeps
+    /// those in the model's state_dict; here they may live anywhere). Waits for the GPU.
     pub fn save(&mut self, path: impl AsRef<Path>, with_params: bool) -> Result<()> {
         let path = path.as_ref();
-        self.prepare()?;
-        let slots = self.groups[0].state_slots();
-        let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut dtypes = Vec::new();
-        if self.scaler.is_some() {
-            let w = self.scaler_words()?;
-            blobs.push(("scaler".into(), bytemuck::cast_slice(&w).to_vec()));
-            dtypes.push(Dtype::F32);
-        }
-        for i in 0..self.tensors.len() {
-            let id = crate::TensorId(i);
-            for (k, slot) in slots.iter().enumerate() {
-                if self.is_quantized(id) {
-                    let (codes, absmax) = self.read_state_q8(id, k)?;
-                    blobs.push((format!("state.{i}.{slot}.codes"), codes));
-                    dtypes.push(Dtype::U8);
-                    blobs.push((
-                        format!("state.{i}.{slot}.absmax"),
-                        bytemuck::cast_slice(&absmax).to_vec(),
-                    ));
-                    dtypes.push(Dtype::F32);
-                    continue;
-                }
-                let v = self.read_state(id, k)?;
-                blobs.push((
-                    format!("state.{i}.{slot}"),
-                    bytemuck::cast_slice(&v).to_vec(),
-                ));
-                dtypes.push(Dtype::F32);
-            }
-            if self.has_master(id) {
-                let v = self.read_params(id)?;
-                blobs.push((format!("master.{i}"), bytemuck::cast_slice(&v).to_vec()));
-                dtypes.push(Dtype::F32);
-            }
-            if with_params {
-                let (b, dt) = self.param_bytes(id)?;
-                blobs.push((format!("param.{i}"), b));
-                dtypes.push(st_dtype(dt));
-            }
-        }
-        let views = blobs
-            .iter()
-            .zip(&dtypes)
-            .map(|((name, b), &dt)| {
-                let n = b.len() * 8 / dt.bitsize();
-                TensorView::new(dt, vec![n], b).map(|v| (name.as_str(), v))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| err(path, e.to_string()))?;
-        let mut meta = self.checkpoint_metadata();
-        meta.insert("step".into(), self.t.to_string());
-        let bytes =
-            safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
-
+        let shown = path.display().to_string();
+        let bytes = self.checkpoint_bytes(with_params, &shown)?;
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
         let name = path
             .file_name()
-            .ok_or_else(|| err(path, "not a file path"))?;
+            .ok_or_else(|| err(&shown, "not a file path"))?;
         let tmp = dir.unwrap_or(Path::new(".")).join(format!(
             ".{}.tmp-{}",
             name.to_string_lossy(),
@@ -166,79 +167,198 @@ impl<R: UpdateRule> Optimizer<R> {
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            err(path, e.to_string())
+            err(&shown, e.to_string())
         })
     }
 
-    /// Restores what [`Optimizer::save`] wrote into this optimizer, which must have been
-    /// built the same way (rule, groups, schedules, tensors in the same order). Refuses
-    /// any difference, a truncated or corrupt file, or a version it does not know, before
-    /// changing anything. Parameters are restored too if the file has them.
-    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
+    /// What [`Optimizer::save`] writes, as bytes in memory (a safetensors file).
+    pub fn save_bytes(&mut self, with_params: bool) -> Result<Vec<u8>> {
+        self.checkpoint_bytes(with_params, "<bytes>")
+    }
+
+    fn checkpoint_bytes(&mut self, with_params: bool, path: &str) -> Result<Vec<u8>> {
         self.prepare()?;
         let slots = self.groups[0].state_slots();
-        let elems: u64 = self.tensors.iter().map(|t| t.param.len as u64).sum();
-        let most = elems * 4 * (slots.len() as u64 + 2) + MAX_HEADER;
+        let mut blobs: Vec<(String, Vec<u8>, Dtype)> = Vec::new();
+        if self.scaler.is_some() {
+            let w = self.scaler_words()?;
+            blobs.push((
+                "scaler".into(),
+                bytemuck::cast_slice(&w).to_vec(),
+                Dtype::F32,
+            ));
+        }
+        for i in 0..self.tensors.len() {
+            let id = crate::TensorId(i);
+            for (k, slot) in slots.iter().enumerate() {
+                if self.is_quantized(id) {
+                    let (codes, absmax) = self.read_state_q8(id, k)?;
+                    blobs.push((format!("state.{i}.{slot}.codes"), codes, Dtype::U8));
+                    let a = bytemuck::cast_slice(&absmax).to_vec();
+                    blobs.push((format!("state.{i}.{slot}.absmax"), a, Dtype::F32));
+                    continue;
+                }
+                let v = self.read_state(id, k)?;
+                let b = bytemuck::cast_slice(&v).to_vec();
+                blobs.push((format!("state.{i}.{slot}"), b, Dtype::F32));
+            }
+            if self.has_master(id) {
+                let v = self.read_params(id)?;
+                let b = bytemuck::cast_slice(&v).to_vec();
+                blobs.push((format!("master.{i}"), b, Dtype::F32));
+            }
+            if with_params {
+                let (b, dt) = self.param_bytes(id)?;
+                blobs.push((format!("param.{i}"), b, st_dtype(dt)));
+            }
+        }
+        let checksums: HashMap<&str, u32> = blobs
+            .iter()
+            .map(|(n, b, _)| (n.as_str(), crc32fast::hash(b)))
+            .collect();
+        let views = blobs
+            .iter()
+            .map(|(name, b, dt)| {
+                let n = b.len() * 8 / dt.bitsize();
+                TensorView::new(*dt, vec![n], b).map(|v| (name.as_str(), v))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| err(path, e.to_string()))?;
+        let mut meta = self.structure_metadata();
+        meta.extend(self.settings_metadata());
+        meta.insert("step".into(), self.t.to_string());
+        meta.insert("checksums".into(), json(&checksums));
+        safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))
+    }
+
+    /// Restores what [`Optimizer::save`] wrote into this optimizer, which must have the
+    /// same structure (rule family, state slots, tensors in the same order with the same
+    /// lengths and element types, state format); the checkpoint's settings replace the
+    /// optimizer's ([`LoadMode::Restore`]). Refuses a structural difference, a checksum
+    /// that does not match, a truncated or corrupt file, or a version it does not know,
+    /// before changing anything (an unprepared optimizer is prepared first). Parameters
+    /// are restored too if the file has them. Clipping and loss scaling add passes: an
+    /// optimizer already prepared must have them on or off as the checkpoint has.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        self.load_with(path, LoadMode::Restore)
+    }
+
+    /// [`Optimizer::load`] with the given treatment of settings.
+    pub fn load_with(&mut self, path: impl AsRef<Path>, mode: LoadMode) -> Result<()> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let most = self.most_checkpoint_bytes();
         let size = std::fs::metadata(path)
-            .map_err(|e| err(path, e.to_string()))?
+            .map_err(|e| err(&shown, e.to_string()))?
             .len();
         if size > most {
             return Err(err(
-                path,
+                &shown,
                 format!("{size} bytes, more than this optimizer's state can take ({most})"),
             ));
         }
-        let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(path, e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| err(&shown, e.to_string()))?;
+        self.restore(&bytes, mode, &shown)
+    }
+
+    /// [`Optimizer::load_with`] from bytes in memory ([`Optimizer::save_bytes`]).
+    pub fn load_bytes(&mut self, bytes: &[u8], mode: LoadMode) -> Result<()> {
+        let most = self.most_checkpoint_bytes();
+        if bytes.len() as u64 > most {
+            return Err(err(
+                "<bytes>",
+                format!(
+                    "{} bytes, more than this optimizer's state can take ({most})",
+                    bytes.len()
+                ),
+            ));
+        }
+        self.restore(bytes, mode, "<bytes>")
+    }
+
+    fn most_checkpoint_bytes(&self) -> u64 {
+        let slots = self.groups[0].state_slots().len() as u64;
+        let elems: u64 = self.tensors.iter().map(|t| t.param.len as u64).sum();
+        elems * 4 * (slots + 2) + MAX_HEADER
+    }
+
+    fn restore(&mut self, bytes: &[u8], mode: LoadMode, path: &str) -> Result<()> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| err(path, e.to_string()))?;
         let (_, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| err(path, e.to_string()))?;
+            SafeTensors::read_metadata(bytes).map_err(|e| err(path, e.to_string()))?;
         let meta = header
             .metadata()
             .as_ref()
             .ok_or_else(|| err(path, "no metadata: not a gpu-optim checkpoint"))?;
-
-        let want = self.checkpoint_metadata();
-        for key in [
-            "format",
-            "version",
-            "rule",
-            "slots",
-            "groups",
-            "tensors",
-            "grad_clip",
-            "state_format",
-            "grad_scaler",
-            "stochastic_rounding",
-        ] {
-            let (got, exp) = (meta.get(key), &want[key]);
-            if got != Some(exp) {
+        let got = |key: &str| meta.get(key).map(String::as_str);
+        if got("format") != Some(FORMAT) {
+            return Err(err(
+                path,
+                format!("format is {:?}, not {FORMAT:?}", got("format")),
+            ));
+        }
+        let settings = match got("version") {
+            Some(VERSION) => self.check_v2(meta, mode, path)?,
+            Some("1") => self.check_v1(meta, path)?,
+            v => {
                 return Err(err(
                     path,
-                    format!("{key} is {got:?} in the file, {exp:?} in this optimizer"),
+                    format!("version is {v:?}; this build reads 1 and 2"),
+                ))
+            }
+        };
+        let step: u64 = got("step")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err(path, "missing or malformed step"))?;
+        let checksums: Option<HashMap<String, u32>> = match got("checksums") {
+            Some(c) => {
+                Some(serde_json::from_str(c).map_err(|e| err(path, format!("checksums: {e}")))?)
+            }
+            None if got("version") == Some("1") => None,
+            None => return Err(err(path, "checksums missing")),
+        };
+        // Clipping and loss scaling decide which passes a prepared optimizer runs.
+        if self.is_prepared() {
+            if settings.clip.is_some() != self.clip.is_some() {
+                return Err(err(
+                    path,
+                    format!(
+                        "grad_clip is {:?} in the file, {:?} in this prepared optimizer \
+                         (clipping on or off is fixed at the first step)",
+                        settings.clip, self.clip
+                    ),
+                ));
+            }
+            if settings.scaler.is_some() != self.scaler.is_some() {
+                return Err(err(
+                    path,
+                    format!(
+                        "grad_scaler is {:?} in the file, {:?} in this prepared optimizer \
+                         (loss scaling on or off is fixed at the first step)",
+                        settings.scaler, self.scaler
+                    ),
                 ));
             }
         }
-        for i in 0..self.groups.len() {
-            for key in [format!("group.{i}"), format!("schedule.{i}")] {
-                let (got, exp) = (meta.get(&key), &want[&key]);
-                if got != Some(exp) {
-                    return Err(err(
-                        path,
-                        format!("{key} differs: file {got:?}, optimizer {exp:?}"),
-                    ));
-                }
-            }
-        }
-        let step: u64 = meta
-            .get("step")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err(path, "missing or malformed step"))?;
 
         // Every tensor checked before anything is written to the device.
         let get_as = |name: &str, dt: Dtype, len: usize, required: bool| -> Result<Option<&[u8]>> {
             match st.tensor(name) {
-                Ok(v) if v.dtype() == dt && v.shape() == [len] => Ok(Some(v.data())),
+                Ok(v) if v.dtype() == dt && v.shape() == [len] => {
+                    if let Some(sums) = &checksums {
+                        let crc = crc32fast::hash(v.data());
+                        if sums.get(name) != Some(&crc) {
+                            return Err(err(
+                                path,
+                                format!(
+                                    "{name}: checksum {crc:08x}, the file says {:?}",
+                                    sums.get(name).map(|c| format!("{c:08x}"))
+                                ),
+                            ));
+                        }
+                    }
+                    Ok(Some(v.data()))
+                }
                 Ok(v) => Err(err(
                     path,
                     format!(
@@ -252,7 +372,8 @@ impl<R: UpdateRule> Optimizer<R> {
             }
         };
         let get = |name: &str, len: usize, required: bool| get_as(name, Dtype::F32, len, required);
-        let mut writes: Vec<(BufferRange, &[u8])> = Vec::new();
+        let slots = self.groups[0].state_slots();
+        let mut writes: Vec<(usize, Option<usize>, &[u8])> = Vec::new();
         let mut q8_writes: Vec<(usize, usize, &[u8], &[u8])> = Vec::new();
         let mut param_writes: Vec<(usize, &[u8])> = Vec::new();
         for i in 0..self.tensors.len() {
@@ -266,18 +387,18 @@ impl<R: UpdateRule> Optimizer<R> {
                     continue;
                 }
                 let data = get(&format!("state.{i}.{slot}"), len, true)?.expect("required");
-                writes.push((self.state(crate::TensorId(i), k)?, data));
+                writes.push((i, Some(k), data));
             }
             let pd = self.tensors[i].dtypes.0;
             if self.has_master(crate::TensorId(i)) {
                 let data = get(&format!("master.{i}"), len, true)?.expect("required");
-                writes.push((self.master(crate::TensorId(i))?, data));
+                writes.push((i, None, data));
             }
             if let Some(data) = get_as(&format!("param.{i}"), st_dtype(pd), len, false)? {
                 param_writes.push((i, data));
             }
         }
-        let scaler = match self.scaler {
+        let scaler = match settings.scaler {
             Some(_) => {
                 let w = get("scaler", 5, true)?.expect("required");
                 let w: Vec<f32> = bytemuck::pod_collect_to_vec(w);
@@ -301,7 +422,28 @@ impl<R: UpdateRule> Optimizer<R> {
                 format!("{} tensors, at most {known} expected", st.len()),
             ));
         }
-        for (range, data) in writes {
+
+        // Settings first (they decide the plan of an unprepared optimizer), then the state.
+        let before = (
+            self.groups.clone(),
+            self.schedules.clone(),
+            self.clip,
+            self.scaler,
+        );
+        self.groups = settings.groups;
+        self.schedules = settings.schedules;
+        self.clip = settings.clip;
+        self.scaler = settings.scaler;
+        if let Err(e) = self.prepare() {
+            (self.groups, self.schedules, self.clip, self.scaler) = before;
+            return Err(e);
+        }
+        for (i, slot, data) in writes {
+            let id = crate::TensorId(i);
+            let range: BufferRange = match slot {
+                Some(k) => self.state(id, k)?,
+                None => self.master(id)?,
+            };
             let v: Vec<f32> = bytemuck::pod_collect_to_vec(data);
             self.ctx.upload(&range, &v)?;
         }
@@ -318,4 +460,189 @@ impl<R: UpdateRule> Optimizer<R> {
         self.t = step;
         Ok(())
     }
+
+    /// Version 2: the structure must match; the settings are parsed (and in strict mode
+    /// compared).
+    fn check_v2(
+        &self,
+        meta: &HashMap<String, String>,
+        mode: LoadMode,
+        path: &str,
+    ) -> Result<Settings<R>> {
+        let want = self.structure_metadata();
+        for key in [
+            "rule",
+            "slots",
+            "groups",
+            "tensors",
+            "state_format",
+            "stochastic_rounding",
+        ] {
+            let (got, exp) = (meta.get(key), &want[key]);
+            if got != Some(exp) {
+                return Err(err(
+                    path,
+                    format!("{key} is {got:?} in the file, {exp:?} in this optimizer"),
+                ));
+            }
+        }
+        let field = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| err(path, format!("{key} missing")))
+        };
+        let parse_err = |key: &str, e: serde_json::Error| err(path, format!("{key}: {e}"));
+        let mut groups = Vec::with_capacity(self.groups.len());
+        let mut schedules = Vec::with_capacity(self.groups.len());
+        for i in 0..self.groups.len() {
+            let key = format!("group.{i}");
+            let g: R = serde_json::from_str(field(&key)?).map_err(|e| parse_err(&key, e))?;
+            g.validate().map_err(|e| err(path, format!("{key}: {e}")))?;
+            if g.state_slots() != self.groups[i].state_slots() {
+                return Err(err(path, format!("{key}: state slots differ")));
+            }
+            let key = format!("schedule.{i}");
+            let s: SavedSchedule =
+                serde_json::from_str(field(&key)?).map_err(|e| parse_err(&key, e))?;
+            if let Some(sched) = &s.schedule {
+                sched
+                    .validate()
+                    .map_err(|e| err(path, format!("{key}: {e}")))?;
+            }
+            let s = GroupSchedule {
+                running: s.schedule.map(|x| (x, s.steps)),
+                initial_lr: s.initial_lr,
+            };
+            if mode == LoadMode::Strict {
+                let (mine, theirs) = (
+                    Self::strict_group(&self.groups[i], &self.schedules[i]),
+                    Self::strict_group(&g, &s),
+                );
+                let kind = |x: &GroupSchedule| x.running.as_ref().map(|r| r.0.clone());
+                if mine != theirs {
+                    return Err(err(
+                        path,
+                        format!("group.{i} differs: file {theirs}, optimizer {mine}"),
+                    ));
+                }
+                if kind(&s) != kind(&self.schedules[i]) {
+                    return Err(err(
+                        path,
+                        format!(
+                            "schedule.{i} differs: file {:?}, optimizer {:?}",
+                            kind(&s),
+                            kind(&self.schedules[i])
+                        ),
+                    ));
+                }
+            }
+            groups.push(g);
+            schedules.push(s);
+        }
+        let clip: Option<GradClip> =
+            serde_json::from_str(field("grad_clip")?).map_err(|e| parse_err("grad_clip", e))?;
+        let scaler: Option<GradScaler> =
+            serde_json::from_str(field("grad_scaler")?).map_err(|e| parse_err("grad_scaler", e))?;
+        if let Some(c) = &clip {
+            crate::scheduler::validate_clip(c).map_err(|e| err(path, format!("grad_clip: {e}")))?;
+        }
+        if let Some(sc) = &scaler {
+            sc.validate()
+                .map_err(|e| err(path, format!("grad_scaler: {e}")))?;
+        }
+        if mode == LoadMode::Strict {
+            for (key, theirs, mine) in [
+                ("grad_clip", json(&clip), json(&self.clip)),
+                ("grad_scaler", json(&scaler), json(&self.scaler)),
+            ] {
+                if theirs != mine {
+                    return Err(err(
+                        path,
+                        format!("{key} is {theirs} in the file, {mine} in this optimizer"),
+                    ));
+                }
+            }
+        }
+        Ok(Settings {
+            groups,
+            schedules,
+            clip,
+            scaler,
+        })
+    }
+
+    /// Version 1 (settings written with `Debug`, schedules from the base lr by the global
+    /// step): everything must equal this optimizer's, as version 1 loaded; the schedules
+    /// are then replayed to the saved step.
+    fn check_v1(&self, meta: &HashMap<String, String>, path: &str) -> Result<Settings<R>> {
+        let mut want: HashMap<String, String> = HashMap::new();
+        want.insert("rule".into(), self.groups[0].kernel().name.into());
+        want.insert("slots".into(), self.groups[0].state_slots().join(","));
+        want.insert("groups".into(), self.groups.len().to_string());
+        let layout: Vec<String> = self
+            .tensors
+            .iter()
+            .map(|t| format!("{}:{}", t.group, t.param.len))
+            .collect();
+        want.insert("tensors".into(), layout.join(","));
+        want.insert("grad_clip".into(), format!("{:?}", self.clip));
+        want.insert("state_format".into(), format!("{:?}", self.state_format));
+        want.insert("grad_scaler".into(), format!("{:?}", self.scaler));
+        want.insert(
+            "stochastic_rounding".into(),
+            format!("{:?}", self.stochastic),
+        );
+        for (i, g) in self.groups.iter().enumerate() {
+            let s = &self.schedules[i];
+            let mut g = g.clone();
+            let base = s.initial_lr.unwrap_or(g.lr());
+            if s.running.is_some() {
+                g.set_lr(base);
+            }
+            want.insert(format!("group.{i}"), format!("{g:?}"));
+            let old: Option<(f64, LrSchedule)> = s.running.as_ref().map(|r| (base, r.0.clone()));
+            want.insert(format!("schedule.{i}"), format!("{old:?}"));
+        }
+        let mut keys: Vec<&String> = want.keys().collect();
+        keys.sort();
+        for key in keys {
+            let (got, exp) = (meta.get(key), &want[key]);
+            if got != Some(exp) {
+                return Err(err(
+                    path,
+                    format!("{key} is {got:?} in the file, {exp:?} in this optimizer"),
+                ));
+            }
+        }
+        let step: u64 = meta
+            .get("step")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err(path, "missing or malformed step"))?;
+        // Version 1 schedules ran from the base lr by the global step count.
+        let mut groups = self.groups.clone();
+        let mut schedules = self.schedules.clone();
+        for (g, s) in groups.iter_mut().zip(&mut schedules) {
+            if let (Some((sched, _)), Some(base)) = (s.running.clone(), s.initial_lr) {
+                let mut lr = sched.initial(base);
+                for e in 1..=step {
+                    lr = sched.next(lr, e);
+                }
+                g.set_lr(lr);
+                s.running = Some((sched, step));
+            }
+        }
+        Ok(Settings {
+            groups,
+            schedules,
+            clip: self.clip,
+            scaler: self.scaler,
+        })
+    }
+}
+
+/// A checkpoint's settings, parsed and checked.
+struct Settings<R> {
+    groups: Vec<R>,
+    schedules: Vec<GroupSchedule>,
+    clip: Option<GradClip>,
+    scaler: Option<GradScaler>,
 }

@@ -9,7 +9,7 @@
 /// per-tensor and global sums of squares in a fixed order, then the update kernel clamps
 /// each gradient to ±`value` and scales it by min(1, max_norm / (norm + 1e-6)). Non-finite
 /// gradients are left out of the norm and counted ([`crate::Optimizer::grad_stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GradClip {
     /// Clip the global 2-norm of all gradients to this (`None`: measure only).
     pub max_norm: Option<f32>,

@@ -293,9 +293,12 @@ impl Context {
         let size = (len.max(1) as u64)
             .checked_mul(4)
             .map_or(u64::MAX, |b| b.div_ceil(16) * 16);
-        if size > self.limits().max_buffer_size {
-            return Err(Error::OutOfMemory {
-                during: "create_buffer (larger than max_buffer_size)",
+        let limit = self.limits().max_buffer_size;
+        if size > limit {
+            return Err(Error::TooLarge {
+                what: format!("buffer {label:?}"),
+                size,
+                limit,
             });
         }
         self.count("buffer");

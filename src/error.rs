@@ -70,6 +70,25 @@ pub enum Error {
     /// The operation is not allowed in the optimizer's current state.
     #[error("{0}")]
     InvalidState(String),
+    /// A buffer larger than the device allows (`max_buffer_size`): not a lack of memory,
+    /// a limit; split the data or request a device with a higher limit.
+    #[error("{what}: {size} bytes exceed the device's max_buffer_size of {limit} bytes")]
+    TooLarge {
+        /// What was being created.
+        what: String,
+        /// Bytes asked for (saturated at u64::MAX).
+        size: u64,
+        /// The device's limit.
+        limit: u64,
+    },
+    /// A buffer belongs to another device than the optimizer's.
+    #[error("{what} belongs to another wgpu device than the optimizer's: {message}")]
+    WrongDevice {
+        /// Which buffer.
+        what: String,
+        /// wgpu's description.
+        message: String,
+    },
     /// The device ran out of memory; the step that hit it did not run.
     #[error("GPU out of memory during {during}; no parameters or state were changed")]
     OutOfMemory {

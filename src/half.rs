@@ -10,7 +10,19 @@
 //! few integer operations cost nothing measurable.
 
 /// The element type of a parameter or gradient buffer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Dtype {
     /// IEEE binary32.
     #[default]

@@ -42,6 +42,7 @@ mod scheduler;
 pub mod verify;
 pub mod workloads;
 
+pub use checkpoint::LoadMode;
 pub use clip::{cpu_grad_clip, GradClip, GradStats};
 pub use context::{list_adapters, BufferRange, Context, ContextOptions};
 pub use error::{Error, Result};

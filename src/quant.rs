@@ -33,7 +33,7 @@ pub const BLOCK: usize = 256;
 pub const MIN_8BIT_LEN: usize = 4096;
 
 /// How an optimizer stores its state slots.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StateFormat {
     /// f32, 4 bytes per element per slot.
     #[default]

@@ -23,7 +23,7 @@ use crate::error::Result;
 use crate::rules::check;
 
 /// torch.cuda.amp.GradScaler's settings; `Default` equals torch's.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GradScaler {
     /// The first scale (torch: 2^16).
     pub init_scale: f32,

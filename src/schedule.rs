@@ -1,11 +1,19 @@
-//! Learning-rate schedules, evaluated on the host once per step (torch.optim.lr_scheduler
-//! closed forms). The optimizer writes the resulting lr into that step's scalars: nothing
-//! is rebuilt when it changes.
+//! Learning-rate schedules, evaluated on the host once per step as torch.optim.lr_scheduler's
+//! chainable `get_lr` does: each step's lr follows from the previous step's lr, so an lr
+//! set by hand while a schedule runs is where the schedule continues from. The optimizer
+//! writes the resulting lr into that step's scalars: nothing is rebuilt when it changes.
+//!
+//! Untouched, the chain equals the closed forms of [`LrSchedule::lr`] up to f64 rounding.
 
 use crate::error::{Error, Result};
 
 /// An lr schedule: lr at step `t` (1 on the first step) from the base lr.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Deviations from torch: `Cosine` holds `eta_min` after `t_max` (torch's chainable
+/// `CosineAnnealingLR` rises again, periodically); `WarmupCosine` continues the chain from
+/// the lr at the end of the warm-up (torch's `SequentialLR` restarts the cosine from the
+/// initial lr, which differs only when the lr was set by hand during the warm-up).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum LrSchedule {
     /// `ConstantLR` with factor 1: the base lr throughout.
     Constant,
@@ -76,7 +84,68 @@ impl LrSchedule {
         }
     }
 
-    /// The lr for step `t` (1-based) given the base lr. Total for any input; parameters
+    /// The lr of a schedule's first step when it starts on a group whose lr is `lr`
+    /// (torch's scheduler constructor: `LinearLR` multiplies by its start factor, the
+    /// others keep the lr).
+    pub fn initial(&self, lr: f64) -> f64 {
+        match *self {
+            LrSchedule::WarmupCosine { warmup, .. } if warmup > 0 => lr / warmup as f64,
+            LrSchedule::WarmupCosine {
+                t_max: 0, eta_min, ..
+            } => eta_min,
+            _ => lr,
+        }
+    }
+
+    /// The lr of the schedule's step `epoch` (0 is its first step; `epoch >= 1` here)
+    /// from `lr`, the lr its step `epoch - 1` used: torch's chainable `get_lr`
+    /// (`StepLR`: × gamma every `step_size` steps; `CosineAnnealingLR`: η_min + (lr −
+    /// η_min)·(1 + cos(π·k/T)) / (1 + cos(π·(k−1)/T)); `LinearLR`: × (k+1)/k).
+    pub fn next(&self, lr: f64, epoch: u64) -> f64 {
+        use std::f64::consts::PI;
+        // The cosine's step k (>= 1) of `n` from the lr of its step k - 1.
+        let cosine = |lr: f64, k: u64, n: u64, eta_min: f64| {
+            if k > n {
+                lr // held after the end (its lr is η_min unless set by hand since)
+            } else if k == n {
+                eta_min
+            } else {
+                let (a, b) = (PI * k as f64 / n as f64, PI * (k - 1) as f64 / n as f64);
+                eta_min + (lr - eta_min) * (1.0 + a.cos()) / (1.0 + b.cos())
+            }
+        };
+        match *self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Step { step_size, gamma } => {
+                if epoch % step_size.max(1) == 0 {
+                    lr * gamma
+                } else {
+                    lr
+                }
+            }
+            LrSchedule::Cosine { t_max, eta_min } => cosine(lr, epoch, t_max, eta_min),
+            LrSchedule::WarmupCosine {
+                warmup,
+                t_max,
+                eta_min,
+            } => {
+                if epoch < warmup {
+                    lr * (epoch + 1) as f64 / epoch as f64
+                } else if epoch == warmup {
+                    // The cosine's first step: the warm-up's last lr, unless it has none.
+                    if t_max == warmup {
+                        eta_min
+                    } else {
+                        lr
+                    }
+                } else {
+                    cosine(lr, epoch - warmup, t_max - warmup, eta_min)
+                }
+            }
+        }
+    }
+
+    /// The lr for step `t` (1-based) given the base lr, in closed form. Total for any input; parameters
     /// [`LrSchedule::validate`] refuses give a meaningless but finite or NaN result.
     pub fn lr(&self, base: f64, t: u64) -> f64 {
         let cosine = |k: u64, n: u64, eta_min: f64| {

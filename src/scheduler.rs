@@ -21,10 +21,15 @@
 //! The lanes of a last, partial vector that lie past the tensor are written back unchanged.
 //!
 //! ## Per-step scalars
-//! Each step's scalars (lr, bias corrections, step flags) for every group are written into
-//! a ring of `steps_per_submission` slots of a uniform buffer and selected with a dynamic
-//! offset, so many steps can sit in one command buffer, each with its own scalars, and no
-//! bind group is rebuilt.
+//! Each step's scalars (lr, bias corrections, step flags) for every group, and the
+//! host-set words of clipping and loss scaling, are written into a slot of a staging ring;
+//! the step's commands begin with a copy of that slot into the one uniform slot the
+//! kernels read (and into `aux`). So any number of steps can sit in one command buffer,
+//! each with its own scalars and settings, and no bind group is rebuilt. A slot is reused
+//! once the command buffer that copies it has been submitted (`step_many`) or has finished
+//! on the device (`record_step` into the caller's encoder, seen through
+//! `on_submitted_work_done`); when none is free the ring doubles, so the steady state
+//! allocates nothing.
 //!
 //! ## Passes before the update
 //! Gradient clipping ([`GradClip`]) and two-phase rules (LAMB) add passes over the same
@@ -176,8 +181,10 @@ struct Plan {
     states: Vec<StateSet>,
     /// Per tensor: (state set, element offset in its buffers).
     tensor_state: Vec<(usize, u64)>,
+    /// The uniform slot the kernels read: this step's scalars, copied from `staging`.
     hyper_buf: wgpu::Buffer,
-    hyper_stride: u64,
+    hyper_size: u64,
+    staging: Staging,
     /// Device-side step scalars (`aux` in the shaders).
     aux: wgpu::Buffer,
     /// The reduction passes: gradient clipping (when set before planning) and a two-phase
@@ -189,6 +196,19 @@ struct Plan {
     groups_p2: u32,
     ack_buf: Option<wgpu::Buffer>,
 }
+
+/// The ring of per-step scalar slots (see the module docs): a slot is free when this
+/// optimizer holds the only reference to its token.
+struct Staging {
+    buf: wgpu::Buffer,
+    tokens: Vec<std::sync::Arc<()>>,
+    next: usize,
+}
+
+/// Layout of a staging slot after the scalars (bytes from `hyper_size`): clipping's words
+/// (aux[0..2]) then the loss scaler's settings (aux[10..14]).
+const STAGE_CONTROL: u64 = 8;
+const STAGE_SCALER: u64 = 16;
 
 struct Reductions {
     /// Clipping's pre-pass runs (the pipelines are the launches'); also for loss scaling.
@@ -261,20 +281,27 @@ pub(crate) struct LaunchInfo {
 /// opt.step()?;
 /// # Ok(()) }
 /// ```
+#[allow(clippy::mutable_key_type)] // buffers order by identity, which never changes
 pub struct Optimizer<R: UpdateRule> {
     pub(crate) ctx: Context,
+    /// Each group's hyperparameters; its `lr()` is the lr its next step uses.
     pub(crate) groups: Vec<R>,
-    pub(crate) schedules: Vec<Option<(f64, LrSchedule)>>,
+    pub(crate) schedules: Vec<GroupSchedule>,
     pub(crate) tensors: Vec<Tensor>,
     plan: Option<Plan>,
     pub(crate) t: u64,
     ring: u32,
-    next_slot: u32,
     scratch: Vec<Hyper>,
+    /// One staging slot's bytes.
+    stage: Vec<u8>,
+    /// Step tokens held until `step_many`'s submission.
+    held: Vec<std::sync::Arc<()>>,
+    /// (lr, schedule epoch) per group before a `step_many` batch, to undo a failed one.
+    undo: Vec<(f64, u64)>,
     per_tensor: bool,
+    /// Buffers known to belong to this optimizer's device.
+    on_device: std::collections::BTreeSet<wgpu::Buffer>,
     pub(crate) clip: Option<GradClip>,
-    /// The host-written words of `aux` (clipping, scaler settings) need writing.
-    control_dirty: bool,
     pub(crate) state_format: StateFormat,
     pub(crate) scaler: Option<GradScaler>,
     /// bf16 params without a master copy, rounded stochastically with this seed.
@@ -283,6 +310,16 @@ pub struct Optimizer<R: UpdateRule> {
     /// flight (0 pending, 1 mapped, 2 failed).
     ack: (u64, u64),
     pending_ack: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
+}
+
+/// A param group's lr schedule and where it stands (torch's scheduler object, and the
+/// group's `initial_lr`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct GroupSchedule {
+    /// The schedule and its number of steps taken.
+    pub(crate) running: Option<(LrSchedule, u64)>,
+    /// The group's lr when its first schedule was set (torch's `initial_lr`).
+    pub(crate) initial_lr: Option<f64>,
 }
 
 impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {
@@ -302,16 +339,18 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(Self {
             ctx: ctx.clone(),
             groups: vec![rule],
-            schedules: vec![None],
+            schedules: vec![GroupSchedule::default()],
             tensors: Vec::new(),
             plan: None,
             t: 0,
             ring: 16,
-            next_slot: 0,
             scratch: Vec::new(),
+            stage: Vec::new(),
+            held: Vec::new(),
+            undo: Vec::new(),
             per_tensor: false,
+            on_device: Default::default(),
             clip: None,
-            control_dirty: false,
             state_format: StateFormat::F32,
             scaler: None,
             stochastic: None,
@@ -320,13 +359,31 @@ impl<R: UpdateRule> Optimizer<R> {
         })
     }
 
-    /// How many steps may be recorded between two submissions (default 16): the size of
-    /// the ring of per-step scalar slots. Only [`Optimizer::record_step`] into the caller's
-    /// encoder can exceed it; [`Optimizer::step_many`] submits in batches of this size.
+    /// How many steps [`Optimizer::step_many`] records into one command buffer (default
+    /// 16), and the ring of per-step scalar slots' first size. [`Optimizer::record_step`]
+    /// may record any number of steps into one encoder, each with its own scalars; with
+    /// loss scaling, at most as many as the scaler's candidates cover (see
+    /// [`crate::scaler`]). Errors: `k == 0`, or with loss scaling a `k` beyond what the
+    /// uniform limit allows once the optimizer is prepared ([`Error::InvalidState`]).
     pub fn set_steps_per_submission(&mut self, k: u32) -> Result<()> {
-        self.frozen("set_steps_per_submission")?;
-        self.ring = k.max(1);
+        if k == 0 {
+            return Err(Error::InvalidState(
+                "steps_per_submission must be at least 1".into(),
+            ));
+        }
+        if let Some(p) = self.plan.as_ref().filter(|p| p.lag > 0 && k >= p.lag) {
+            return Err(Error::InvalidState(format!(
+                "loss scaling covers at most {} steps per submission here, not {k}",
+                p.lag - 1
+            )));
+        }
+        self.ring = k;
         Ok(())
+    }
+
+    /// How many steps [`Optimizer::step_many`] records into one command buffer.
+    pub fn steps_per_submission(&self) -> u32 {
+        self.ring
     }
 
     /// One dispatch per tensor instead of batching: the naive baseline the bench compares
@@ -366,6 +423,16 @@ impl<R: UpdateRule> Optimizer<R> {
                 self.groups[0].name()
             )));
         }
+        // Tensors already added must suit it (8-bit state needs vector-aligned tensors).
+        for (i, t) in self.tensors.iter().enumerate() {
+            check_vec4(
+                i,
+                &t.param,
+                &t.grad,
+                t.dtypes,
+                format.quantizes(t.param.len),
+            )?;
+        }
         self.state_format = format;
         Ok(())
     }
@@ -386,11 +453,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// must happen before the first step (it adds a pass); its values may change later and
     /// apply from the next submission.
     pub fn set_grad_clip(&mut self, clip: GradClip) -> Result<()> {
-        for (name, v) in [("max_norm", clip.max_norm), ("value", clip.value)] {
-            if let Some(v) = v {
-                crate::rules::check("grad_clip", name, v as f64, v > 0.0, "> 0")?;
-            }
-        }
+        validate_clip(&clip)?;
         let on = clip != GradClip::default();
         match &self.plan {
             Some(p) if p.reductions.as_ref().is_none_or(|r| !r.clip) => {
@@ -402,7 +465,6 @@ impl<R: UpdateRule> Optimizer<R> {
             }
             _ => self.clip = Some(clip),
         }
-        self.control_dirty = true;
         Ok(())
     }
 
@@ -440,7 +502,6 @@ impl<R: UpdateRule> Optimizer<R> {
             ));
         }
         self.scaler = Some(scaler);
-        self.control_dirty = true;
         Ok(())
     }
 
@@ -613,24 +674,52 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         self.frozen("add_group")?;
         self.groups.push(rule);
-        self.schedules.push(None);
+        self.schedules.push(GroupSchedule::default());
         Ok(GroupId(self.groups.len() - 1))
     }
 
-    /// A group's hyperparameters.
-    pub fn group(&self, g: GroupId) -> &R {
-        &self.groups[g.0]
+    /// Number of param groups.
+    pub fn num_groups(&self) -> usize {
+        self.groups.len()
     }
 
-    /// Changes a group's hyperparameters; validated, and used from the next step on.
-    /// Changing the state slots (e.g. switching `amsgrad`) is refused.
+    /// Number of registered tensors.
+    pub fn num_tensors(&self) -> usize {
+        self.tensors.len()
+    }
+
+    fn check_group(&self, g: GroupId) -> Result<()> {
+        match g.0 < self.groups.len() {
+            true => Ok(()),
+            false => Err(Error::InvalidState(format!(
+                "no param group {} (this optimizer has {})",
+                g.0,
+                self.groups.len()
+            ))),
+        }
+    }
+
+    /// A group's hyperparameters; its `lr()` is the lr the group's next step uses (as
+    /// torch's `param_groups[g]['lr']`, which schedulers move). Error: no such group.
+    pub fn group(&self, g: GroupId) -> Result<&R> {
+        self.check_group(g)?;
+        Ok(&self.groups[g.0])
+    }
+
+    /// The lr group `g`'s next step uses. Error: no such group.
+    pub fn lr(&self, g: GroupId) -> Result<f64> {
+        Ok(self.group(g)?.lr())
+    }
+
+    /// Changes a group's hyperparameters; validated, and used from the next step on. Its
+    /// lr is the next step's lr even while a schedule runs: the schedule continues from it,
+    /// as torch's chainable schedulers do from a changed `group['lr']`. Errors: invalid
+    /// hyperparameters, no such group, or different state slots (e.g. switching
+    /// `amsgrad`: [`Error::IncompatibleGroup`]).
     pub fn set_group(&mut self, g: GroupId, rule: R) -> Result<()> {
         rule.validate()?;
-        let old = self
-            .groups
-            .get(g.0)
-            .ok_or_else(|| Error::InvalidState(format!("no param group {}", g.0)))?;
-        if rule.state_slots() != old.state_slots() {
+        self.check_group(g)?;
+        if rule.state_slots() != self.groups[g.0].state_slots() {
             return Err(Error::IncompatibleGroup {
                 group: g.0,
                 why: "a group's state slots cannot change".into(),
@@ -640,17 +729,39 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(())
     }
 
-    /// Drives group `g`'s lr from `schedule`, relative to the group's current lr (the
-    /// base lr, as torch.optim.lr_scheduler takes `initial_lr`).
+    /// Drives group `g`'s lr from `schedule` from its next step on, starting from the
+    /// group's current lr, as a torch scheduler created now would (its first step uses
+    /// [`LrSchedule::initial`] of it; each later step's lr follows from the previous one by
+    /// [`LrSchedule::next`]). Replaces any schedule the group had. The group's `initial_lr`
+    /// (torch's, kept in checkpoints) is its lr when its first schedule was set. Errors:
+    /// invalid schedule, no such group.
     pub fn set_schedule(&mut self, g: GroupId, schedule: LrSchedule) -> Result<()> {
         schedule.validate()?;
-        let base = self
-            .groups
-            .get(g.0)
-            .ok_or_else(|| Error::InvalidState(format!("no param group {}", g.0)))?
-            .lr();
-        self.schedules[g.0] = Some((base, schedule));
+        self.check_group(g)?;
+        let rule = &mut self.groups[g.0];
+        let lr = schedule.initial(rule.lr());
+        // The new lr must be one the rule accepts (a warm-up divides it).
+        let mut probe = rule.clone();
+        probe.set_lr(lr);
+        probe.validate()?;
+        let sched = &mut self.schedules[g.0];
+        sched.initial_lr.get_or_insert(rule.lr());
+        *rule = probe;
+        sched.running = Some((schedule, 0));
         Ok(())
+    }
+
+    /// Group `g`'s schedule and the number of steps it has taken. Error: no such group.
+    pub fn schedule(&self, g: GroupId) -> Result<Option<(&LrSchedule, u64)>> {
+        self.check_group(g)?;
+        Ok(self.schedules[g.0].running.as_ref().map(|(s, e)| (s, *e)))
+    }
+
+    /// Stops group `g`'s schedule; the group keeps its current lr. Returns the schedule it
+    /// had. Error: no such group.
+    pub fn clear_schedule(&mut self, g: GroupId) -> Result<Option<LrSchedule>> {
+        self.check_group(g)?;
+        Ok(self.schedules[g.0].running.take().map(|(s, _)| s))
     }
 
     /// Registers a tensor: its parameters and its gradient (same length), in any buffers
@@ -701,6 +812,10 @@ impl<R: UpdateRule> Optimizer<R> {
             });
         }
         let (pd, gd) = (param_dtype, grad_dtype);
+        let q8 = self.state_format.quantizes(param.len);
+        check_vec4(i, &param, &grad, (pd, gd), q8)?;
+        self.check_device(i, &param.buffer, "params")?;
+        self.check_device(i, &grad.buffer, "grads")?;
         if overlaps((&param, pd), (&grad, gd)) {
             return Err(Error::BadRange {
                 what: format!("tensor {i}"),
@@ -730,6 +845,81 @@ impl<R: UpdateRule> Optimizer<R> {
             dtypes: (pd, gd),
         });
         Ok(TensorId(i))
+    }
+
+    /// Refuses a buffer of another device (of this wgpu instance): binding it would fail at
+    /// the first step. Each buffer is probed once, with a bind group on this device.
+    fn check_device(&mut self, i: usize, buffer: &wgpu::Buffer, what: &str) -> Result<()> {
+        if self.on_device.contains(buffer) {
+            return Ok(());
+        }
+        let ctx = self.ctx.clone();
+        let device = ctx.device();
+        let r = ctx.scoped("add_tensor", || {
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("gpu-optim device probe"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }],
+            });
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gpu-optim device probe"),
+                layout: &layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(4),
+                    }),
+                }],
+            })
+        });
+        match r {
+            Ok(_) => {
+                self.on_device.insert(buffer.clone());
+                Ok(())
+            }
+            Err(Error::Wgpu { message, .. }) => Err(Error::WrongDevice {
+                what: format!("tensor {i} {what}"),
+                message,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the zeroing of every registered gradient into `encoder` (torch's
+    /// `zero_grad(set_to_none=False)`): each tensor's range only, its neighbours in a
+    /// shared buffer untouched; one `clear_buffer` per tensor, no allocation. A 16-bit
+    /// gradient of odd length also zeroes the half-word after its last element, which
+    /// lies in the vector of 4 the step kernels treat as the tensor's (no other tensor can
+    /// start there).
+    pub fn record_zero_grad(&self, encoder: &mut wgpu::CommandEncoder) {
+        for t in &self.tensors {
+            let e = t.dtypes.1.size();
+            let start = t.grad.offset * e;
+            let end = ((t.grad.offset + t.grad.len as u64) * e).div_ceil(4) * 4;
+            if end > start {
+                encoder.clear_buffer(&t.grad.buffer, start, Some(end - start));
+            }
+        }
+    }
+
+    /// [`Optimizer::record_zero_grad`] in its own submission.
+    pub fn zero_grad(&self) -> Result<()> {
+        let ctx = &self.ctx;
+        ctx.scoped("zero_grad", || {
+            let mut enc = ctx.device().create_command_encoder(&Default::default());
+            self.record_zero_grad(&mut enc);
+            ctx.queue().submit([enc.finish()]);
+        })
     }
 
     /// Registers every tensor of `arena` in `group`.
@@ -964,19 +1154,25 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// `k` steps on the current gradients, submitted in command buffers of up to
-    /// `steps_per_submission` steps each, each step with its own scalars.
+    /// `steps_per_submission` steps each, each step with its own scalars. On an error,
+    /// nothing of the batch that failed ran: the step count, the groups' lrs and their
+    /// schedules are as before it.
     pub fn step_many(&mut self, k: u32) -> Result<()> {
         self.prepare()?;
         let mut left = k;
         while left > 0 {
             let n = left.min(self.ring);
             let t0 = self.t;
-            let slot0 = self.next_slot;
+            self.undo.clear();
+            for (g, s) in self.groups.iter().zip(&self.schedules) {
+                self.undo
+                    .push((g.lr(), s.running.as_ref().map_or(0, |r| r.1)));
+            }
             let ctx = self.ctx.clone();
             let r = ctx.scoped("step", || -> Result<()> {
                 let mut enc = ctx.device().create_command_encoder(&Default::default());
                 for _ in 0..n {
-                    self.record_step(&mut enc)?;
+                    self.record(&mut enc, false)?;
                 }
                 // Loss scaling: read the device's step counters back after this batch,
                 // asynchronously (taken in by a later step's poll).
@@ -999,10 +1195,17 @@ impl<R: UpdateRule> Optimizer<R> {
                 }
                 Ok(())
             });
+            // Submitted (or dropped): the batch's scalar slots may be written again.
+            self.held.clear();
             if let Err(e) = r.and_then(|r| r) {
-                // Nothing of this batch ran: the step count says so.
+                // Nothing of this batch ran: the step count and the lrs say so.
                 self.t = t0;
-                self.next_slot = slot0;
+                for (g, &(lr, epoch)) in self.undo.iter().enumerate() {
+                    self.groups[g].set_lr(lr);
+                    if let Some(run) = self.schedules[g].running.as_mut() {
+                        run.1 = epoch;
+                    }
+                }
                 return Err(e);
             }
             left -= n;
@@ -1011,26 +1214,64 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// Records one step into the caller's encoder (e.g. right after its backward pass) and
-    /// advances the step count. At most `steps_per_submission` steps may be recorded
-    /// before the encoder is submitted; each uses its own slot of scalars.
+    /// advances the step count and the lr schedules. Any number of steps may be recorded
+    /// into one encoder before it is submitted, each with the scalars and the clipping and
+    /// scaler settings in force when it was recorded (with loss scaling, up to the
+    /// scaler's candidates: an error says when to submit).
+    ///
+    /// An encoder dropped without being submitted leaves the step count and the schedules
+    /// advanced for steps that never ran, and the params and state as they were: read
+    /// [`Optimizer::step_count`] before recording to know where to come back to, and
+    /// [`Optimizer::load_bytes`] a snapshot taken then to undo it.
     pub fn record_step(&mut self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        self.record(encoder, true)
+    }
+
+    /// A free slot of the scalar ring: one whose token only this optimizer holds. Waits
+    /// for nothing: polls once for finished work, else doubles the ring.
+    fn take_slot(&mut self) -> Result<usize> {
+        for attempt in 0..2 {
+            let st = &mut self.plan.as_mut().expect("prepared").staging;
+            let n = st.tokens.len();
+            for k in 0..n {
+                let i = (st.next + k) % n;
+                if std::sync::Arc::strong_count(&st.tokens[i]) == 1 {
+                    st.next = (i + 1) % n;
+                    return Ok(i);
+                }
+            }
+            if attempt == 0 {
+                self.ctx
+                    .device()
+                    .poll(wgpu::PollType::Poll)
+                    .map_err(|e| Error::DeviceLost(e.to_string()))?;
+            }
+        }
+        // Every slot is in a command buffer not yet submitted or not yet finished.
+        let plan = self.plan.as_mut().expect("prepared");
+        let n = plan.staging.tokens.len();
+        let stride = plan.staging.buf.size() / n as u64;
+        self.ctx.count("buffer");
+        plan.staging = Staging {
+            buf: self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gpu-optim per-step scalars (staging)"),
+                size: stride * 2 * n as u64,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            tokens: (0..2 * n).map(|_| std::sync::Arc::new(())).collect(),
+            next: 1,
+        };
+        Ok(0)
+    }
+
+    fn record(&mut self, encoder: &mut wgpu::CommandEncoder, callers: bool) -> Result<()> {
         self.prepare()?;
         let t = self.t + 1;
         let (lag, gp2) = {
             let p = self.plan.as_ref().expect("prepared");
             (p.lag, p.groups_p2 as usize)
         };
-        self.scratch.clear();
-        // Candidates (GROUPS each), then the header: a.x the skips assumed for candidate
-        // 0 (loss scaling), a.y stochastic rounding's step key (bits).
-        let header = gp2 * lag.max(1) as usize;
-        self.scratch.resize(header + 1, [0.0; 16]);
-        if let Some(seed) = self.stochastic {
-            self.scratch[header][1] = f32::from_bits(crate::half::step_key(t, seed));
-        }
-        if let Some(seed) = self.state_format.stochastic_seed() {
-            self.scratch[header][2] = f32::from_bits(crate::half::step_key(t, seed));
-        }
         // Candidate j is for j more skips than the host knows of: the rule's step number
         // t − skipped − j; the lr follows the steps called, t. Without loss scaling there
         // is one candidate, for t.
@@ -1042,10 +1283,19 @@ impl<R: UpdateRule> Optimizer<R> {
                 (skipped, (t - 1 - executed.min(t - 1)).min(lag as u64 - 1))
             }
         };
-        for (g, rule) in self.groups.iter_mut().enumerate() {
-            if let Some((base, sched)) = &self.schedules[g] {
-                rule.set_lr(sched.lr(*base, t));
-            }
+        let slot = self.take_slot()?;
+        self.scratch.clear();
+        // Candidates (GROUPS each), then the header: a.x the skips assumed for candidate
+        // 0 (loss scaling), a.y stochastic rounding's step key (bits).
+        let header = gp2 * lag.max(1) as usize;
+        self.scratch.resize(header + 1, [0.0; 16]);
+        if let Some(seed) = self.stochastic {
+            self.scratch[header][1] = f32::from_bits(crate::half::step_key(t, seed));
+        }
+        if let Some(seed) = self.state_format.stochastic_seed() {
+            self.scratch[header][2] = f32::from_bits(crate::half::step_key(t, seed));
+        }
+        for (g, rule) in self.groups.iter().enumerate() {
             for j in 0..=reach {
                 if let Some(tr) = t.checked_sub(skipped + j).filter(|&x| x >= 1) {
                     self.scratch[j as usize * gp2 + g] = rule.hyper(tr);
@@ -1054,29 +1304,35 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         self.scratch[header][0] = skipped as f32;
         let plan = self.plan.as_ref().expect("prepared");
-        let offset = self.next_slot as u64 * plan.hyper_stride;
-        self.ctx
-            .queue()
-            .write_buffer(&plan.hyper_buf, offset, bytemuck::cast_slice(&self.scratch));
-        if self.control_dirty {
-            let c = self.clip.unwrap_or_default();
-            let control = [c.max_norm.unwrap_or(0.0), c.value.unwrap_or(0.0)];
-            let q = self.ctx.queue();
-            q.write_buffer(&plan.aux, 0, bytemuck::cast_slice(&control));
-            if let Some(sc) = &self.scaler {
-                let words = [
-                    1.0,
-                    sc.growth_factor,
-                    sc.backoff_factor,
-                    sc.growth_interval as f32,
-                ];
-                q.write_buffer(
-                    &plan.aux,
-                    AUX_SCALER_CONFIG * 4,
-                    bytemuck::cast_slice(&words),
-                );
+        let stride = plan.staging.buf.size() / plan.staging.tokens.len() as u64;
+        let at = slot as u64 * stride;
+        let bytes = &mut self.stage;
+        bytes.clear();
+        bytes.extend_from_slice(bytemuck::cast_slice(&self.scratch));
+        bytes.truncate(plan.hyper_size as usize);
+        let c = self.clip.unwrap_or_default();
+        let control = [c.max_norm.unwrap_or(0.0), c.value.unwrap_or(0.0)];
+        bytes.extend_from_slice(bytemuck::cast_slice(&control));
+        let sc = self.scaler.unwrap_or_default();
+        let on = self.scaler.is_some() as u32 as f32;
+        let words = [
+            on,
+            sc.growth_factor,
+            sc.backoff_factor,
+            sc.growth_interval as f32,
+        ];
+        bytes.extend_from_slice(bytemuck::cast_slice(&words));
+        self.ctx.queue().write_buffer(&plan.staging.buf, at, bytes);
+        let token = plan.staging.tokens[slot].clone();
+        let staging = &plan.staging.buf;
+        encoder.copy_buffer_to_buffer(staging, at, &plan.hyper_buf, 0, plan.hyper_size);
+        if plan.reductions.is_some() {
+            let ctl = at + plan.hyper_size;
+            encoder.copy_buffer_to_buffer(staging, ctl, &plan.aux, 0, STAGE_CONTROL);
+            if self.scaler.is_some() {
+                let (from, to) = (ctl + STAGE_CONTROL, AUX_SCALER_CONFIG * 4);
+                encoder.copy_buffer_to_buffer(staging, from, &plan.aux, to, STAGE_SCALER);
             }
-            self.control_dirty = false;
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("gpu-optim step"),
@@ -1097,7 +1353,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 for l in &plan.launches {
                     let (pipeline, grid) = pick(l);
                     pass.set_pipeline(pipeline.expect("planned with this pass"));
-                    pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
+                    pass.set_bind_group(0, &l.bind_group, &[0]);
                     pass.dispatch_workgroups(grid.0, grid.1, 1);
                 }
                 pass.set_bind_group(0, &r.bind_group, &[]);
@@ -1111,7 +1367,7 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         for l in &plan.launches {
             pass.set_pipeline(&l.main);
-            pass.set_bind_group(0, &l.bind_group, &[offset as u32]);
+            pass.set_bind_group(0, &l.bind_group, &[0]);
             pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
         }
         // Loss scaling (lag > 0): the scale update after the update.
@@ -1121,7 +1377,20 @@ impl<R: UpdateRule> Optimizer<R> {
             pass.dispatch_workgroups(1, 1, 1);
         }
         drop(pass);
-        self.next_slot = (self.next_slot + 1) % self.ring;
+        // The slot is busy until this encoder is submitted (ours) or has run, or is
+        // dropped unsubmitted (the caller's: the callback is dropped with it).
+        if callers {
+            encoder.on_submitted_work_done(move || drop(token));
+        } else {
+            self.held.push(token);
+        }
+        // The step is recorded: the schedules move on to the next step's lr.
+        for (rule, sched) in self.groups.iter_mut().zip(&mut self.schedules) {
+            if let Some((s, epoch)) = sched.running.as_mut() {
+                *epoch += 1;
+                rule.set_lr(s.next(rule.lr(), *epoch));
+            }
+        }
         self.t = t;
         Ok(())
     }
@@ -1134,6 +1403,11 @@ impl<R: UpdateRule> Optimizer<R> {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether the optimizer has been prepared (by [`Optimizer::prepare`] or a first step).
+    pub fn is_prepared(&self) -> bool {
+        self.plan.is_some()
     }
 
     /// Plans dispatches and allocates state now instead of on the first step. After this
@@ -1258,13 +1532,21 @@ impl<R: UpdateRule> Optimizer<R> {
                 limits.max_uniform_buffer_binding_size
             )));
         }
-        let ualign_h = limits.min_uniform_buffer_offset_alignment as u64;
-        let hyper_stride = hyper_size.div_ceil(ualign_h) * ualign_h;
         let hyper_buf = self.buffer(
             "gpu-optim per-step scalars",
-            hyper_stride * self.ring as u64,
+            hyper_size,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
+        let stage_stride = (hyper_size + STAGE_CONTROL + STAGE_SCALER).div_ceil(16) * 16;
+        let staging = Staging {
+            buf: self.buffer(
+                "gpu-optim per-step scalars (staging)",
+                stage_stride * self.ring as u64,
+                wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            ),
+            tokens: (0..self.ring).map(|_| std::sync::Arc::new(())).collect(),
+            next: 0,
+        };
 
         let mut states = Vec::new();
         let mut tensor_state = vec![(0usize, 0u64); self.tensors.len()];
@@ -1772,7 +2054,8 @@ impl<R: UpdateRule> Optimizer<R> {
             states,
             tensor_state,
             hyper_buf,
-            hyper_stride,
+            hyper_size,
+            staging,
             aux,
             reductions,
             lag,
@@ -1790,6 +2073,56 @@ impl<R: UpdateRule> Optimizer<R> {
             mapped_at_creation: false,
         })
     }
+}
+
+/// 16-bit params or grads and 8-bit state run in vectors of 4: the tensor must start at a
+/// multiple of 4 elements in both buffers and its last vector fit in them (as in an
+/// [`Arena`]). Checked when the tensor is added and when the state format changes, so a
+/// refused tensor never reaches the first step.
+fn check_vec4(
+    i: usize,
+    param: &BufferRange,
+    grad: &BufferRange,
+    (pd, gd): (Dtype, Dtype),
+    q8: bool,
+) -> Result<()> {
+    if !q8 && (pd, gd) == (Dtype::F32, Dtype::F32) {
+        return Ok(());
+    }
+    let fits = |r: &BufferRange, d: Dtype| {
+        let end = (r.offset + r.len as u64).div_ceil(4) * 4;
+        r.offset % 4 == 0
+            && end
+                .checked_mul(d.size())
+                .is_some_and(|b| b <= r.buffer.size())
+    };
+    if fits(param, pd) && fits(grad, gd) {
+        return Ok(());
+    }
+    Err(Error::BadRange {
+        what: format!("tensor {i}"),
+        why: format!(
+            "{} needs tensors at offsets that are multiples of 4 elements in both buffers, \
+             with room for their last vector of 4 (as in an Arena); params at {}, grads at {}",
+            if q8 {
+                "8-bit state"
+            } else {
+                "16-bit params or grads"
+            },
+            param.offset,
+            grad.offset
+        ),
+    })
+}
+
+/// Checks a clipping setting: each bound set must be finite and > 0.
+pub(crate) fn validate_clip(clip: &GradClip) -> Result<()> {
+    for (name, v) in [("max_norm", clip.max_norm), ("value", clip.value)] {
+        if let Some(v) = v {
+            crate::rules::check("grad_clip", name, v as f64, v > 0.0, "> 0")?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether two ranges of elements of `ea` and `eb` bytes share a byte.

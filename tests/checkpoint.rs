@@ -139,12 +139,18 @@ fn saved(ctx: &Context, rule: &AnyRule, name: &str) -> PathBuf {
 }
 
 fn refuses(opt: &mut Optimizer<AnyRule>, path: &Path, needle: &str) {
+    refuses_with(opt, path, needle, LoadMode::Restore)
+}
+
+fn refuses_with(opt: &mut Optimizer<AnyRule>, path: &Path, needle: &str, mode: LoadMode) {
     let before = opt.step_count();
-    match opt.load(path) {
+    let lr = opt.lr(opt.default_group()).unwrap();
+    match opt.load_with(path, mode) {
         Err(Error::Checkpoint { why, .. }) => assert!(why.contains(needle), "{why}"),
         other => panic!("expected a checkpoint error about {needle}, got {other:?}"),
     }
     assert_eq!(opt.step_count(), before);
+    assert_eq!(opt.lr(opt.default_group()).unwrap(), lr);
 }
 
 #[test]
@@ -157,14 +163,25 @@ fn mismatches_are_refused_by_name() {
     refuses(&mut sgd, &path, "rule");
     let (_b, mut amsgrad) = build(&ctx, &AnyRule::by_name("adam-amsgrad").unwrap());
     refuses(&mut amsgrad, &path, "slots");
-    let (_c, mut other_lr) = build(
-        &ctx,
-        &AnyRule::Adam(Adam {
-            lr: 2e-3,
-            ..Adam::default()
-        }),
-    );
-    refuses(&mut other_lr, &path, "group.0");
+    // Hyperparameters are settings: refused only in strict mode, else restored.
+    let other = AnyRule::Adam(Adam {
+        lr: 2e-3,
+        ..Adam::default()
+    });
+    let (_c, mut other_lr) = build(&ctx, &other);
+    refuses_with(&mut other_lr, &path, "group.0", LoadMode::Strict);
+    other_lr.load(&path).unwrap();
+    assert_eq!(other_lr.group(GroupId(0)).unwrap().lr(), 1e-3);
+    // Element types are structure.
+    let arena = Arena::with_dtypes(&ctx, &LENS, Dtype::Bf16, Dtype::Bf16).unwrap();
+    let mut bf16 = Optimizer::new(&ctx, adam.clone()).unwrap();
+    let g1 = bf16.add_group(adam.clone()).unwrap();
+    for i in 0..LENS.len() {
+        let g = if i == 1 { g1 } else { bf16.default_group() };
+        bf16.add_tensor_as(g, arena.param(i), Dtype::Bf16, arena.grad(i), Dtype::Bf16)
+            .unwrap();
+    }
+    refuses(&mut bf16, &path, "tensors");
 
     // A different layout: one tensor fewer.
     let arena = Arena::new(&ctx, &LENS[..2]).unwrap();
@@ -220,8 +237,13 @@ fn edited_checkpoints_are_refused() {
     });
     refuses(&mut opt, &out, "version");
     rewrite(&path, &out, |m, _| {
-        let g = m["group.0"].replace("lr: 0.001", "lr: NaN");
+        let g = m["group.0"].replace("\"lr\":0.001", "\"lr\":-1.0");
+        assert_ne!(g, m["group.0"]);
         m.insert("group.0".into(), g);
+    });
+    refuses(&mut opt, &out, "group.0");
+    rewrite(&path, &out, |m, _| {
+        m.insert("group.0".into(), "{\"Adam\":{\"lr\":".into());
     });
     refuses(&mut opt, &out, "group.0");
     rewrite(&path, &out, |m, _| {

@@ -64,7 +64,7 @@ impl<R: UpdateRule> Twin<R> {
             self.scaler.scale,
             "{what}: scale"
         );
-        let rule = opt.group(opt.default_group()).clone();
+        let rule = opt.group(opt.default_group()).unwrap().clone();
         let tol = (rule.rounding_ops() as u64 * applied.max(1)) as f64;
         for (i, p) in self.params.iter().enumerate() {
             let got = ctx.download(&arena.param(i)).unwrap();
@@ -408,12 +408,27 @@ fn checkpoint_resume_keeps_the_scaler() {
     );
     assert!(got == want, "resume differs: scale {} vs {}", got.1, want.1);
 
-    // A checkpoint without a scaler does not load into an optimizer with one.
+    // A checkpoint with a scaler: a prepared optimizer without one refuses it (loss
+    // scaling adds passes), and so does strict mode; an unprepared one takes it on.
     let arena = Arena::new(&ctx, &lens).unwrap();
     let mut plain = Optimizer::new(&ctx, Adam::default()).unwrap();
     plain.add_arena(&arena, plain.default_group()).unwrap();
+    let e = plain
+        .load_with(&path, gpu_optim::LoadMode::Strict)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("grad_scaler"), "{e}");
+    plain.prepare().unwrap();
     let e = plain.load(&path).unwrap_err().to_string();
     assert!(e.contains("grad_scaler"), "{e}");
+    let mut fresh = Optimizer::new(&ctx, Adam::default()).unwrap();
+    fresh.add_arena(&arena, fresh.default_group()).unwrap();
+    fresh.load(&path).unwrap();
+    assert_eq!(fresh.loss_scale().unwrap(), first.loss_scale().unwrap());
+    assert_eq!(
+        fresh.skipped_steps().unwrap(),
+        first.skipped_steps().unwrap()
+    );
     std::fs::remove_file(&path).unwrap();
 }
 

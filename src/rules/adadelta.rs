@@ -14,7 +14,7 @@ use super::{check, flag, grad_in, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adadelta hyperparameters; `Default` equals torch's defaults.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adadelta {
     /// Coefficient scaling Δ before it is applied (torch default 1.0).
     pub lr: f64,

@@ -13,7 +13,7 @@ use super::{check, flag, grad_in, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adagrad hyperparameters; `Default` equals torch's defaults.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adagrad {
     /// Learning rate (torch default 1e-2).
     pub lr: f64,

@@ -19,7 +19,7 @@ use crate::error::Result;
 /// torch.optim.Adam hyperparameters; `Default` equals torch's Adam defaults and
 /// [`Adam::adamw`] torch's AdamW defaults (the same algorithm with
 /// `decoupled_weight_decay`, as torch ≥ 2.6 defines AdamW).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     /// Learning rate (torch default 1e-3).
     pub lr: f64,

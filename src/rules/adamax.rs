@@ -13,7 +13,7 @@ use super::{check_adam_like, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adamax hyperparameters; `Default` equals torch's defaults.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adamax {
     /// Learning rate (torch default 2e-3).
     pub lr: f64,

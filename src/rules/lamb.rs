@@ -20,7 +20,7 @@ use super::{check, check_adam_like, flag, grad_in, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// LAMB hyperparameters (optax names and defaults; lr 1e-3).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lamb {
     /// Learning rate.
     pub lr: f64,

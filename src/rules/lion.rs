@@ -15,7 +15,7 @@ use super::{check, flag, grad_in, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// Lion hyperparameters (paper / optax names: lr, betas, weight_decay).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lion {
     /// Learning rate; typically 3-10x smaller than AdamW's.
     pub lr: f64,

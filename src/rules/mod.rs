@@ -55,7 +55,10 @@ pub struct Kernel {
 }
 
 /// An optimizer update rule. See the module docs.
-pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
+/// Rules are `serde` values: checkpoints store each group's hyperparameters and restore them.
+pub trait UpdateRule:
+    Clone + std::fmt::Debug + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static
+{
     /// Display name of this configuration, e.g. `"sgd+nesterov"`.
     fn name(&self) -> String;
     /// Checks the hyperparameters as torch.optim's constructor does.
@@ -107,6 +110,8 @@ pub trait UpdateRule: Clone + std::fmt::Debug + Send + Sync + 'static {
 ///
 /// `state` holds one slice per state slot, each as long as `params` (start them with
 /// [`UpdateRule::initial_state`]); `t` is the step number, 1 on the first step.
+/// Errors: invalid hyperparameters (as torch's constructors refuse them), lengths that
+/// differ; nothing is changed then.
 pub fn cpu_step<R: UpdateRule>(
     rule: &R,
     t: u64,
@@ -114,6 +119,7 @@ pub fn cpu_step<R: UpdateRule>(
     grads: &[f32],
     state: &mut [Vec<f32>],
 ) -> Result<()> {
+    rule.validate()?;
     let n = params.len();
     if grads.len() != n {
         return Err(Error::LengthMismatch {
@@ -234,6 +240,7 @@ impl<R: UpdateRule> CpuOptimizer<R> {
 /// command line). Each variant's semantics are its own type's.
 #[derive(Clone, Debug)]
 #[allow(missing_docs)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub enum AnyRule {
     Sgd(Sgd),
     Adagrad(Adagrad),
@@ -464,7 +471,12 @@ pub(crate) fn check(
             rule,
             name,
             value,
-            why,
+            // Not "lr >= 0" for lr = inf: say what is wrong with this value.
+            why: if value.is_finite() {
+                why
+            } else {
+                "must be a finite number"
+            },
         })
     }
 }

@@ -17,7 +17,7 @@ use super::{check, check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateR
 use crate::error::Result;
 
 /// torch.optim.NAdam hyperparameters; `Default` equals torch's defaults.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NAdam {
     /// Learning rate (torch default 2e-3).
     pub lr: f64,

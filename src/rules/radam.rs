@@ -16,7 +16,7 @@ use super::{check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.RAdam hyperparameters; `Default` equals torch's defaults.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RAdam {
     /// Learning rate (torch default 1e-3).
     pub lr: f64,

@@ -14,7 +14,7 @@ use super::{check, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.RMSprop hyperparameters; `Default` equals torch's defaults.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RmsProp {
     /// Learning rate (torch default 1e-2).
     pub lr: f64,

@@ -15,7 +15,7 @@ use super::{check, flag, grad_in, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.SGD hyperparameters; `Default` equals torch's defaults.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sgd {
     /// Learning rate (torch default 1e-3).
     pub lr: f64,

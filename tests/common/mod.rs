@@ -18,7 +18,7 @@ pub fn snapshot<R: UpdateRule>(ctx: &Context, arena: &Arena, opt: &mut Optimizer
     let mut out = Vec::new();
     for i in 0..arena.len() {
         out.extend(ctx.download(&arena.param(i)).unwrap());
-        for k in 0..opt.group(opt.default_group()).state_slots().len() {
+        for k in 0..opt.group(opt.default_group()).unwrap().state_slots().len() {
             out.extend(opt.read_state(TensorId(i), k).unwrap());
         }
     }

@@ -1,0 +1,519 @@
+//! The API contract under sequences of calls: each fault found by trying the crate as a
+//! user (issue "The API contract holds under any sequence of calls") has a test named after
+//! it here, which failed before its fix.
+
+mod common;
+
+use gpu_optim::*;
+
+/// The lr the optimizer applies at its next step, measured from the outside: SGD without
+/// momentum or decay on p = 0, g = 1 gives p = −lr (the f32 the kernel used), exactly.
+fn applied_lr(ctx: &Context, arena: &Arena, opt: &mut Optimizer<Sgd>) -> f32 {
+    ctx.upload(&arena.param(0), &[0.0; 4]).unwrap();
+    ctx.upload(&arena.grad(0), &[1.0; 4]).unwrap();
+    opt.step().unwrap();
+    -ctx.download(&arena.param(0)).unwrap()[0]
+}
+
+fn sgd(ctx: &Context, lr: f64) -> (Arena, Optimizer<Sgd>) {
+    let arena = Arena::new(ctx, &[4]).unwrap();
+    let mut opt = Optimizer::new(
+        ctx,
+        Sgd {
+            lr,
+            ..Sgd::default()
+        },
+    )
+    .unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    (arena, opt)
+}
+
+fn lr_sgd(lr: f64) -> Sgd {
+    Sgd {
+        lr,
+        ..Sgd::default()
+    }
+}
+
+/// torch 2.x, SGD(lr=0.1) with CosineAnnealingLR(T_max=10), `group['lr'] = 0.05` set by hand
+/// after 3 optimizer + scheduler steps: the lr of steps 1-10 (torch's chainable get_lr;
+/// tests/torch_options.py prints the same sequence from torch itself).
+const COSINE_HAND_SET: [f64; 10] = [
+    0.1,
+    0.09755282581475769,
+    0.09045084971874738,
+    0.05,
+    0.04122147477075269,
+    0.031490404592062496,
+    0.021759334413372303,
+    0.01298080918412499,
+    0.006014132117341056,
+    0.0015412501040106333,
+];
+
+/// Fault 1: `set_group`'s lr was ignored while a schedule ran (steps 4-6 applied 0.0794 /
+/// 0.0655 / 0.0500, the cosine of the old lr) and `group().lr()` reported the old value.
+#[test]
+fn set_group_lr_takes_effect_under_a_schedule() {
+    let ctx = common::ctx();
+    let (arena, mut opt) = sgd(&ctx, 0.1);
+    let g = opt.default_group();
+    opt.set_schedule(
+        g,
+        LrSchedule::Cosine {
+            t_max: 10,
+            eta_min: 0.0,
+        },
+    )
+    .unwrap();
+    for (t, &want) in COSINE_HAND_SET.iter().enumerate() {
+        if t == 3 {
+            opt.set_group(g, lr_sgd(0.05)).unwrap();
+            assert_eq!(opt.group(g).unwrap().lr(), 0.05);
+        }
+        assert_eq!(opt.lr(g).unwrap(), opt.group(g).unwrap().lr());
+        let before = opt.lr(g).unwrap();
+        assert_eq!(
+            applied_lr(&ctx, &arena, &mut opt),
+            want as f32,
+            "step {}",
+            t + 1
+        );
+        assert_eq!(before as f32, want as f32, "lr() before step {}", t + 1);
+    }
+}
+
+/// Fault 1, the same with a `Constant` schedule, before the first step: the new lr applies.
+#[test]
+fn set_group_lr_takes_effect_under_a_constant_schedule_before_the_first_step() {
+    let ctx = common::ctx();
+    let (arena, mut opt) = sgd(&ctx, 0.1);
+    let g = opt.default_group();
+    opt.set_schedule(g, LrSchedule::Constant).unwrap();
+    opt.set_group(g, lr_sgd(0.05)).unwrap();
+    assert_eq!(applied_lr(&ctx, &arena, &mut opt), 0.05);
+    assert_eq!(applied_lr(&ctx, &arena, &mut opt), 0.05);
+    assert_eq!(opt.lr(g).unwrap(), 0.05);
+}
+
+/// Fault 1 after `load`: the restored group takes a new lr as any other.
+#[test]
+fn set_group_lr_takes_effect_after_load() {
+    let ctx = common::ctx();
+    let sched = LrSchedule::Step {
+        step_size: 2,
+        gamma: 0.5,
+    };
+    let (a1, mut first) = sgd(&ctx, 0.1);
+    first
+        .set_schedule(first.default_group(), sched.clone())
+        .unwrap();
+    for _ in 0..3 {
+        applied_lr(&ctx, &a1, &mut first);
+    }
+    let bytes = first.save_bytes(false).unwrap();
+    let (a2, mut resumed) = sgd(&ctx, 0.1);
+    resumed
+        .set_schedule(resumed.default_group(), sched)
+        .unwrap();
+    resumed.load_bytes(&bytes, LoadMode::Restore).unwrap();
+    let g = resumed.default_group();
+    assert_eq!(resumed.lr(g).unwrap(), first.lr(g).unwrap());
+    resumed.set_group(g, lr_sgd(0.02)).unwrap();
+    assert_eq!(applied_lr(&ctx, &a2, &mut resumed), 0.02);
+    // Step 5 of StepLR(2, 0.5) halves the lr again: from the hand-set one.
+    assert_eq!(applied_lr(&ctx, &a2, &mut resumed), 0.01);
+}
+
+/// Fault 1, StepLR: torch's StepLR(step_size=3, gamma=0.5) with lr 0.2 set by hand before
+/// step 5 applies 0.1, 0.1, 0.1, 0.05, 0.2, 0.2, 0.1, 0.1, 0.1, 0.05.
+#[test]
+fn step_schedule_continues_from_a_hand_set_lr() {
+    let ctx = common::ctx();
+    let (arena, mut opt) = sgd(&ctx, 0.1);
+    let g = opt.default_group();
+    opt.set_schedule(
+        g,
+        LrSchedule::Step {
+            step_size: 3,
+            gamma: 0.5,
+        },
+    )
+    .unwrap();
+    let want = [0.1, 0.1, 0.1, 0.05, 0.2, 0.2, 0.1, 0.1, 0.1, 0.05];
+    for (t, &w) in want.iter().enumerate() {
+        if t == 4 {
+            opt.set_group(g, lr_sgd(0.2)).unwrap();
+        }
+        assert_eq!(
+            applied_lr(&ctx, &arena, &mut opt),
+            w as f32,
+            "step {}",
+            t + 1
+        );
+    }
+}
+
+/// Fault 1, a second schedule: it starts from the group's current lr, as a torch scheduler
+/// created on the same optimizer does (its epoch-0 lr is `group['lr']`); the group's
+/// `initial_lr` stays the first one. Cosine(T=10) for 5 steps leaves lr 0.05 for step 6.
+#[test]
+fn a_second_schedule_starts_from_the_current_lr() {
+    let ctx = common::ctx();
+    let (arena, mut opt) = sgd(&ctx, 0.1);
+    let g = opt.default_group();
+    let cosine = LrSchedule::Cosine {
+        t_max: 10,
+        eta_min: 0.0,
+    };
+    opt.set_schedule(g, cosine.clone()).unwrap();
+    for _ in 0..5 {
+        applied_lr(&ctx, &arena, &mut opt);
+    }
+    assert_eq!(opt.schedule(g).unwrap(), Some((&cosine, 5)));
+    opt.set_schedule(g, LrSchedule::Constant).unwrap();
+    assert_eq!(opt.schedule(g).unwrap(), Some((&LrSchedule::Constant, 0)));
+    let lr = (0.1 * (1.0 + (std::f64::consts::PI * 5.0 / 10.0).cos()) / 2.0) as f32;
+    assert_eq!(applied_lr(&ctx, &arena, &mut opt), lr);
+    assert_eq!(applied_lr(&ctx, &arena, &mut opt), lr);
+    // Clearing keeps the lr; a cleared group's lr is then its own.
+    assert_eq!(opt.clear_schedule(g).unwrap(), Some(LrSchedule::Constant));
+    assert_eq!(opt.schedule(g).unwrap(), None);
+    assert_eq!(applied_lr(&ctx, &arena, &mut opt), lr);
+}
+
+/// AdamW with a warm-up/cosine schedule, params and every state slot.
+fn adamw_run(ctx: &Context) -> (Arena, Optimizer<Adam>) {
+    let lens = [300, 5, 1024];
+    let arena = Arena::new(ctx, &lens).unwrap();
+    let mut rng = gpu_optim::verify::Rng(7);
+    for (i, &n) in lens.iter().enumerate() {
+        ctx.upload(&arena.param(i), &rng.vec(n, 1.0)).unwrap();
+        ctx.upload(&arena.grad(i), &rng.vec(n, 1.0)).unwrap();
+    }
+    let mut opt = Optimizer::new(ctx, Adam::adamw()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    opt.set_schedule(
+        opt.default_group(),
+        LrSchedule::WarmupCosine {
+            warmup: 3,
+            t_max: 15,
+            eta_min: 1e-5,
+        },
+    )
+    .unwrap();
+    (arena, opt)
+}
+
+/// Fault 2: more `record_step`s into one encoder than `steps_per_submission` reused the
+/// scalar slots of steps not yet run (AdamW + warm-up/cosine, 17 steps per encoder: every
+/// param differed). Now each step carries its own scalars: 20 steps in one encoder with a
+/// ring of 4 equal 20 separate steps, bit for bit.
+#[test]
+fn more_record_steps_than_steps_per_submission_in_one_encoder() {
+    let ctx = common::ctx();
+    let (a1, mut separate) = adamw_run(&ctx);
+    let (a2, mut recorded) = adamw_run(&ctx);
+    recorded.set_steps_per_submission(4).unwrap();
+    for _ in 0..20 {
+        separate.step().unwrap();
+    }
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    for _ in 0..20 {
+        recorded.record_step(&mut enc).unwrap();
+    }
+    ctx.queue().submit([enc.finish()]);
+    assert_eq!(recorded.step_count(), 20);
+    assert_eq!(
+        common::snapshot(&ctx, &a1, &mut separate),
+        common::snapshot(&ctx, &a2, &mut recorded)
+    );
+    // The ring grows to what 20 steps in flight need; then the steady state allocates
+    // nothing more.
+    let mut buffers = 0;
+    for k in 0..4 {
+        if k == 1 {
+            buffers = ctx.creation_counts()["buffer"];
+        }
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        for _ in 0..20 {
+            recorded.record_step(&mut enc).unwrap();
+        }
+        ctx.queue().submit([enc.finish()]);
+        ctx.wait().unwrap();
+    }
+    assert_eq!(ctx.creation_counts()["buffer"], buffers);
+}
+
+/// Fault 2, settings: clipping and scaler settings changed between two `record_step`s into
+/// one encoder reached the steps already recorded. Each step now has its own.
+#[test]
+fn clip_and_scaler_settings_changed_between_record_steps_apply_per_step() {
+    let ctx = common::ctx();
+    let build = || {
+        let arena = Arena::new(&ctx, &[64]).unwrap();
+        let g: Vec<f32> = (0..64).map(|i| (i as f32 - 32.0) * 0.25).collect();
+        ctx.upload(&arena.param(0), &[1.0; 64]).unwrap();
+        ctx.upload(&arena.grad(0), &g).unwrap();
+        let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+        opt.add_arena(&arena, opt.default_group()).unwrap();
+        opt.set_grad_clip(GradClip {
+            max_norm: Some(1.0),
+            value: Some(0.5),
+        })
+        .unwrap();
+        opt.set_grad_scaler(GradScaler {
+            init_scale: 1.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 1,
+        })
+        .unwrap();
+        (arena, opt)
+    };
+    let second_clip = GradClip {
+        max_norm: Some(3.0),
+        value: Some(2.0),
+    };
+    let second_scaler = GradScaler {
+        init_scale: 1.0,
+        growth_factor: 4.0,
+        backoff_factor: 0.5,
+        growth_interval: 1,
+    };
+    let (a1, mut separate) = build();
+    separate.step().unwrap();
+    separate.set_grad_clip(second_clip).unwrap();
+    separate.set_grad_scaler(second_scaler).unwrap();
+    separate.step().unwrap();
+    let (a2, mut recorded) = build();
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    recorded.record_step(&mut enc).unwrap();
+    recorded.set_grad_clip(second_clip).unwrap();
+    recorded.set_grad_scaler(second_scaler).unwrap();
+    recorded.record_step(&mut enc).unwrap();
+    ctx.queue().submit([enc.finish()]);
+    assert_eq!(
+        common::snapshot(&ctx, &a1, &mut separate),
+        common::snapshot(&ctx, &a2, &mut recorded)
+    );
+    // ×2 after the first step, ×4 after the second.
+    assert_eq!(recorded.loss_scale().unwrap(), 8.0);
+    assert_eq!(separate.loss_scale().unwrap(), 8.0);
+}
+
+/// A dropped, never-submitted encoder: the step count says the step was recorded, nothing
+/// ran, and the optimizer steps on (its scalar slot is free again).
+#[test]
+fn a_dropped_encoder_leaves_the_count_advanced_and_nothing_run() {
+    let ctx = common::ctx();
+    let (arena, mut opt) = sgd(&ctx, 0.1);
+    ctx.upload(&arena.param(0), &[1.0; 4]).unwrap();
+    ctx.upload(&arena.grad(0), &[1.0; 4]).unwrap();
+    opt.prepare().unwrap();
+    let snapshot = opt.save_bytes(true).unwrap();
+    for _ in 0..40 {
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        opt.record_step(&mut enc).unwrap();
+        drop(enc);
+    }
+    assert_eq!(opt.step_count(), 40);
+    assert_eq!(ctx.download(&arena.param(0)).unwrap(), vec![1.0; 4]);
+    // The documented recovery: load what was saved before recording.
+    opt.load_bytes(&snapshot, LoadMode::Restore).unwrap();
+    assert_eq!(opt.step_count(), 0);
+    opt.step().unwrap();
+    assert_eq!(ctx.download(&arena.param(0)).unwrap(), vec![0.9; 4]);
+}
+
+/// Fault 3: a buffer of another device (same wgpu instance) is refused at `add_tensor`
+/// with a typed error, instead of being bound at the first step.
+#[test]
+fn buffer_of_another_device_refused_at_add_tensor() {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+        .unwrap_or_else(|e| panic!("GPU tests need an adapter: {e}"));
+    let device = || {
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .unwrap()
+    };
+    let (d1, q1) = device();
+    let (d2, _q2) = device();
+    let ctx = Context::from_device(d1, q1, None);
+    let ours = ctx.create_zeroed("ours", 8).unwrap();
+    let theirs = d2.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("another device's"),
+        size: 32,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
+    let g = opt.default_group();
+    let r = opt.add_tensor(
+        g,
+        BufferRange::new(&theirs, 0, 4),
+        BufferRange::new(&ours, 0, 4),
+    );
+    assert!(matches!(r, Err(Error::WrongDevice { .. })), "{r:?}");
+    let r = opt.add_tensor(
+        g,
+        BufferRange::new(&ours, 0, 4),
+        BufferRange::new(&theirs, 0, 4),
+    );
+    assert!(matches!(r, Err(Error::WrongDevice { .. })), "{r:?}");
+    assert_eq!(opt.num_tensors(), 0);
+    opt.add_tensor(
+        g,
+        BufferRange::new(&ours, 0, 4),
+        BufferRange::new(&ours, 4, 4),
+    )
+    .unwrap();
+    opt.step().unwrap();
+}
+
+/// Fault 7: a 16-bit tensor off the vector alignment was accepted, and every step failed
+/// from the first on, with no way to repair the optimizer. Now `add_tensor_as` refuses it.
+#[test]
+fn unaligned_16bit_tensor_refused_at_add_tensor_as() {
+    let ctx = common::ctx();
+    let p = ctx.create_zeroed("p", 32).unwrap();
+    let g = ctx.create_zeroed("g", 32).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    let grp = opt.default_group();
+    let r = opt.add_tensor_as(
+        grp,
+        BufferRange::new(&p, 2, 8),
+        Dtype::Bf16,
+        BufferRange::new(&g, 0, 8),
+        Dtype::F32,
+    );
+    assert!(matches!(r, Err(Error::BadRange { .. })), "{r:?}");
+    assert_eq!(opt.num_tensors(), 0);
+    opt.add_tensor_as(
+        grp,
+        BufferRange::new(&p, 4, 8),
+        Dtype::Bf16,
+        BufferRange::new(&g, 0, 8),
+        Dtype::F32,
+    )
+    .unwrap();
+    opt.step().unwrap();
+    opt.step().unwrap();
+    assert_eq!(opt.step_count(), 2);
+}
+
+/// Fault 7, 8-bit state: `set_state_format` is refused while a tensor it would quantize
+/// is off the alignment (and a later such tensor is refused at `add_tensor`).
+#[test]
+fn set_state_format_refused_for_an_unaligned_tensor() {
+    let ctx = common::ctx();
+    let p = ctx.create_zeroed("p", 300).unwrap();
+    let g = ctx.create_zeroed("g", 300).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    let grp = opt.default_group();
+    opt.add_tensor(
+        grp,
+        BufferRange::new(&p, 1, 256),
+        BufferRange::new(&g, 1, 256),
+    )
+    .unwrap();
+    let q8 = StateFormat::Blockwise8 {
+        min_len: 0,
+        stochastic: None,
+    };
+    let r = opt.set_state_format(q8);
+    assert!(matches!(r, Err(Error::BadRange { .. })), "{r:?}");
+    assert_eq!(opt.state_format(), StateFormat::F32);
+    opt.step().unwrap();
+
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.set_state_format(q8).unwrap();
+    let r = opt.add_tensor(
+        grp,
+        BufferRange::new(&p, 1, 256),
+        BufferRange::new(&g, 1, 256),
+    );
+    assert!(matches!(r, Err(Error::BadRange { .. })), "{r:?}");
+    opt.add_tensor(
+        grp,
+        BufferRange::new(&p, 0, 256),
+        BufferRange::new(&g, 0, 256),
+    )
+    .unwrap();
+    opt.step().unwrap();
+}
+
+/// Fault 9: `set_steps_per_submission(0)` was accepted.
+#[test]
+fn steps_per_submission_zero_refused() {
+    let ctx = common::ctx();
+    let (_a, mut opt) = sgd(&ctx, 0.1);
+    assert!(matches!(
+        opt.set_steps_per_submission(0),
+        Err(Error::InvalidState(_))
+    ));
+    assert_eq!(opt.steps_per_submission(), 16);
+    opt.step_many(3).unwrap();
+    assert_eq!(opt.step_count(), 3);
+}
+
+/// Fault 9: `cpu_step` did not validate hyperparameters.
+#[test]
+fn cpu_step_validates_hyperparameters() {
+    let mut p = vec![1.0f32; 4];
+    let r = cpu_step(&lr_sgd(-1.0), 1, &mut p, &[1.0; 4], &mut []);
+    assert!(
+        matches!(r, Err(Error::InvalidHyperparameter { .. })),
+        "{r:?}"
+    );
+    assert_eq!(p, vec![1.0; 4]);
+}
+
+/// Fault 9: `group(GroupId(9))` panicked.
+#[test]
+fn unknown_group_is_an_error() {
+    let ctx = common::ctx();
+    let (_a, opt) = sgd(&ctx, 0.1);
+    assert!(matches!(opt.group(GroupId(9)), Err(Error::InvalidState(_))));
+    assert!(matches!(opt.lr(GroupId(9)), Err(Error::InvalidState(_))));
+    assert!(matches!(
+        opt.schedule(GroupId(9)),
+        Err(Error::InvalidState(_))
+    ));
+    assert_eq!(opt.num_groups(), 1);
+}
+
+/// Fault 9: lr = inf was refused with the message "(lr >= 0)".
+#[test]
+fn infinite_lr_is_refused_as_not_finite() {
+    let e = lr_sgd(f64::INFINITY).validate().unwrap_err();
+    assert!(e.to_string().contains("finite"), "{e}");
+    let e = lr_sgd(-1.0).validate().unwrap_err();
+    assert!(e.to_string().contains("lr >= 0"), "{e}");
+}
+
+/// `zero_grad` clears every registered gradient and nothing beside them.
+#[test]
+fn zero_grad_clears_registered_ranges_only() {
+    let ctx = common::ctx();
+    let g = ctx.create_buffer("g", &[7.0; 24]).unwrap();
+    let p = ctx.create_zeroed("p", 24).unwrap();
+    let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
+    let grp = opt.default_group();
+    opt.add_tensor(grp, BufferRange::new(&p, 0, 5), BufferRange::new(&g, 1, 5))
+        .unwrap();
+    opt.add_tensor(grp, BufferRange::new(&p, 8, 3), BufferRange::new(&g, 10, 3))
+        .unwrap();
+    opt.zero_grad().unwrap();
+    let got = ctx.download(&BufferRange::whole(&g, 24)).unwrap();
+    let mut want = vec![7.0; 24];
+    for i in (1..6).chain(10..13) {
+        want[i] = 0.0;
+    }
+    assert_eq!(got, want);
+}
