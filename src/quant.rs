@@ -347,7 +347,7 @@ mod tests {
             let cb = Codebook::new(signed);
             let m = cb.map();
             for scale in [1e-8f32, 1e-3, 1.0, 1e4] {
-                let x: Vec<f32> = (0..4 * BLOCK)
+                let mut x: Vec<f32> = (0..4 * BLOCK)
                     .map(|_| {
                         let v = rng.uniform() * scale;
                         if signed {
@@ -357,6 +357,14 @@ mod tests {
                         }
                     })
                     .collect();
+                // One planted value per block, larger in magnitude than any uniform one
+                // (< scale): the block's absmax by construction (negative in odd blocks of
+                // the signed case).
+                let planted = 1.5 * scale;
+                for blk in 0..4 {
+                    let neg = signed && blk % 2 == 1;
+                    x[blk * BLOCK + (blk * 37) % BLOCK] = if neg { -planted } else { planted };
+                }
                 let (codes, absmax) = cb.quantize(&x);
                 let y = cb.dequantize(&codes, &absmax);
                 for (i, (&a, &b)) in x.iter().zip(&y).enumerate() {
@@ -376,11 +384,8 @@ mod tests {
                         "signed {signed} x {a} -> {b}, bound {bound}"
                     );
                 }
-                // The block's largest magnitude survives exactly, up to the map's top entry.
-                for (blk, &am) in absmax.iter().enumerate() {
-                    let chunk = &x[blk * BLOCK..(blk + 1) * BLOCK];
-                    assert_eq!(am, block_absmax(chunk));
-                }
+                // Each block's absmax is its planted value's magnitude.
+                assert_eq!(absmax, vec![planted; 4], "signed {signed} scale {scale}");
             }
         }
     }

@@ -754,22 +754,45 @@ fn cpu_reference_matches_torch() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// The device against torch: params and every state slot the rule keeps (each one torch
+/// keeps too, by torch's name), within the same tolerance as the CPU twin.
 #[test]
 fn gpu_matches_torch() {
     let ctx = common::ctx();
+    let mut failures = Vec::new();
     for c in cases() {
         let arena = Arena::new(&ctx, &[N]).unwrap();
         ctx.upload(&arena.param(0), &P0).unwrap();
         let mut opt = Optimizer::new(&ctx, c.rule.clone()).unwrap();
-        opt.add_arena(&arena, opt.default_group()).unwrap();
+        let id = opt.add_arena(&arena, opt.default_group()).unwrap()[0];
         for t in 1..=T {
             let g: Vec<f32> = (0..N).map(|i| grad(i, t)).collect();
             ctx.upload(&arena.grad(0), &g).unwrap();
             opt.step().unwrap();
         }
-        let e = compare("params", &ctx.download(&arena.param(0)).unwrap(), &c.params).unwrap();
-        assert!(e.max_scaled <= tolerance(&c.rule), "{}: {e:?}", c.name);
+        let slots = c.rule.state_slots();
+        let mut names: Vec<&str> = c.state.iter().map(|(n, _)| *n).collect();
+        let mut want_names = slots.to_vec();
+        names.sort_unstable();
+        want_names.sort_unstable();
+        assert_eq!(
+            names, want_names,
+            "{}: torch's state vs the rule's slots",
+            c.name
+        );
+        let params = ctx.download(&arena.param(0)).unwrap();
+        let mut checks = vec![compare("params", &params, &c.params).unwrap()];
+        for (name, want) in &c.state {
+            let k = slots.iter().position(|s| s == name).unwrap();
+            checks.push(compare(name, &opt.read_state(id, k).unwrap(), want).unwrap());
+        }
+        for e in checks {
+            if e.max_scaled > tolerance(&c.rule) || e.nonfinite_mismatches > 0 {
+                failures.push(format!("{}: {e:?}", c.name));
+            }
+        }
     }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 /// torch.amp.GradScaler("cpu", init_scale=2^16, growth_interval=2) around single-tensor
