@@ -19,9 +19,9 @@ fn measure(h: Hyper, p: V, g_raw: V, s: ptr<function, State>) -> Pair {
 
 fn update(h: Hyper, p: V, g: V, s: ptr<function, State>) -> V {
     let u = direction(h, p, (*s).s0, (*s).s1);
-    var ratio = 1.0;
-    if tensor_sums.x > 0.0 && tensor_sums.y > 0.0 {
-        ratio = sqrt(tensor_sums.x) / sqrt(tensor_sums.y);
-    }
+    // optax: 1 only where a norm is exactly 0, else ‖θ‖ / ‖u‖, NaN if either is NaN. The
+    // zeros are found from the bits (either sign): WGSL may assume x == x.
+    let bits = bitcast<vec2<u32>>(tensor_sums) << vec2<u32>(1u);
+    let ratio = select(sqrt(tensor_sums.x) / sqrt(tensor_sums.y), 1.0, any(bits == vec2<u32>(0u)));
     return p + u * ratio * h.b.y;
 }

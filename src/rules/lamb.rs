@@ -7,7 +7,8 @@
 //! ```text
 //! m ← (1 − β1)·g + β1·m;   v ← (1 − β2)·g² + β2·v
 //! u = (m / (1 − β1^t)) / (√(v / (1 − β2^t) + eps_root) + eps) + wd·θ
-//! r = ‖θ‖ / ‖u‖   over the whole tensor (1 if either norm is 0)
+//! r = ‖θ‖ / ‖u‖   over the whole tensor (1 if either norm is exactly 0; NaN if either
+//!                  is NaN, so a NaN gradient makes the whole tensor NaN, as optax)
 //! θ ← θ − lr·r·u
 //! ```
 //! Two phases on the device (see [`super::Kernel::two_phase`]): `measure` updates m and v
@@ -117,10 +118,11 @@ impl UpdateRule for Lamb {
 
     fn apply(&self, h: &Hyper, p: f32, _g: f32, s: &mut [f32], sums: [f32; 2]) -> f32 {
         let u = Self::direction(h, p, s[0], s[1]);
-        let ratio = if sums[0] > 0.0 && sums[1] > 0.0 {
-            sums[0].sqrt() / sums[1].sqrt()
-        } else {
+        // optax's scale_by_trust_ratio: 1 only where a norm is exactly zero.
+        let ratio = if sums[0] == 0.0 || sums[1] == 0.0 {
             1.0
+        } else {
+            sums[0].sqrt() / sums[1].sqrt()
         };
         p + u * ratio * h[5]
     }
