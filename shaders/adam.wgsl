@@ -8,7 +8,7 @@ fn update(h: Hyper, p_in: V, g_raw: V, s: ptr<function, State>) -> V {
     moments(s, d.g, h.b.x, h.b.y, h.b.z);
     var v = (*s).s1;
     if h.c.z != 0.0 {
-        (*s).s2 = max((*s).s2, (*s).s1);
+        (*s).s2 = max_nan((*s).s2, (*s).s1);
         v = (*s).s2;
     }
     let denom = sqrt(v) / h.a.y + h.a.z;

@@ -4,6 +4,6 @@
 fn update(h: Hyper, p: V, g_raw: V, s: ptr<function, State>) -> V {
     let g = grad_in(g_raw, p, h.b.x, h.b.y);
     (*s).s0 = lerp((*s).s0, g, h.a.y);
-    (*s).s1 = max((*s).s1 * h.a.z, abs(g) + h.a.w);
+    (*s).s1 = max_nan((*s).s1 * h.a.z, abs(g) + h.a.w);
     return p + h.a.x * (*s).s0 / (*s).s1;
 }

@@ -112,16 +112,53 @@ fn inv_scale() -> f32 {
     return 1.0;
 }
 
+// NaN and ±inf as torch treats them. WGSL lets an implementation assume that no value
+// is NaN or infinite, and its min, max, clamp and sign may drop a NaN (lavapipe's clamp
+// returned the bound): these helpers find NaN from its bits and pick with a select (no
+// branch), so what they return does not depend on what a device's min, max or clamp do
+// with NaN. CPU twins in src/rules/mod.rs.
+
+// Which lanes are NaN.
+fn is_nan(x: V) -> M {
+    return (bitcast<U>(x) & U(0x7fffffffu)) > U(0x7f800000u);
+}
+
+// Which lanes are NaN or ±inf.
+fn is_nonfinite(x: V) -> M {
+    return (bitcast<U>(x) & U(0x7f800000u)) == U(0x7f800000u);
+}
+
+// torch.clamp: NaN stays NaN (±inf become the bounds). CPU twin: f32::clamp.
+fn clamp_nan(x: V, lo: V, hi: V) -> V {
+    return select(clamp(x, lo, hi), x, is_nan(x));
+}
+
+// torch.maximum: NaN if either is. CPU twin: rules::max_nan.
+fn max_nan(a: V, b: V) -> V {
+    return select(max(a, b), a + b, is_nan(a) | is_nan(b));
+}
+
+// torch.sign: -1, 0 or 1; 0 for ±0 and for NaN (ATen's (0 < x) - (x < 0)). From the
+// bits: ±1 with x's sign unless x is ±0 or NaN. CPU twin: rules::sign.
+fn sign_torch(x: V) -> V {
+    let b = bitcast<U>(x);
+    let m = b & U(0x7fffffffu);
+    let one = bitcast<V>((b & U(0x80000000u)) | U(0x3f800000u));
+    return select(one, V(0.0), (m == U(0u)) | (m > U(0x7f800000u)));
+}
+
 // The gradient as the rule sees it: unscaled, clamped by value, then scaled by the clip
-// coefficient. Without a clamp, one multiplication by (1/scale)·coefficient (aux[14],
-// from shaders/reduce.wgsl): each load of `aux` is a per-lane loop on software devices.
+// coefficient (torch's clip_grad_value_ then clip_grad_norm_: a NaN gradient stays NaN,
+// and a non-finite norm makes the coefficient 0 or NaN). Without a clamp, one
+// multiplication by (1/scale)·coefficient (aux[14], from shaders/reduce.wgsl): each load
+// of `aux` is a per-lane loop on software devices.
 fn clipped(g: V) -> V {
     if !CLIP {
         return g;
     }
     let v = aux[1];
     if v > 0.0 {
-        return clamp(g * inv_scale(), V(-v), V(v)) * aux[3];
+        return clamp_nan(g * inv_scale(), V(-v), V(v)) * aux[3];
     }
     return g * aux[AUX_FACTOR];
 }
@@ -202,6 +239,8 @@ fn store_partial(lid: u32, t: u32) {
 
 // Pass 1 of a clipped step: each tile's sum of squares of its (value-clipped) grads and
 // count of non-finite ones, by a fixed-order tree in workgroup memory (deterministic).
+// Non-finite grads are in the sum, as in torch's clip_grad_norm_: the norm is NaN if one
+// is NaN, else inf if one is infinite (the squares are never negative: no inf - inf).
 var<workgroup> partial: array<vec2<f32>, WG>;
 
 // A dense dispatch's workgroup covers this many tiles in the pre-pass (lanes loop over
@@ -226,14 +265,15 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         if e0 < tile.end {
             let live = live_lanes(e0, tile.end);
             let raw = load_g(vi + launch.g_shift);
-            // Non-finite values are found from their bits (WGSL may assume x == x),
-            // before unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_.
-            let bad = (bitcast<U>(raw) & U(0x7f800000u)) == U(0x7f800000u);
+            // Non-finite values are counted from their bits (WGSL may assume x == x),
+            // before unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_
+            // finds them (the loss scaler's skip).
+            let bad = is_nonfinite(raw);
             var g = raw * inv;
             if v > 0.0 {
-                g = clamp(g, V(-v), V(v));
+                g = clamp_nan(g, V(-v), V(v));
             }
-            g = select(V(0.0), g, live & !bad);
+            g = select(V(0.0), g, live);
             acc = acc + vec2<f32>(lane_sum(g * g), lane_sum(select(V(0.0), V(1.0), live & bad)));
         }
     }

@@ -9,5 +9,5 @@ fn update(h: Hyper, p_in: V, g_raw: V, s: ptr<function, State>) -> V {
     }
     let c = (*s).s0 * h.a.z + h.a.w * g;
     (*s).s0 = (*s).s0 * h.b.z + h.b.w * g;
-    return p + h.a.x * sign(c);
+    return p + h.a.x * sign_torch(c);
 }

@@ -57,8 +57,10 @@ fn per_tensor(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     }
 }
 
-// One workgroup: the global norm (torch's clip_grad_norm_: the 2-norm over all grads) and
-// the coefficient min(1, max_norm / (norm + 1e-6)); 1 when max_norm is 0 (norm only).
+// One workgroup: the global norm (torch's clip_grad_norm_: the 2-norm over all grads, NaN
+// or inf if one is) and the coefficient min(1, max_norm / (norm + 1e-6)); 1 when max_norm
+// is 0 (norm only). As torch's clamp, a NaN coefficient stays NaN (found from its bits:
+// WGSL's min may drop it), and an infinite norm gives 0.
 @compute @workgroup_size(WG)
 fn total(@builtin(local_invocation_index) lid: u32) {
     var s = vec2<f32>(0.0);
@@ -74,7 +76,8 @@ fn total(@builtin(local_invocation_index) lid: u32) {
         let max_norm = aux[0];
         var scale = 1.0;
         if max_norm > 0.0 {
-            scale = min(1.0, max_norm / (norm + 1e-6));
+            let c = max_norm / (norm + 1e-6);
+            scale = select(min(1.0, c), c, (bitcast<u32>(c) & 0x7fffffffu) > 0x7f800000u);
         }
         aux[3] = scale;
         var inv = 1.0;

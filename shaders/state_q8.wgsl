@@ -45,13 +45,20 @@ fn decode(word: u32, a: f32, at: u32) -> vec4<f32> {
     ) * a;
 }
 
+fn is_nan1(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // The code of x: the number of midpoints m with m * a < x (the nearest entry), by exact
 // comparisons and no division, so the CPU twin (quant::Codebook::encode, a binary search
 // for the same count) gets the same byte. It starts from a guess read from the bits of
 // x / a (inexact; it only picks where to look, and is right or one off almost always)
 // and steps down, then up, to the exact count. On lavapipe this is 1.5x faster than the
 // 8-step binary search, and faster than the guess with a binary-search fallback.
-fn encode1(x: f32, a: f32, inv_a: f32, at: u32) -> u32 {
+// NaN has no midpoint below it: code 0, as -inf (searched as -inf, so that no comparison
+// sees a NaN: WGSL may assume x == x). a is never NaN (block_max leaves NaN out).
+fn encode1(x_in: f32, a: f32, inv_a: f32, at: u32) -> u32 {
+    let x = select(x_in, bitcast<f32>(0xff800000u), is_nan1(x_in));
     let b = bitcast<u32>(x * inv_a);
     let e = u32(clamp(i32((b >> 23u) & 255u) - 102, 0, 25));
     let gi = (at / 256u) * 3328u + (b >> 31u) * 1664u + e * 64u + ((b >> 17u) & 63u);
@@ -74,9 +81,13 @@ fn encode1(x: f32, a: f32, inv_a: f32, at: u32) -> u32 {
 }
 
 // Between the two entries around x: the upper with probability (x - lower) / (upper -
-// lower), from correctly rounded products and differences only, as the CPU twin.
+// lower), from correctly rounded products and differences only, as the CPU twin. NaN, and
+// any x in a block whose absmax is infinite (entries ±inf and 0·inf = NaN): the nearest.
 fn encode_sr1(x: f32, a: f32, inv_a: f32, at: u32, r: u32) -> u32 {
     let c = encode1(x, a, inv_a, at);
+    if is_nan1(x) || (bitcast<u32>(a) & 0x7f800000u) == 0x7f800000u {
+        return c;
+    }
     var lo = c;
     var hi = c;
     if qget(at + c) * a <= x {
@@ -132,8 +143,10 @@ fn block_max(lid: u32, m: vec3<f32>) -> vec3<f32> {
     return qblk[lid / QB];
 }
 
+// The largest |x| of the live lanes; NaN is left out (as the CPU twin's f32::max and
+// bitsandbytes' fmaxf), from its bits: WGSL's max may return it. ±inf is kept.
 fn live_absmax(x: vec4<f32>, live: vec4<bool>) -> f32 {
-    let a = select(vec4<f32>(0.0), abs(x), live);
+    let a = select(vec4<f32>(0.0), abs(x), live & !is_nan(x));
     return max(max(a.x, a.y), max(a.z, a.w));
 }
 

@@ -179,7 +179,8 @@ impl Codebook {
         }
     }
 
-    /// The code of `x` in a block whose absmax is `absmax`: the nearest map entry.
+    /// The code of `x` in a block whose absmax is `absmax`: the nearest map entry (the
+    /// number of midpoints below x). NaN gets code 0, as −inf (no midpoint is below it).
     pub fn encode(&self, x: f32, absmax: f32) -> u8 {
         let mut c = 0usize;
         let mut step = 128;
@@ -196,10 +197,14 @@ impl Codebook {
     /// The code of `x` rounded stochastically between its two neighbouring entries with
     /// 32 random bits `r`: the upper with probability (x − lower) / (upper − lower), from
     /// correctly rounded products and differences only (`encode_sr` in
-    /// shaders/state_q8.wgsl does the same operations). Outside the map's range, or for
-    /// NaN, the nearest code.
+    /// shaders/state_q8.wgsl does the same operations). Outside the map's range, for NaN,
+    /// and in a block whose absmax is infinite (its entries are ±inf, and 0·inf = NaN),
+    /// the nearest code.
     pub fn encode_stochastic(&self, x: f32, absmax: f32, r: u32) -> u8 {
         let c = self.encode(x, absmax) as usize;
+        if x.is_nan() || absmax.is_infinite() {
+            return c as u8;
+        }
         let (mut lo, mut hi) = (c, c);
         if self.map[c] * absmax <= x {
             hi = (c + 1).min(255);
@@ -249,7 +254,11 @@ impl Codebook {
     }
 }
 
-/// Largest magnitude in a block (what the kernel's workgroup max computes).
+/// Largest magnitude in a block (what the kernel's workgroup max computes). NaN is left out
+/// (as bitsandbytes' `fmaxf`), so that one NaN element does not make its whole block NaN;
+/// the element itself gets code 0, the map's lowest entry (8 bits cannot hold NaN; its
+/// param, updated in f32 before requantization, keeps the NaN). ±inf is kept: the
+/// block's other elements then decode to ±inf or NaN, as in bitsandbytes.
 pub fn block_absmax(block: &[f32]) -> f32 {
     block.iter().fold(0.0f32, |m, v| m.max(v.abs()))
 }
@@ -396,6 +405,27 @@ mod tests {
         let (c, a) = cb.quantize(&[0.0; 300]);
         assert_eq!(a, vec![0.0, 0.0]);
         assert!(cb.dequantize(&c, &a).iter().all(|&v| v == 0.0));
+    }
+
+    /// NaN is left out of the block's absmax and gets code 0, as −inf; ±inf is kept; with
+    /// an infinite absmax, stochastic requantization takes the nearest code.
+    #[test]
+    fn non_finite_values() {
+        assert_eq!(block_absmax(&[1.0, f32::NAN, -2.0]), 2.0);
+        assert_eq!(block_absmax(&[1.0, f32::NEG_INFINITY]), f32::INFINITY);
+        for signed in [true, false] {
+            let cb = Codebook::new(signed);
+            assert_eq!(cb.encode(f32::NAN, 2.0), 0);
+            assert_eq!(cb.encode(f32::NAN, 2.0), cb.encode(f32::NEG_INFINITY, 2.0));
+            assert_eq!(cb.encode(f32::INFINITY, 2.0), 255);
+            for r in [0, u32::MAX] {
+                assert_eq!(cb.encode_stochastic(f32::NAN, 2.0, r), 0);
+                for x in [0.5, -0.5, f32::INFINITY] {
+                    let near = cb.encode(x, f32::INFINITY);
+                    assert_eq!(cb.encode_stochastic(x, f32::INFINITY, r), near);
+                }
+            }
+        }
     }
 
     #[test]

@@ -73,17 +73,26 @@ fn norm_and_nonfinite_count_are_reported() {
     let ctx = common::ctx();
     let lens = [1_000_000, 3, 4097];
     let (arena, mut grads) = arena_with_grads(&ctx, &lens, 5, 1.0);
-    // One inf among 10^6 values.
-    grads[0][123_457] = f32::INFINITY;
-    ctx.upload(&arena.grad(0), &grads[0]).unwrap();
     let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
     opt.add_arena(&arena, opt.default_group()).unwrap();
     opt.set_grad_clip(GradClip::default()).unwrap(); // measure only
+
+    // One inf among 10^6 values: counted, and the norm is inf (torch's clip_grad_norm_).
+    let finite = grads[0][123_457];
+    grads[0][123_457] = f32::INFINITY;
+    ctx.upload(&arena.grad(0), &grads[0]).unwrap();
     opt.step().unwrap();
     let stats = opt.grad_stats().unwrap();
     let want = cpu_grad_clip(&mut grads.clone(), &GradClip::default());
-    assert_eq!(stats.nonfinite, 1);
-    assert_eq!(want.nonfinite, 1);
+    assert_eq!(stats, want);
+    assert_eq!((stats.norm, stats.nonfinite), (f32::INFINITY, 1));
+
+    grads[0][123_457] = finite;
+    ctx.upload(&arena.grad(0), &grads[0]).unwrap();
+    opt.step().unwrap();
+    let stats = opt.grad_stats().unwrap();
+    let want = cpu_grad_clip(&mut grads.clone(), &GradClip::default());
+    assert_eq!((stats.nonfinite, want.nonfinite), (0, 0));
     // f32 tree sum vs f64 sum of 10^6 squares: relative difference well under 1e-5.
     assert!(
         ((stats.norm - want.norm) / want.norm).abs() < 1e-5,

@@ -7,13 +7,13 @@
 //! decoupled (AdamW):  θ ← θ·(1 − lr·wd)      else  g ← g + wd·θ
 //! m ← lerp(m, g, 1 − β1)
 //! v ← β2·v + (1 − β2)·g²
-//! amsgrad:  v̂ ← max(v̂, v), used for v below     (on the uncorrected v)
+//! amsgrad:  v̂ ← max(v̂, v), used for v below     (on the uncorrected v; NaN if either is)
 //! θ ← θ − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps)
 //! ```
 //! Bias corrections and step sizes are computed on the host in f64 per step.
 //! Kernel: `shaders/adam.wgsl`.
 
-use super::{check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, decay, flag, max_nan, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adam hyperparameters; `Default` equals torch's Adam defaults and
@@ -126,7 +126,7 @@ impl UpdateRule for Adam {
         let (p, g) = decay(p, g, wd, decay_factor, decoupled, maximize);
         moments(s, g, one_minus_b1, b2, one_minus_b2);
         let v = if amsgrad != 0.0 {
-            s[2] = s[2].max(s[1]);
+            s[2] = max_nan(s[2], s[1]);
             s[2]
         } else {
             s[1]

@@ -4,12 +4,12 @@
 //! With `g` the gradient (negated if `maximize`, plus `weight_decay·θ`):
 //! ```text
 //! m ← lerp(m, g, 1 − β1)
-//! u ← max(β2·u, |g| + eps)
+//! u ← max(β2·u, |g| + eps)            (torch.maximum: NaN if either is)
 //! θ ← θ − (lr / (1 − β1^t)) · m / u
 //! ```
 //! Kernel: `shaders/adamax.wgsl`.
 
-use super::{check_adam_like, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, flag, grad_in, lerp, max_nan, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adamax hyperparameters; `Default` equals torch's defaults.
@@ -80,7 +80,7 @@ impl UpdateRule for Adamax {
     fn update(&self, h: &Hyper, p: f32, g: f32, s: &mut [f32]) -> f32 {
         let g = grad_in(g, p, h[4], h[5]);
         s[0] = lerp(s[0], g, h[1]);
-        s[1] = (s[1] * h[2]).max(g.abs() + h[3]);
+        s[1] = max_nan(s[1] * h[2], g.abs() + h[3]);
         p + h[0] * s[0] / s[1]
     }
 

@@ -6,12 +6,15 @@
 //! ```text
 //! θ ← θ·(1 − lr·wd)                      (decoupled weight decay)
 //! c = β1·m + (1 − β1)·g
-//! θ ← θ − lr·sign(c)                     (sign(0) = 0)
+//! θ ← θ − lr·sign(c)                     (torch.sign: 0 for ±0 and for NaN)
 //! m ← β2·m + (1 − β2)·g                  (in lion-pytorch's order of operations)
 //! ```
+//! A NaN gradient makes c and m NaN: sign(c) = 0 does not move θ (then or later, but for
+//! the decay), as in the paper's torch code and bitsandbytes, whose sign of NaN is 0;
+//! optax's `jnp.sign` would make θ NaN.
 //! One state slot, so 20 bytes per parameter per step. Kernel: `shaders/lion.wgsl`.
 
-use super::{check, flag, grad_in, Hyper, Kernel, UpdateRule};
+use super::{check, flag, grad_in, sign, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// Lion hyperparameters (paper / optax names: lr, betas, weight_decay).
@@ -99,16 +102,8 @@ impl UpdateRule for Lion {
         let g = grad_in(g, p, 0.0, h[5]);
         let p = if h[4] != 0.0 { p * h[1] } else { p };
         let c = s[0] * h[2] + h[3] * g;
-        // f32::signum(0.0) is 1.0; Lion (and WGSL's sign) use sign(0) = 0.
-        let sign = if c > 0.0 {
-            1.0
-        } else if c < 0.0 {
-            -1.0
-        } else {
-            0.0
-        };
         s[0] = s[0] * h[6] + h[7] * g;
-        p + h[0] * sign
+        p + h[0] * sign(c)
     }
 
     fn lr(&self) -> f64 {

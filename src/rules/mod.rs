@@ -375,6 +375,29 @@ pub(crate) fn flag(b: bool) -> f32 {
     }
 }
 
+/// `torch.maximum`: NaN if either is NaN (`f32::max` would return the other). Mirrored by
+/// `max_nan` in `shaders/common.wgsl`.
+pub(crate) fn max_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        a + b
+    } else {
+        a.max(b)
+    }
+}
+
+/// `torch.sign`: 1, −1, or 0 for ±0 and for NaN (ATen's `(0 < x) - (x < 0)`;
+/// `f32::signum` gives ±1 for ±0 and NaN for NaN). Mirrored by `sign_torch` in
+/// `shaders/common.wgsl`.
+pub(crate) fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
 /// torch's CPU `lerp` (ATen `lerp`): two formulas split at weight 0.5 for accuracy.
 /// Mirrored by `lerp` in `shaders/common.wgsl`.
 pub(crate) fn lerp(a: f32, b: f32, w: f32) -> f32 {
