@@ -497,9 +497,8 @@ impl<R: UpdateRule> Optimizer<R> {
             let key = format!("group.{i}");
             let g: R = serde_json::from_str(field(&key)?).map_err(|e| parse_err(&key, e))?;
             g.validate().map_err(|e| err(path, format!("{key}: {e}")))?;
-            if g.state_slots() != self.groups[i].state_slots() {
-                return Err(err(path, format!("{key}: state slots differ")));
-            }
+            crate::scheduler::check_compatible(i, &g, &self.groups[0])
+                .map_err(|e| err(path, format!("{key}: {e}")))?;
             let key = format!("schedule.{i}");
             let s: SavedSchedule =
                 serde_json::from_str(field(&key)?).map_err(|e| parse_err(&key, e))?;

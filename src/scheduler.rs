@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::kernel::{self, PipelineKey, BINDINGS};
 use crate::quant::{self, Q8State, StateFormat, BLOCK};
+use crate::registry;
 use crate::rules::{signed_slots, Hyper, UpdateRule, MAX_SLOTS};
 use crate::scaler::GradScaler;
 use crate::schedule::LrSchedule;
@@ -229,7 +230,7 @@ const AUX_EXECUTED: u64 = 8;
 /// Host-written scaler settings: on, growth_factor, backoff_factor, growth_interval.
 const AUX_SCALER_CONFIG: u64 = 10;
 /// Candidates of per-step scalars per slot with loss scaling (fewer with many groups).
-const MAX_LAG: u32 = 32;
+pub(crate) const MAX_LAG: u32 = 32;
 /// Tiles per workgroup in a dense dispatch's clipping pre-pass (`SUMSQ_TILES` in
 /// shaders/common.wgsl).
 const SUMSQ_TILES: u64 = 16;
@@ -425,13 +426,8 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         // Tensors already added must suit it (8-bit state needs vector-aligned tensors).
         for (i, t) in self.tensors.iter().enumerate() {
-            check_vec4(
-                i,
-                &t.param,
-                &t.grad,
-                t.dtypes,
-                format.quantizes(t.param.len),
-            )?;
+            let (p, g) = (span(&t.param, t.dtypes.0), span(&t.grad, t.dtypes.1));
+            registry::check_vec4(i, &p, &g, format.quantizes(t.param.len))?;
         }
         self.state_format = format;
         Ok(())
@@ -472,7 +468,8 @@ impl<R: UpdateRule> Optimizer<R> {
     /// step unscales the gradients by the device's scale, skips itself if any gradient of
     /// any tensor is non-finite (params, state and the rule's step count untouched), and
     /// updates the scale as torch's `GradScaler.update`. Must be enabled before the first
-    /// step (it adds passes); its factors may change later (the scale itself carries on).
+    /// step (it adds passes); its factors may change later (the scale itself carries on;
+    /// a different `init_scale` is then refused).
     /// Scale the loss by [`Optimizer::loss_scale_buffer`] in your backward pass.
     ///
     /// ```
@@ -496,10 +493,8 @@ impl<R: UpdateRule> Optimizer<R> {
     /// ```
     pub fn set_grad_scaler(&mut self, scaler: GradScaler) -> Result<()> {
         scaler.validate()?;
-        if self.plan.is_some() && self.scaler.is_none() {
-            return Err(Error::InvalidState(
-                "loss scaling must be enabled before the first step".into(),
-            ));
+        if self.plan.is_some() {
+            check_running_scaler(self.scaler.as_ref(), &scaler)?;
         }
         self.scaler = Some(scaler);
         Ok(())
@@ -662,16 +657,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// as group 0 (e.g. `amsgrad` on both or neither): they share the kernel.
     pub fn add_group(&mut self, rule: R) -> Result<GroupId> {
         rule.validate()?;
-        if rule.state_slots() != self.groups[0].state_slots() {
-            return Err(Error::IncompatibleGroup {
-                group: self.groups.len(),
-                why: format!(
-                    "state slots {:?} differ from {:?}",
-                    rule.state_slots(),
-                    self.groups[0].state_slots()
-                ),
-            });
-        }
+        check_compatible(self.groups.len(), &rule, &self.groups[0])?;
         self.frozen("add_group")?;
         self.groups.push(rule);
         self.schedules.push(GroupSchedule::default());
@@ -719,12 +705,7 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn set_group(&mut self, g: GroupId, rule: R) -> Result<()> {
         rule.validate()?;
         self.check_group(g)?;
-        if rule.state_slots() != self.groups[g.0].state_slots() {
-            return Err(Error::IncompatibleGroup {
-                group: g.0,
-                why: "a group's state slots cannot change".into(),
-            });
-        }
+        check_compatible(g.0, &rule, &self.groups[0])?;
         self.groups[g.0] = rule;
         Ok(())
     }
@@ -795,48 +776,18 @@ impl<R: UpdateRule> Optimizer<R> {
             return Err(Error::InvalidState(format!("no param group {}", group.0)));
         }
         let i = self.tensors.len();
-        let st = wgpu::BufferUsages::STORAGE;
-        param.check_sized(&format!("tensor {i} params"), st, param_dtype.size())?;
-        grad.check_sized(&format!("tensor {i} grads"), st, grad_dtype.size())?;
-        if grad.len != param.len {
-            return Err(Error::LengthMismatch {
-                what: format!("tensor {i} grads"),
-                got: grad.len,
-                expected: param.len,
-            });
-        }
-        if param.len as u64 >= u32::MAX as u64 / 2 {
-            return Err(Error::BadRange {
-                what: format!("tensor {i}"),
-                why: "more than 2^31 elements".into(),
-            });
-        }
         let (pd, gd) = (param_dtype, grad_dtype);
+        let st = wgpu::BufferUsages::STORAGE;
+        param.check_sized(&format!("tensor {i} params"), st, pd.size())?;
+        grad.check_sized(&format!("tensor {i} grads"), st, gd.size())?;
+        let (p, g) = (span(&param, pd), span(&grad, gd));
         let q8 = self.state_format.quantizes(param.len);
-        check_vec4(i, &param, &grad, (pd, gd), q8)?;
+        registry::check_pair(i, &p, &g, q8)?;
         self.check_device(i, &param.buffer, "params")?;
         self.check_device(i, &grad.buffer, "grads")?;
-        if overlaps((&param, pd), (&grad, gd)) {
-            return Err(Error::BadRange {
-                what: format!("tensor {i}"),
-                why: "its grads overlap its own params".into(),
-            });
-        }
         for (j, t) in self.tensors.iter().enumerate() {
-            let (tp, tg) = ((&t.param, t.dtypes.0), (&t.grad, t.dtypes.1));
-            for (a, b, what) in [
-                (tp, (&param, pd), "params"),
-                (tg, (&grad, gd), "grads"),
-                (tp, (&grad, gd), "params of one / grads of the other"),
-                (tg, (&param, pd), "grads of one / params of the other"),
-            ] {
-                if overlaps(a, b) {
-                    return Err(Error::BadRange {
-                        what: format!("tensor {i}"),
-                        why: format!("its {what} overlap tensor {j}'s"),
-                    });
-                }
-            }
+            let (tp, tg) = (span(&t.param, t.dtypes.0), span(&t.grad, t.dtypes.1));
+            registry::check_disjoint((i, &p, &g), (j, &tp, &tg))?;
         }
         self.tensors.push(Tensor {
             group: group.0,
@@ -952,11 +903,7 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     fn needs_master(&self, d: Dtype) -> bool {
-        match d {
-            Dtype::F32 => false,
-            Dtype::F16 => true,
-            Dtype::Bf16 => self.stochastic.is_none(),
-        }
+        crate::cpu_model::needs_master(d, self.stochastic)
     }
 
     /// Element types of tensor `t`'s params and grads.
@@ -2075,44 +2022,59 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 }
 
-/// 16-bit params or grads and 8-bit state run in vectors of 4: the tensor must start at a
-/// multiple of 4 elements in both buffers and its last vector fit in them (as in an
-/// [`Arena`]). Checked when the tensor is added and when the state format changes, so a
-/// refused tensor never reaches the first step.
-fn check_vec4(
-    i: usize,
-    param: &BufferRange,
-    grad: &BufferRange,
-    (pd, gd): (Dtype, Dtype),
-    q8: bool,
-) -> Result<()> {
-    if !q8 && (pd, gd) == (Dtype::F32, Dtype::F32) {
-        return Ok(());
+/// A caller's range as the registry's rules see it.
+fn span(r: &BufferRange, dtype: Dtype) -> registry::Span<'_, wgpu::Buffer> {
+    registry::Span {
+        buffer: &r.buffer,
+        bytes: r.buffer.size(),
+        offset: r.offset,
+        len: r.len,
+        dtype,
     }
-    let fits = |r: &BufferRange, d: Dtype| {
-        let end = (r.offset + r.len as u64).div_ceil(4) * 4;
-        r.offset % 4 == 0
-            && end
-                .checked_mul(d.size())
-                .is_some_and(|b| b <= r.buffer.size())
-    };
-    if fits(param, pd) && fits(grad, gd) {
-        return Ok(());
+}
+
+/// A scaler setting once the optimizer runs: loss scaling must already be on, and the
+/// scale is the device's own by then, so a different `init_scale` would be dropped: refused.
+pub(crate) fn check_running_scaler(now: Option<&GradScaler>, new: &GradScaler) -> Result<()> {
+    match now {
+        None => Err(Error::InvalidState(
+            "loss scaling must be enabled before the first step".into(),
+        )),
+        Some(now) if now.init_scale != new.init_scale => Err(Error::InvalidState(format!(
+            "init_scale cannot change once loss scaling runs (the scale is the device's: \
+             {} at the start); change growth_factor, backoff_factor or growth_interval only",
+            now.init_scale
+        ))),
+        Some(_) => Ok(()),
     }
-    Err(Error::BadRange {
-        what: format!("tensor {i}"),
-        why: format!(
-            "{} needs tensors at offsets that are multiples of 4 elements in both buffers, \
-             with room for their last vector of 4 (as in an Arena); params at {}, grads at {}",
-            if q8 {
-                "8-bit state"
-            } else {
-                "16-bit params or grads"
-            },
-            param.offset,
-            grad.offset
-        ),
-    })
+}
+
+/// A group's rule must run in group 0's kernel: the same kernel (rule family, e.g. Adam
+/// and AdamW) and the same state slots (e.g. `amsgrad` on both or neither). A rule of
+/// another family with the same slots (NAdam in an Adam optimizer) would be stepped by
+/// the wrong kernel: refused.
+pub(crate) fn check_compatible<R: UpdateRule>(group: usize, rule: &R, first: &R) -> Result<()> {
+    if rule.kernel() != first.kernel() {
+        return Err(Error::IncompatibleGroup {
+            group,
+            why: format!(
+                "its rule {} runs another kernel than group 0's {}",
+                rule.name(),
+                first.name()
+            ),
+        });
+    }
+    if rule.state_slots() != first.state_slots() {
+        return Err(Error::IncompatibleGroup {
+            group,
+            why: format!(
+                "state slots {:?} differ from {:?}",
+                rule.state_slots(),
+                first.state_slots()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Checks a clipping setting: each bound set must be finite and > 0.
@@ -2123,14 +2085,4 @@ pub(crate) fn validate_clip(clip: &GradClip) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether two ranges of elements of `ea` and `eb` bytes share a byte.
-fn overlaps((a, ea): (&BufferRange, Dtype), (b, eb): (&BufferRange, Dtype)) -> bool {
-    let (a0, b0) = (a.offset * ea.size(), b.offset * eb.size());
-    a.buffer == b.buffer
-        && a.len > 0
-        && b.len > 0
-        && a0 < b0 + b.len as u64 * eb.size()
-        && b0 < a0 + a.len as u64 * ea.size()
 }

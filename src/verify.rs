@@ -91,8 +91,11 @@ pub fn compare(name: &str, gpu: &[f32], cpu: &[f32]) -> Result<BufferError> {
             expected: cpu.len(),
         });
     }
-    let n = cpu.len().max(1) as f64;
-    let rms = (cpu.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / n).sqrt();
+    // The RMS of the finite reference values: a NaN or inf elsewhere in the buffer must not
+    // turn every element's floor into its own magnitude.
+    let finite = || cpu.iter().filter(|x| x.is_finite());
+    let n = finite().count().max(1) as f64;
+    let rms = (finite().map(|&x| (x as f64).powi(2)).sum::<f64>() / n).sqrt();
     let mut e = BufferError {
         name: name.into(),
         len: cpu.len(),

@@ -517,7 +517,6 @@ fn sgd(lr: f64) -> Sgd {
 /// 3 steps: step 4 uses 0.05 and the cosine chain continues from it (see the top of
 /// tests/torch_options.py). Crate: `set_group(g, Sgd { lr: 0.05, .. })` before step 4.
 #[test]
-#[ignore = "fault 1: set_group lr under a schedule; fixed in progress"]
 fn hand_set_lr_under_cosine_matches_torch() {
     let s = LrSchedule::Cosine {
         t_max: 10,
@@ -536,7 +535,6 @@ fn hand_set_lr_under_cosine_matches_torch() {
 /// lr the cosine left (its value for step 6). Crate: `set_schedule(g, Constant)` after 5
 /// steps.
 #[test]
-#[ignore = "fault 1: set_group lr under a schedule; fixed in progress"]
 fn new_constant_schedule_after_cosine_matches_torch() {
     let s = LrSchedule::Cosine {
         t_max: 10,
@@ -558,7 +556,6 @@ fn new_constant_schedule_after_cosine_matches_torch() {
 /// (b') As (b) with a new StepLR(step_size=2, gamma=0.5): it counts its epochs from its
 /// creation and halves the current lr (not base_lrs) after its 2nd and 4th steps.
 #[test]
-#[ignore = "fault 1: set_group lr under a schedule; fixed in progress"]
 fn new_step_schedule_after_cosine_matches_torch() {
     let s = LrSchedule::Cosine {
         t_max: 10,
@@ -580,7 +577,6 @@ fn new_step_schedule_after_cosine_matches_torch() {
 /// steps 5, 6 use 0.2, step 7 0.1 (the decay grid stays; the chain continues from 0.2).
 /// Crate: `set_group(g, Sgd { lr: 0.2, .. })` before step 5.
 #[test]
-#[ignore = "fault 1: set_group lr under a schedule; fixed in progress"]
 fn hand_set_lr_under_step_matches_torch() {
     let s = LrSchedule::Step {
         step_size: 3,

@@ -1,0 +1,704 @@
+//! The whole-step CPU model: what an [`Optimizer`] computes, on host slices, for a whole
+//! training run — param groups with their own hyperparameters and lr schedules, setters at
+//! any point, clipping, the loss scaler with skipped steps, 16-bit params with the f32
+//! master or stochastic rounding, 8-bit state — with the same f32 operations in the same
+//! order as the device's passes, and the same refusals.
+//!
+//! It may not touch a device: the device's limits that decide refusals come in as a
+//! [`wgpu::Limits`] value. Each rule's element math is its CPU twin ([`UpdateRule::update`]).
+//!
+//! Bit-exactness: the device equals the model bit for bit where the operations are the
+//! same (one-phase rules, conversions, 8-bit codes, value clipping, loss scaling by powers
+//! of two) on a device that rounds WGSL's f32 operations correctly, as lavapipe does. Two
+//! sums are not: the clip norm (f32 in a fixed tree order on the device, f64 here) and a
+//! two-phase rule's per-tensor norms (LAMB); there the device differs by the verifier's
+//! op-count tolerance (see [`mod@crate::verify`]).
+//!
+//! ```
+//! # fn main() -> gpu_optim::Result<()> {
+//! use gpu_optim::{CpuModel, Dtype, GradClip, LrSchedule, Sgd};
+//! let mut model = CpuModel::new(Sgd { lr: 0.1, ..Sgd::default() })?;
+//! let t = model.add_tensor(model.default_group(), 0, &[1.0, 2.0], (Dtype::F32, Dtype::F32))?;
+//! model.set_schedule(model.default_group(), LrSchedule::Step { step_size: 1, gamma: 0.5 })?;
+//! model.set_grad_clip(GradClip { value: Some(1.0), max_norm: None })?;
+//! model.step(&[vec![4.0, -0.5]])?;
+//! assert_eq!(model.params(t)?, &[0.9, 2.05]);
+//! model.step(&[vec![4.0, -0.5]])?;
+//! assert_eq!(model.params(t)?, &[0.9 - 0.05, 2.075]); // lr halved: 0.05
+//! # Ok(()) }
+//! ```
+
+use crate::clip::{GradClip, GradStats};
+use crate::error::{Error, Result};
+use crate::half::{self, Dtype};
+use crate::quant::{Q8State, StateFormat};
+use crate::registry::{self, Span};
+use crate::rules::{signed_slots, UpdateRule, MAX_SLOTS};
+use crate::scaler::{CpuGradScaler, GradScaler};
+use crate::schedule::LrSchedule;
+use crate::scheduler::{GroupId, GroupSchedule, TensorId, MAX_LAG};
+
+/// Where a tensor lives, for the model: which param and grad buffer (any ids the caller
+/// keeps apart), their sizes in bytes, and the element offsets. The model refuses what the
+/// device refuses (ranges past a buffer, overlaps, alignment); stochastic rounding's bits
+/// depend on the param offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostLayout {
+    /// Param buffer id.
+    pub param_buffer: usize,
+    /// Param buffer size in bytes.
+    pub param_bytes: u64,
+    /// First param element in its buffer (elements of the param type).
+    pub param_offset: u64,
+    /// Grad buffer id (may equal the param buffer's).
+    pub grad_buffer: usize,
+    /// Grad buffer size in bytes.
+    pub grad_bytes: u64,
+    /// First grad element in its buffer (elements of the grad type).
+    pub grad_offset: u64,
+}
+
+#[derive(Clone, Debug)]
+struct HostTensor {
+    group: usize,
+    layout: HostLayout,
+    len: usize,
+    dtypes: (Dtype, Dtype),
+    /// The params as their buffer holds them (16-bit values widened exactly).
+    values: Vec<f32>,
+    /// The f32 master copy of 16-bit params (from the first step on).
+    master: Option<Vec<f32>>,
+    /// State slots (8-bit: the values the codes stand for).
+    state: Vec<Vec<f32>>,
+    q8: Option<Q8State>,
+}
+
+/// The CPU model of an [`Optimizer`]: the same public calls, the same results, on host
+/// vectors. See the module docs.
+///
+/// [`Optimizer`]: crate::Optimizer
+#[derive(Clone, Debug)]
+pub struct CpuModel<R: UpdateRule> {
+    limits: wgpu::Limits,
+    groups: Vec<R>,
+    schedules: Vec<GroupSchedule>,
+    tensors: Vec<HostTensor>,
+    prepared: bool,
+    lag: u32,
+    t: u64,
+    ring: u32,
+    clip: Option<GradClip>,
+    /// Clipping's reduction runs (set when prepared: clip or scaler on).
+    reduction: bool,
+    scaler: Option<CpuGradScaler>,
+    executed: u64,
+    skipped: u64,
+    state_format: StateFormat,
+    stochastic: Option<u32>,
+    stats: Option<GradStats>,
+}
+
+impl<R: UpdateRule> CpuModel<R> {
+    /// A model of an optimizer on a device with wgpu's default limits.
+    pub fn new(rule: R) -> Result<Self> {
+        Self::with_limits(rule, wgpu::Limits::default())
+    }
+
+    /// A model of an optimizer on a device with `limits` (`Context::limits`): the limits
+    /// decide some refusals (loss scaling's candidates per step, uniform sizes).
+    pub fn with_limits(rule: R, limits: wgpu::Limits) -> Result<Self> {
+        rule.validate()?;
+        Ok(Self {
+            limits,
+            groups: vec![rule],
+            schedules: vec![GroupSchedule::default()],
+            tensors: Vec::new(),
+            prepared: false,
+            lag: 0,
+            t: 0,
+            ring: 16,
+            clip: None,
+            reduction: false,
+            scaler: None,
+            executed: 0,
+            skipped: 0,
+            state_format: StateFormat::F32,
+            stochastic: None,
+            stats: None,
+        })
+    }
+
+    fn frozen(&self, what: &str) -> Result<()> {
+        match self.prepared {
+            true => Err(Error::InvalidState(format!(
+                "{what} after the optimizer was prepared (first step); register everything first"
+            ))),
+            false => Ok(()),
+        }
+    }
+
+    fn check_group(&self, g: GroupId) -> Result<()> {
+        match g.0 < self.groups.len() {
+            true => Ok(()),
+            false => Err(Error::InvalidState(format!("no param group {}", g.0))),
+        }
+    }
+
+    fn tensor(&self, t: TensorId) -> Result<&HostTensor> {
+        self.tensors
+            .get(t.0)
+            .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))
+    }
+
+    /// Group 0.
+    pub fn default_group(&self) -> GroupId {
+        GroupId(0)
+    }
+
+    /// [`crate::Optimizer::add_group`].
+    pub fn add_group(&mut self, rule: R) -> Result<GroupId> {
+        rule.validate()?;
+        crate::scheduler::check_compatible(self.groups.len(), &rule, &self.groups[0])?;
+        self.frozen("add_group")?;
+        self.groups.push(rule);
+        self.schedules.push(GroupSchedule::default());
+        Ok(GroupId(self.groups.len() - 1))
+    }
+
+    /// [`crate::Optimizer::group`].
+    pub fn group(&self, g: GroupId) -> Result<&R> {
+        self.check_group(g)?;
+        Ok(&self.groups[g.0])
+    }
+
+    /// [`crate::Optimizer::lr`].
+    pub fn lr(&self, g: GroupId) -> Result<f64> {
+        Ok(self.group(g)?.lr())
+    }
+
+    /// Number of param groups.
+    pub fn num_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Number of tensors.
+    pub fn num_tensors(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// [`crate::Optimizer::set_group`].
+    pub fn set_group(&mut self, g: GroupId, rule: R) -> Result<()> {
+        rule.validate()?;
+        self.check_group(g)?;
+        crate::scheduler::check_compatible(g.0, &rule, &self.groups[0])?;
+        self.groups[g.0] = rule;
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::set_schedule`].
+    pub fn set_schedule(&mut self, g: GroupId, schedule: LrSchedule) -> Result<()> {
+        schedule.validate()?;
+        self.check_group(g)?;
+        let rule = &mut self.groups[g.0];
+        let mut probe = rule.clone();
+        probe.set_lr(schedule.initial(rule.lr()));
+        probe.validate()?;
+        let sched = &mut self.schedules[g.0];
+        sched.initial_lr.get_or_insert(rule.lr());
+        *rule = probe;
+        sched.running = Some((schedule, 0));
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::schedule`].
+    pub fn schedule(&self, g: GroupId) -> Result<Option<(&LrSchedule, u64)>> {
+        self.check_group(g)?;
+        Ok(self.schedules[g.0].running.as_ref().map(|(s, e)| (s, *e)))
+    }
+
+    /// [`crate::Optimizer::clear_schedule`].
+    pub fn clear_schedule(&mut self, g: GroupId) -> Result<Option<LrSchedule>> {
+        self.check_group(g)?;
+        Ok(self.schedules[g.0].running.take().map(|(s, _)| s))
+    }
+
+    /// [`crate::Optimizer::add_tensor_as`] for a tensor at `layout` (see [`HostLayout`];
+    /// [`CpuModel::add_tensor`] for one alone in its buffers) whose params are `params`
+    /// (rounded to the param type, as its buffer would hold them).
+    pub fn add_tensor_at(
+        &mut self,
+        group: GroupId,
+        layout: HostLayout,
+        params: &[f32],
+        (pd, gd): (Dtype, Dtype),
+    ) -> Result<TensorId> {
+        self.frozen("add_tensor")?;
+        self.check_group(group)?;
+        let i = self.tensors.len();
+        let len = params.len();
+        let (p, g) = spans(&layout, len, (pd, gd));
+        p.check_inside(&format!("tensor {i} params"))?;
+        g.check_inside(&format!("tensor {i} grads"))?;
+        registry::check_pair(i, &p, &g, self.state_format.quantizes(len))?;
+        for (j, t) in self.tensors.iter().enumerate() {
+            let (tp, tg) = spans(&t.layout, t.len, t.dtypes);
+            registry::check_disjoint((i, &p, &g), (j, &tp, &tg))?;
+        }
+        let rule = &self.groups[group.0];
+        let slots = rule.state_slots().len();
+        self.tensors.push(HostTensor {
+            group: group.0,
+            layout,
+            len,
+            dtypes: (pd, gd),
+            values: pd.round(params),
+            master: None,
+            state: (0..slots)
+                .map(|k| vec![rule.initial_state(k); len])
+                .collect(),
+            q8: None,
+        });
+        Ok(TensorId(i))
+    }
+
+    /// A tensor alone in its own param and grad buffers (ids `2·i` and `2·i + 1`), at
+    /// element `offset` of its param buffer (stochastic rounding's bits depend on it).
+    pub fn add_tensor(
+        &mut self,
+        group: GroupId,
+        offset: u64,
+        params: &[f32],
+        dtypes: (Dtype, Dtype),
+    ) -> Result<TensorId> {
+        let i = self.tensors.len();
+        let end = |d: Dtype, o: u64| (o + params.len() as u64).div_ceil(4) * 4 * d.size();
+        let layout = HostLayout {
+            param_buffer: 2 * i,
+            param_bytes: end(dtypes.0, offset),
+            param_offset: offset,
+            grad_buffer: 2 * i + 1,
+            grad_bytes: end(dtypes.1, 0),
+            grad_offset: 0,
+        };
+        self.add_tensor_at(group, layout, params, dtypes)
+    }
+
+    /// [`crate::Optimizer::set_state_format`].
+    pub fn set_state_format(&mut self, format: StateFormat) -> Result<()> {
+        self.frozen("set_state_format")?;
+        if format != StateFormat::F32 && self.groups[0].kernel().two_phase {
+            return Err(Error::InvalidState(format!(
+                "{} is a two-phase rule; 8-bit state is not supported for it",
+                self.groups[0].name()
+            )));
+        }
+        for (i, t) in self.tensors.iter().enumerate() {
+            let (p, g) = spans(&t.layout, t.len, t.dtypes);
+            registry::check_vec4(i, &p, &g, format.quantizes(t.len))?;
+        }
+        self.state_format = format;
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::set_stochastic_rounding`].
+    pub fn set_stochastic_rounding(&mut self, seed: Option<u32>) -> Result<()> {
+        self.frozen("set_stochastic_rounding")?;
+        self.stochastic = seed;
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::set_steps_per_submission`]: no effect on the numbers, only on
+    /// what is refused.
+    pub fn set_steps_per_submission(&mut self, k: u32) -> Result<()> {
+        if k == 0 {
+            return Err(Error::InvalidState(
+                "steps_per_submission must be at least 1".into(),
+            ));
+        }
+        if self.prepared && self.lag > 0 && k >= self.lag {
+            return Err(Error::InvalidState(format!(
+                "loss scaling covers at most {} steps per submission here, not {k}",
+                self.lag - 1
+            )));
+        }
+        self.ring = k;
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::set_grad_clip`].
+    pub fn set_grad_clip(&mut self, clip: GradClip) -> Result<()> {
+        crate::scheduler::validate_clip(&clip)?;
+        let on = clip != GradClip::default();
+        if self.prepared && !self.reduction {
+            if on {
+                return Err(Error::InvalidState(
+                    "gradient clipping must be enabled before the first step".into(),
+                ));
+            }
+        } else {
+            self.clip = Some(clip);
+        }
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::set_grad_scaler`]: before preparing it replaces the scaler, then
+    /// only its factors may change (the scale carries on).
+    pub fn set_grad_scaler(&mut self, scaler: GradScaler) -> Result<()> {
+        scaler.validate()?;
+        match &mut self.scaler {
+            Some(s) if self.prepared => {
+                crate::scheduler::check_running_scaler(Some(&s.config), &scaler)?;
+                s.config = scaler;
+            }
+            None if self.prepared => {
+                crate::scheduler::check_running_scaler(None, &scaler)?;
+            }
+            _ => self.scaler = Some(CpuGradScaler::new(scaler)),
+        }
+        Ok(())
+    }
+
+    /// [`crate::Optimizer::prepare`]: after this no tensor or group can be added; 16-bit
+    /// params get their f32 master copy from their current values.
+    pub fn prepare(&mut self) -> Result<()> {
+        if self.prepared {
+            return Ok(());
+        }
+        if self.tensors.is_empty() {
+            return Err(Error::InvalidState("no tensors registered".into()));
+        }
+        let n_groups = (self.groups.len() as u32).next_power_of_two() as u64;
+        let hsize = std::mem::size_of::<crate::Hyper>() as u64;
+        let max_uniform = self.limits.max_uniform_buffer_binding_size;
+        let room = (max_uniform / hsize).saturating_sub(1);
+        let lag = match self.scaler {
+            None => 0,
+            Some(_) => {
+                let lag = (room / n_groups).min(MAX_LAG as u64) as u32;
+                if lag <= self.ring {
+                    return Err(Error::InvalidState(format!(
+                        "loss scaling with {} param groups and {} steps per submission needs \
+                         more candidate scalars per step than the uniform limit allows",
+                        self.groups.len(),
+                        self.ring
+                    )));
+                }
+                lag
+            }
+        };
+        if (n_groups * lag.max(1) as u64 + 1) * hsize > max_uniform {
+            return Err(Error::InvalidState(format!(
+                "{} param groups need more uniforms than this device allows",
+                self.groups.len()
+            )));
+        }
+        self.lag = lag;
+        let signed = signed_slots(&self.groups[0]);
+        let stochastic = self.stochastic;
+        for t in &mut self.tensors {
+            if needs_master(t.dtypes.0, stochastic) {
+                t.master = Some(t.values.clone());
+            }
+            if self.state_format.quantizes(t.len) {
+                let q = Q8State::quantize(&t.state, &signed);
+                t.state = q.dequantize(&signed);
+                t.q8 = Some(q);
+            }
+        }
+        self.reduction = self.clip.is_some() || self.scaler.is_some();
+        self.prepared = true;
+        Ok(())
+    }
+
+    /// One step with `grads[i]` for tensor `i` (as the grad buffers hold them: 16-bit
+    /// grads are rounded to their type here). [`crate::Optimizer::step`]'s passes in its
+    /// order: the gradient reduction (clipping, loss scaling's non-finite check), the
+    /// update (skipped as a whole on a non-finite gradient with a loss scaler), the scale
+    /// update, then the schedules move on. Errors: the device's refusals at its first step,
+    /// or grads of the wrong number or lengths (nothing changes then).
+    pub fn step(&mut self, grads: &[Vec<f32>]) -> Result<()> {
+        if grads.len() != self.tensors.len() {
+            return Err(Error::LengthMismatch {
+                what: "grads (tensors)".into(),
+                got: grads.len(),
+                expected: self.tensors.len(),
+            });
+        }
+        for (i, (g, t)) in grads.iter().zip(&self.tensors).enumerate() {
+            if g.len() != t.len {
+                return Err(Error::LengthMismatch {
+                    what: format!("tensor {i} grads"),
+                    got: g.len(),
+                    expected: t.len,
+                });
+            }
+        }
+        self.prepare()?;
+        let t = self.t + 1;
+        let g: Vec<Vec<f32>> = grads
+            .iter()
+            .zip(&self.tensors)
+            .map(|(g, x)| x.dtypes.1.round(g))
+            .collect();
+        // The reduction pass: non-finite count and norm of the unscaled, value-clipped
+        // grads (shaders/common.wgsl grad_sumsq, shaders/reduce.wgsl total).
+        let mut skip = false;
+        let mut factor = (1.0f32, 1.0f32, 1.0f32); // (1/scale, clip coefficient, product)
+        let clip = self.clip.unwrap_or_default();
+        let value = clip.value.unwrap_or(0.0);
+        if self.reduction {
+            let inv = self.scaler.as_ref().map_or(1.0, |s| 1.0 / s.scale);
+            let mut sum = 0f64;
+            let mut nonfinite = 0u32;
+            for &x in g.iter().flatten() {
+                if !x.is_finite() {
+                    nonfinite += 1;
+                }
+                let mut y = x * inv;
+                if value > 0.0 {
+                    y = clamp_keep_nan(y, value);
+                }
+                sum += (y as f64) * (y as f64);
+            }
+            let norm = (sum as f32).sqrt();
+            let coef = match clip.max_norm {
+                Some(m) => min_keep_nan(1.0, m / (norm + 1e-6)),
+                None => 1.0,
+            };
+            self.stats = Some(GradStats { norm, nonfinite });
+            if self.scaler.is_some() {
+                self.executed += 1;
+                if nonfinite > 0 {
+                    self.skipped += 1;
+                    skip = true;
+                }
+            }
+            factor = (inv, coef, inv * coef);
+        }
+        if !skip {
+            let applied = t - self.skipped;
+            let sr_key = self.stochastic;
+            let q8_seed = self.state_format.stochastic_seed();
+            for (x, g) in self.tensors.iter_mut().zip(&g) {
+                let rule = &self.groups[x.group];
+                let h = rule.hyper(applied);
+                let slots = x.state.len();
+                // The gradient as the update kernel sees it (`clipped` in common.wgsl).
+                let clipped = |gi: f32| {
+                    if !self.reduction {
+                        gi
+                    } else if value > 0.0 {
+                        clamp_keep_nan(gi * factor.0, value) * factor.1
+                    } else {
+                        gi * factor.2
+                    }
+                };
+                let mut p: Vec<f32> = match &x.master {
+                    Some(m) => m.clone(),
+                    None => x.values.clone(),
+                };
+                // Element i's state in registers, as the kernel holds it.
+                let mut s = [0f32; MAX_SLOTS];
+                let load = |s: &mut [f32; MAX_SLOTS], st: &[Vec<f32>], i: usize| {
+                    for (r, v) in s.iter_mut().zip(st) {
+                        *r = v[i];
+                    }
+                };
+                let store = |s: &[f32; MAX_SLOTS], st: &mut [Vec<f32>], i: usize| {
+                    for (r, v) in s.iter().zip(st) {
+                        v[i] = *r;
+                    }
+                };
+                let mut sums = [0f32; 2];
+                if rule.kernel().two_phase {
+                    // The device sums in f32 in a fixed tree order; f64 here, rounded once.
+                    let mut acc = [0f64; 2];
+                    for i in 0..x.len {
+                        load(&mut s, &x.state, i);
+                        let c = rule.measure(&h, p[i], clipped(g[i]), &mut s[..slots]);
+                        store(&s, &mut x.state, i);
+                        acc[0] += c[0] as f64;
+                        acc[1] += c[1] as f64;
+                    }
+                    sums = [acc[0] as f32, acc[1] as f32];
+                }
+                for i in 0..x.len {
+                    load(&mut s, &x.state, i);
+                    p[i] = rule.apply(&h, p[i], clipped(g[i]), &mut s[..slots], sums);
+                    store(&s, &mut x.state, i);
+                }
+                if x.q8.is_some() {
+                    let signed = signed_slots(rule);
+                    let q = Q8State::quantize_at(&x.state, &signed, q8_seed.map(|sd| (t, sd)));
+                    x.state = q.dequantize(&signed);
+                    x.q8 = Some(q);
+                }
+                let pd = x.dtypes.0;
+                match (&mut x.master, pd, sr_key) {
+                    (Some(m), _, _) => {
+                        x.values = pd.round(&p);
+                        *m = p;
+                    }
+                    (None, Dtype::Bf16, Some(seed)) => {
+                        let at = x.layout.param_offset;
+                        x.values = p
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &v)| {
+                                let r = half::stochastic_bits(at + i as u64, t, seed);
+                                Dtype::Bf16.decode(half::f32_to_bf16_stochastic(v, r))
+                            })
+                            .collect();
+                    }
+                    _ => x.values = p,
+                }
+            }
+        }
+        if let Some(s) = &mut self.scaler {
+            s.update(skip);
+        }
+        for (rule, sched) in self.groups.iter_mut().zip(&mut self.schedules) {
+            if let Some((s, epoch)) = sched.running.as_mut() {
+                *epoch += 1;
+                rule.set_lr(s.next(rule.lr(), *epoch));
+            }
+        }
+        self.t = t;
+        Ok(())
+    }
+
+    /// Steps called so far.
+    pub fn step_count(&self) -> u64 {
+        self.t
+    }
+
+    /// Steps that updated the params (the rule's step count).
+    pub fn applied_steps(&self) -> u64 {
+        self.t - self.skipped
+    }
+
+    /// Steps skipped for a non-finite gradient (loss scaling).
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The loss scale, with a scaler.
+    pub fn loss_scale(&self) -> Option<f32> {
+        self.scaler.as_ref().map(|s| s.scale)
+    }
+
+    /// The loss scaler's growth tracker, with a scaler.
+    pub fn growth_tracker(&self) -> Option<u32> {
+        self.scaler.as_ref().map(|s| s.growth_tracker)
+    }
+
+    /// The last step's gradient norm (summed in f64: see the module docs) and non-finite
+    /// count, when the reduction runs.
+    pub fn grad_stats(&self) -> Option<GradStats> {
+        self.stats
+    }
+
+    /// Tensor `t`'s params as the rule updates them: the master copy of 16-bit params,
+    /// else the params (what [`crate::Optimizer::read_params`] returns).
+    pub fn params(&self, t: TensorId) -> Result<&[f32]> {
+        let x = self.tensor(t)?;
+        Ok(x.master.as_deref().unwrap_or(&x.values))
+    }
+
+    /// Tensor `t`'s params as their buffer holds them (16-bit values widened).
+    pub fn stored_params(&self, t: TensorId) -> Result<&[f32]> {
+        Ok(&self.tensor(t)?.values)
+    }
+
+    /// Tensor `t`'s state slot `slot` (8-bit: the values its codes stand for), as
+    /// [`crate::Optimizer::read_state`].
+    pub fn state(&self, t: TensorId, slot: usize) -> Result<&[f32]> {
+        let x = self.tensor(t)?;
+        x.state
+            .get(slot)
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::InvalidState(format!("no state slot {slot}")))
+    }
+
+    /// Tensor `t`'s 8-bit codes and absmax of slot `slot`, if it has 8-bit state.
+    pub fn state_q8(&self, t: TensorId, slot: usize) -> Result<Option<(&[u8], &[f32])>> {
+        let x = self.tensor(t)?;
+        Ok(x.q8.as_ref().and_then(|q| {
+            Some((
+                q.codes.get(slot)?.as_slice(),
+                q.absmax.get(slot)?.as_slice(),
+            ))
+        }))
+    }
+
+    /// Whether tensor `t`'s params have an f32 master copy (after preparing).
+    pub fn has_master(&self, t: TensorId) -> bool {
+        self.tensors.get(t.0).is_some_and(|x| x.master.is_some())
+    }
+
+    /// Overwrites tensor `t`'s params as their buffer would hold them (e.g. the caller
+    /// uploads new weights). Before preparing only, as the master is taken then.
+    pub fn set_params(&mut self, t: TensorId, params: &[f32]) -> Result<()> {
+        self.frozen("set_params")?;
+        let x = self
+            .tensors
+            .get_mut(t.0)
+            .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))?;
+        if params.len() != x.len {
+            return Err(Error::LengthMismatch {
+                what: format!("tensor {} params", t.0),
+                got: params.len(),
+                expected: x.len,
+            });
+        }
+        x.values = x.dtypes.0.round(params);
+        Ok(())
+    }
+}
+
+/// A tensor's param and grad ranges as the registry's rules see them.
+fn spans(
+    l: &HostLayout,
+    len: usize,
+    (pd, gd): (Dtype, Dtype),
+) -> (Span<'_, usize>, Span<'_, usize>) {
+    let span = |buffer, bytes, offset, dtype| Span {
+        buffer,
+        bytes,
+        offset,
+        len,
+        dtype,
+    };
+    (
+        span(&l.param_buffer, l.param_bytes, l.param_offset, pd),
+        span(&l.grad_buffer, l.grad_bytes, l.grad_offset, gd),
+    )
+}
+
+/// Whether params of type `d` get an f32 master copy (bf16 with stochastic rounding has
+/// none).
+pub(crate) fn needs_master(d: Dtype, stochastic: Option<u32>) -> bool {
+    match d {
+        Dtype::F32 => false,
+        Dtype::F16 => true,
+        Dtype::Bf16 => stochastic.is_none(),
+    }
+}
+
+/// torch's `clamp(x, -v, v)`: NaN stays NaN.
+fn clamp_keep_nan(x: f32, v: f32) -> f32 {
+    if x.is_nan() {
+        x
+    } else {
+        x.clamp(-v, v)
+    }
+}
+
+/// `min(a, b)` where a NaN operand gives NaN (torch's `clamp(max=1)` of a NaN coefficient).
+fn min_keep_nan(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.min(b)
+    }
+}

@@ -1,0 +1,149 @@
+//! What a registered tensor's ranges must satisfy: inside their buffers, equal lengths,
+//! vector alignment where 16-bit data or 8-bit state needs it, no overlap with themselves
+//! or other tensors. Pure rules over buffer identities and offsets, shared by the device
+//! [`crate::Optimizer`] and the host [`crate::CpuModel`] so that both refuse the same calls;
+//! it makes no wgpu call and holds no state.
+
+use crate::error::{Error, Result};
+use crate::half::Dtype;
+
+/// One range of a tensor: which buffer (any identity: a `wgpu::Buffer`, a host id), the
+/// buffer's size in bytes, and the range in elements of `dtype`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span<'a, B> {
+    pub buffer: &'a B,
+    pub bytes: u64,
+    pub offset: u64,
+    pub len: usize,
+    pub dtype: Dtype,
+}
+
+impl<B: PartialEq> Span<'_, B> {
+    /// Refuses a range that ends past its buffer.
+    pub fn check_inside(&self, what: &str) -> Result<()> {
+        let end = self
+            .offset
+            .checked_add(self.len as u64)
+            .and_then(|e| e.checked_mul(self.dtype.size()))
+            .unwrap_or(u64::MAX);
+        if end > self.bytes {
+            return Err(Error::BadRange {
+                what: what.into(),
+                why: format!(
+                    "elements {}..{} end at byte {end}, past the buffer's {} bytes",
+                    self.offset,
+                    self.offset.saturating_add(self.len as u64),
+                    self.bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether two ranges share a byte.
+    fn overlaps(&self, b: &Span<'_, B>) -> bool {
+        let (ea, eb) = (self.dtype.size(), b.dtype.size());
+        let (a0, b0) = (self.offset * ea, b.offset * eb);
+        self.buffer == b.buffer
+            && self.len > 0
+            && b.len > 0
+            && a0 < b0 + b.len as u64 * eb
+            && b0 < a0 + self.len as u64 * ea
+    }
+
+    /// Whether the range starts at a multiple of 4 elements and its last vector of 4 fits
+    /// in the buffer.
+    fn vec4_ok(&self) -> bool {
+        let end = (self.offset + self.len as u64).div_ceil(4) * 4;
+        self.offset % 4 == 0
+            && end
+                .checked_mul(self.dtype.size())
+                .is_some_and(|b| b <= self.bytes)
+    }
+}
+
+/// Tensor `i`'s params and grads on their own (both already inside their buffers): equal
+/// lengths, below 2^31 elements, vector-aligned where `q8` (8-bit state) or 16-bit data
+/// needs it, grads not overlapping params.
+pub(crate) fn check_pair<B: PartialEq>(
+    i: usize,
+    param: &Span<'_, B>,
+    grad: &Span<'_, B>,
+    q8: bool,
+) -> Result<()> {
+    if grad.len != param.len {
+        return Err(Error::LengthMismatch {
+            what: format!("tensor {i} grads"),
+            got: grad.len,
+            expected: param.len,
+        });
+    }
+    if param.len as u64 >= u32::MAX as u64 / 2 {
+        return Err(Error::BadRange {
+            what: format!("tensor {i}"),
+            why: "more than 2^31 elements".into(),
+        });
+    }
+    check_vec4(i, param, grad, q8)?;
+    if param.overlaps(grad) {
+        return Err(Error::BadRange {
+            what: format!("tensor {i}"),
+            why: "its grads overlap its own params".into(),
+        });
+    }
+    Ok(())
+}
+
+/// 16-bit params or grads and 8-bit state run in vectors of 4: the tensor must start at a
+/// multiple of 4 elements in both buffers and its last vector fit in them (as in an
+/// [`crate::Arena`]). Checked when the tensor is added and when the state format changes,
+/// so a refused tensor never reaches the first step.
+pub(crate) fn check_vec4<B: PartialEq>(
+    i: usize,
+    param: &Span<'_, B>,
+    grad: &Span<'_, B>,
+    q8: bool,
+) -> Result<()> {
+    if !q8 && (param.dtype, grad.dtype) == (Dtype::F32, Dtype::F32) {
+        return Ok(());
+    }
+    if param.vec4_ok() && grad.vec4_ok() {
+        return Ok(());
+    }
+    Err(Error::BadRange {
+        what: format!("tensor {i}"),
+        why: format!(
+            "{} needs tensors at offsets that are multiples of 4 elements in both buffers, \
+             with room for their last vector of 4 (as in an Arena); params at {}, grads at {}",
+            if q8 {
+                "8-bit state"
+            } else {
+                "16-bit params or grads"
+            },
+            param.offset,
+            grad.offset
+        ),
+    })
+}
+
+/// New tensor `i` against registered tensor `j`: no range of one overlaps a range of the
+/// other.
+pub(crate) fn check_disjoint<B: PartialEq>(
+    (i, param, grad): (usize, &Span<'_, B>, &Span<'_, B>),
+    (j, tp, tg): (usize, &Span<'_, B>, &Span<'_, B>),
+) -> Result<()> {
+    for (a, b, what) in [
+        (tp, param, "params"),
+        (tg, grad, "grads"),
+        (tp, grad, "params of one / grads of the other"),
+        (tg, param, "grads of one / params of the other"),
+    ] {
+        if a.overlaps(b) {
+            return Err(Error::BadRange {
+                what: format!("tensor {i}"),
+                why: format!("its {what} overlap tensor {j}'s"),
+            });
+        }
+    }
+    Ok(())
+}
