@@ -9,21 +9,29 @@
 //! as small as anywhere; the scaled error measures such elements against the buffer's RMS
 //! magnitude instead.
 //!
+//! ## The CPU reference
+//! The CPU side is [`CpuModel`], the whole-step model of an [`Optimizer`]: the plan's param
+//! groups, clipping, state format and element types go through the same calls on both.
+//! On a device that rounds WGSL's f32 operations correctly (lavapipe) the two agree bit
+//! for bit, every error measure 0, except where they sum in a different order: clipping
+//! by norm (the norm) and two-phase rules (LAMB's per-tensor norms).
+//!
 //! WGSL does not promise correctly rounded results: division may be off by 2.5 ulp, sqrt
-//! may go through inverseSqrt, and `a*b + c` may be fused. The CPU twin rounds each
+//! may go through inverseSqrt, and `a*b + c` may be fused. The CPU model rounds each
 //! operation correctly. So each step may differ by about one ulp per rounded operation on
 //! the longest dependency chain ([`UpdateRule::rounding_ops`], division and sqrt counted
 //! as 3), and the differences accumulate at most linearly through the state over steps:
 //! the default tolerance is `rounding_ops × steps` scaled ulps. It is a bound derived from
 //! the operation count, not fitted to a run; the measured figures are far below it.
 
-use crate::clip::{cpu_grad_clip, GradClip};
+use crate::clip::GradClip;
 use crate::context::Context;
+use crate::cpu_model::{CpuModel, HostLayout};
 use crate::error::{Error, Result};
 use crate::half::Dtype;
-use crate::quant::{Q8State, StateFormat};
-use crate::rules::{cpu_step, UpdateRule};
-use crate::scheduler::{Arena, GroupId, Optimizer};
+use crate::quant::StateFormat;
+use crate::rules::UpdateRule;
+use crate::scheduler::{Arena, Optimizer};
 
 /// A small deterministic generator (SplitMix64): the same inputs on every machine.
 #[derive(Clone, Debug)]
@@ -199,9 +207,9 @@ pub struct VerifyPlan<R: UpdateRule> {
     pub steps: u32,
     /// Seed for params (uniform in [-1, 1)) and grads (uniform in [-1, 1)).
     pub seed: u64,
-    /// Gradient clipping in the step (GPU) and [`crate::cpu_grad_clip`] (CPU).
+    /// Gradient clipping, set on the optimizer and on the model before the first step.
     pub clip: Option<GradClip>,
-    /// How the optimizer stores state; with 8-bit state the CPU requantizes after each
+    /// How the optimizer stores state; with 8-bit state the model requantizes after each
     /// step as the device does, and the slots compared are what the codes stand for.
     pub state_format: StateFormat,
     /// Element types of the params and grads (mixed precision): random values are
@@ -225,8 +233,23 @@ impl<R: UpdateRule> VerifyPlan<R> {
     }
 }
 
+/// Where tensor `i` of `arena` lives, for [`CpuModel`]: buffer 0 holds the params, buffer 1
+/// the grads (the model refuses and rounds as the device does for that layout).
+fn arena_layout(arena: &Arena, i: usize) -> HostLayout {
+    let (p, g) = (arena.param(i), arena.grad(i));
+    HostLayout {
+        param_buffer: 0,
+        param_bytes: p.buffer.size(),
+        param_offset: p.offset,
+        grad_buffer: 1,
+        grad_bytes: g.buffer.size(),
+        grad_offset: g.offset,
+    }
+}
+
 /// Runs `plan` on the GPU (through [`Optimizer`], as a user would) and on the CPU reference
-/// and compares params and every state slot.
+/// ([`CpuModel`], the same public calls on host vectors) and compares params and every state
+/// slot.
 pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<VerifyReport> {
     if plan.groups.is_empty() {
         return Err(Error::InvalidState(
@@ -240,86 +263,60 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
     let (pd, gd) = plan.dtypes;
     let arena = Arena::with_dtypes(ctx, &lens, pd, gd)?;
     let mut opt = Optimizer::new(ctx, plan.groups[0].clone())?;
+    let mut model = CpuModel::with_limits(plan.groups[0].clone(), ctx.limits())?;
     opt.set_state_format(plan.state_format)?;
-    let mut gids = vec![GroupId(0)];
+    model.set_state_format(plan.state_format)?;
+    // (device id, model id) per group and per tensor.
+    let mut gids = vec![(opt.default_group(), model.default_group())];
     for g in &plan.groups[1..] {
-        gids.push(opt.add_group(g.clone())?);
+        gids.push((opt.add_group(g.clone())?, model.add_group(g.clone())?));
     }
-    let mut ids = Vec::new();
-    for (i, &(g, _)) in plan.tensors.iter().enumerate() {
-        ids.push(opt.add_tensor_as(gids[g], arena.param(i), pd, arena.grad(i), gd)?);
-    }
-
     let mut rng = Rng(plan.seed);
-    let slots = plan.groups[0].state_slots();
-    // Values as the buffers hold them.
-    let mut cpu_p: Vec<Vec<f32>> = lens.iter().map(|&n| pd.round(&rng.vec(n, 1.0))).collect();
-    let signed = crate::rules::signed_slots(&plan.groups[0]);
-    let requantize = |i: usize, s: &mut Vec<Vec<f32>>, t: u64| {
-        if plan.state_format.quantizes(lens[i]) {
-            let sr = plan
-                .state_format
-                .stochastic_seed()
-                .filter(|_| t > 0)
-                .map(|sd| (t, sd));
-            *s = Q8State::quantize_at(s, &signed, sr).dequantize(&signed);
-        }
-    };
-    let mut cpu_s: Vec<Vec<Vec<f32>>> = plan
-        .tensors
-        .iter()
-        .map(|&(g, n)| {
-            (0..slots.len())
-                .map(|k| vec![plan.groups[g].initial_state(k); n])
-                .collect()
-        })
-        .collect();
-    for (i, s) in cpu_s.iter_mut().enumerate() {
-        requantize(i, s, 0);
-    }
-    for (i, p) in cpu_p.iter().enumerate() {
-        ctx.upload_as(&arena.param(i), pd, p)?;
+    let mut ids = Vec::new();
+    for (i, &(g, n)) in plan.tensors.iter().enumerate() {
+        let (dg, mg) = gids[g];
+        let d = opt.add_tensor_as(dg, arena.param(i), pd, arena.grad(i), gd)?;
+        let m = model.add_tensor_at(mg, arena_layout(&arena, i), &rng.vec(n, 1.0), (pd, gd))?;
+        // The params as the model holds them (rounded to the param type).
+        ctx.upload_as(&arena.param(i), pd, model.stored_params(m)?)?;
+        ids.push((d, m));
     }
     if let Some(c) = plan.clip {
         opt.set_grad_clip(c)?;
+        model.set_grad_clip(c)?;
     }
     opt.prepare()?;
-    for t in 1..=plan.steps as u64 {
-        let mut grads: Vec<Vec<f32>> = lens.iter().map(|&n| gd.round(&rng.vec(n, 1.0))).collect();
+    model.prepare()?;
+    for _ in 0..plan.steps {
+        let grads: Vec<Vec<f32>> = lens.iter().map(|&n| gd.round(&rng.vec(n, 1.0))).collect();
         for (i, g) in grads.iter().enumerate() {
             ctx.upload_as(&arena.grad(i), gd, g)?;
         }
-        if let Some(c) = &plan.clip {
-            cpu_grad_clip(&mut grads, c);
-        }
-        for (i, &(g, _)) in plan.tensors.iter().enumerate() {
-            cpu_step(&plan.groups[g], t, &mut cpu_p[i], &grads[i], &mut cpu_s[i])?;
-            requantize(i, &mut cpu_s[i], t);
-        }
         opt.step()?;
+        model.step(&grads)?;
     }
 
     let mut gpu_all = Vec::new();
     let mut cpu_all = Vec::new();
     let (mut bits, mut rounded) = (Vec::new(), Vec::new());
-    for (i, p) in cpu_p.iter().enumerate() {
-        let master = opt.read_params(ids[i])?;
+    for (i, &(d, m)) in ids.iter().enumerate() {
+        let master = opt.read_params(d)?;
         if pd != Dtype::F32 {
             bits.extend(ctx.download_as(&arena.param(i), pd)?);
             rounded.extend(pd.round(&master));
         }
         gpu_all.extend(master);
-        cpu_all.extend_from_slice(p);
+        cpu_all.extend_from_slice(model.params(m)?);
     }
     let mut buffers = vec![compare("params", &gpu_all, &cpu_all)?];
     if pd != Dtype::F32 {
         buffers.push(compare(&format!("params as {pd:?}"), &bits, &rounded)?);
     }
-    for (k, name) in slots.iter().enumerate() {
+    for (k, name) in plan.groups[0].state_slots().iter().enumerate() {
         let (mut g, mut c) = (Vec::new(), Vec::new());
-        for (i, id) in ids.iter().enumerate() {
-            g.extend(opt.read_state(*id, k)?);
-            c.extend_from_slice(&cpu_s[i][k]);
+        for &(d, m) in &ids {
+            g.extend(opt.read_state(d, k)?);
+            c.extend_from_slice(model.state(m, k)?);
         }
         buffers.push(compare(name, &g, &c)?);
     }
@@ -335,4 +332,43 @@ pub fn verify<R: UpdateRule>(ctx: &Context, plan: &VerifyPlan<R>) -> Result<Veri
         tolerance: ops as f64 * plan.steps.max(1) as f64,
         buffers,
     })
+}
+
+/// Where `got` differs from `want` bit for bit (any NaN equals any NaN; +0 and −0 differ):
+/// `None` when they are identical, else the number of differing elements and the first of
+/// them with both values (or the lengths, when they differ).
+pub fn bit_difference(got: &[f32], want: &[f32]) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("lengths {} vs {}", got.len(), want.len()));
+    }
+    let same = |a: f32, b: f32| (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits();
+    let mut bad = (0..got.len()).filter(|&i| !same(got[i], want[i]));
+    let first = bad.next()?;
+    let (a, b) = (got[first], want[first]);
+    Some(format!(
+        "{} elements differ, the first [{first}]: {a:e} ({:#010x}) vs {b:e} ({:#010x})",
+        1 + bad.count(),
+        a.to_bits(),
+        b.to_bits()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bit_difference;
+
+    #[test]
+    fn bit_difference_counts_bits_not_values() {
+        assert_eq!(bit_difference(&[1.0, f32::NAN], &[1.0, -f32::NAN]), None);
+        assert_eq!(
+            bit_difference(&[0.0, 2.0, 3.0], &[-0.0, 2.0, 3.5]).as_deref(),
+            Some("2 elements differ, the first [0]: 0e0 (0x00000000) vs -0e0 (0x80000000)")
+        );
+        assert_eq!(
+            bit_difference(&[1.0], &[1.0, 2.0]).as_deref(),
+            Some("lengths 1 vs 2")
+        );
+        assert!(bit_difference(&[f32::NAN], &[1.0]).is_some());
+        assert!(bit_difference(&[1.0], &[1.0 + f32::EPSILON]).is_some());
+    }
 }

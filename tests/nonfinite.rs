@@ -6,19 +6,21 @@
 //! as their CPU twins do.
 //!
 //! Every rule of the catalog × (no clipping, by value, by norm, both) × (NaN, +inf, −inf in
-//! one gradient element) on the device against the CPU twin, params, every state slot and
-//! the clipping's norm and count, bit for bit (any NaN equals any NaN): on lavapipe every
-//! one-phase rule matches its twin bit for bit, and the gradients are multiples of 1/16 so
-//! that the clipping norm's f32 tree sum and the twin's f64 sum are the same exact number. LAMB's finite values are the one
-//! exception (its trust-ratio sums: f32 tree on the device, f64 on the CPU), checked within
-//! the verifier's tolerance; its non-finite values still bit for bit.
+//! one gradient element) on the device against the whole-step CPU model (`CpuModel`),
+//! params, 16-bit params, every state slot, 8-bit codes and block maxima, and the
+//! clipping's norm and count, bit for bit (any NaN equals any NaN): on lavapipe every
+//! one-phase rule computes what the model computes, and the gradients are multiples of
+//! 1/16 so that the clipping norm's f32 tree sum and the model's f64 sum are the same exact
+//! number. LAMB's finite values are the one exception (its trust-ratio sums: f32 tree on
+//! the device, f64 on the CPU), checked within the verifier's tolerance; its non-finite
+//! values still bit for bit.
 
 mod common;
 
 use gpu_optim::verify::{compare, Rng};
 use gpu_optim::{
-    cpu_grad_clip, AnyRule, Arena, Context, CpuOptimizer, Dtype, GradClip, Lamb, Optimizer, Sgd,
-    StateFormat, UpdateRule,
+    cpu_grad_clip, AnyRule, Arena, Context, CpuModel, CpuOptimizer, Dtype, GradClip, Lamb,
+    Optimizer, Sgd, StateFormat, TensorId, UpdateRule,
 };
 
 /// Any NaN equals any NaN; everything else by its bits.
@@ -39,7 +41,7 @@ fn diff(got: &[f32], want: &[f32]) -> Option<String> {
         .take(4)
         .map(|(i, (a, b))| {
             format!(
-                "[{i}] device {a:e} ({:#x}) twin {b:e} ({:#x})",
+                "[{i}] device {a:e} ({:#x}) CPU {b:e} ({:#x})",
                 a.to_bits(),
                 b.to_bits()
             )
@@ -63,7 +65,7 @@ fn check(what: &str, got: &[f32], want: &[f32], two_phase: bool, tol: f64) -> Op
 }
 
 /// Gradients that are multiples of 1/16 in [-2, 2]: their squares and sums are exact in
-/// f32, so the device's clipping norm equals the twin's bit for bit.
+/// f32, so the device's clipping norm equals the model's bit for bit.
 fn grads(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n)
         .map(|_| (rng.uniform() * 32.0).round() / 16.0)
@@ -96,32 +98,33 @@ impl Setup {
 const LENS: &[usize] = &[8, 37];
 const STEPS: u64 = 3;
 
-/// Steps `setup` on the device and on its CPU twin for [`STEPS`] steps; step 2 has `bad`
+/// Steps `setup` on the device and on the CPU model for [`STEPS`] steps; step 2 has `bad`
 /// at one element of the second tensor. Returns the first difference found, if any.
 fn run(ctx: &Context, setup: &Setup, bad: f32) -> Option<String> {
     let (pd, gd) = setup.dtypes;
     let rule = &setup.rule;
     let arena = Arena::with_dtypes(ctx, LENS, pd, gd).unwrap();
-    let mut rng = Rng(17);
-    let mut params: Vec<Vec<f32>> = Vec::new();
-    for (i, &n) in LENS.iter().enumerate() {
-        let p = pd.round(&rng.vec(n, 1.0));
-        ctx.upload_as(&arena.param(i), pd, &p).unwrap();
-        params.push(p);
-    }
     let mut opt = Optimizer::new(ctx, rule.clone()).unwrap();
+    let mut model = CpuModel::with_limits(rule.clone(), ctx.limits()).unwrap();
     opt.set_state_format(setup.format).unwrap();
+    model.set_state_format(setup.format).unwrap();
     if let Some(c) = setup.clip {
         opt.set_grad_clip(c).unwrap();
+        model.set_grad_clip(c).unwrap();
     }
     if setup.sr.is_some() {
         opt.set_stochastic_rounding(setup.sr).unwrap();
+        model.set_stochastic_rounding(setup.sr).unwrap();
     }
     let ids = opt.add_arena(&arena, opt.default_group()).unwrap();
-    let mut cpus: Vec<CpuOptimizer<AnyRule>> = LENS
-        .iter()
-        .map(|&n| CpuOptimizer::with_format(rule.clone(), n, setup.format).unwrap())
-        .collect();
+    let mut rng = Rng(17);
+    for (i, &n) in LENS.iter().enumerate() {
+        let (g, at) = (model.default_group(), arena.param(i).offset);
+        let m = model.add_tensor(g, at, &rng.vec(n, 1.0), (pd, gd)).unwrap();
+        // The params as their buffer holds them (rounded to the param type).
+        ctx.upload_as(&arena.param(i), pd, model.stored_params(m).unwrap())
+            .unwrap();
+    }
     let two_phase = rule.kernel().two_phase;
     for t in 1..=STEPS {
         // The grads as the device reads them.
@@ -134,53 +137,46 @@ fn run(ctx: &Context, setup: &Setup, bad: f32) -> Option<String> {
             ctx.upload_as(&arena.grad(i), gd, gi).unwrap();
         }
         opt.step().unwrap();
-        let mut gc = g.clone();
-        if let Some(c) = &setup.clip {
-            let want = cpu_grad_clip(&mut gc, c);
+        model.step(&g).unwrap();
+        if setup.clip.is_some() {
+            let want = model.grad_stats().unwrap();
             let got = opt.grad_stats().unwrap();
             if !same(got.norm, want.norm) || got.nonfinite != want.nonfinite {
-                return Some(format!("step {t}: grad stats {got:?} vs twin {want:?}"));
-            }
-        }
-        for (i, cpu) in cpus.iter_mut().enumerate() {
-            cpu.step(&mut params[i], &gc[i]).unwrap();
-            if let Some(seed) = setup.sr {
-                let base = arena.param(i).offset;
-                for (j, x) in params[i].iter_mut().enumerate() {
-                    let r = gpu_optim::half::stochastic_bits(base + j as u64, t, seed);
-                    *x = pd.decode(gpu_optim::half::f32_to_bf16_stochastic(*x, r));
-                }
+                return Some(format!("step {t}: grad stats {got:?} vs model {want:?}"));
             }
         }
         let tol = (rule.rounding_ops() as u64 * t) as f64;
         for (i, id) in ids.iter().enumerate() {
             let at = format!("step {t} tensor {i}");
+            let m = TensorId(i);
             let got = opt.read_params(*id).unwrap();
-            if let Some(d) = check(&format!("{at} params"), &got, &params[i], two_phase, tol) {
+            let want = model.params(m).unwrap();
+            if let Some(d) = check(&format!("{at} params"), &got, want, two_phase, tol) {
                 return Some(d);
             }
             if pd != Dtype::F32 {
-                // The caller's 16-bit params: the twin's master rounded.
+                // The caller's 16-bit params: the model's master rounded (or, rounded
+                // stochastically, its params).
                 let (bytes, _) = opt.param_bytes(*id).unwrap();
                 let got = pd.from_bytes(&bytes);
-                let want = pd.round(&params[i]);
-                if let Some(d) = check(&format!("{at} 16-bit params"), &got, &want, two_phase, tol)
-                {
+                let want = model.stored_params(m).unwrap();
+                if let Some(d) = check(&format!("{at} 16-bit params"), &got, want, two_phase, tol) {
                     return Some(d);
                 }
             }
             for k in 0..rule.state_slots().len() {
                 let st = opt.read_state(*id, k).unwrap();
                 let what = format!("{at} slot {}", rule.state_slots()[k]);
-                if let Some(d) = check(&what, &st, &cpus[i].state[k], two_phase, tol) {
+                let want = model.state(m, k).unwrap();
+                if let Some(d) = check(&what, &st, want, two_phase, tol) {
                     return Some(d);
                 }
-                if let Some(q) = &cpus[i].q8 {
-                    let (codes, absmax) = opt.read_state_q8(*id, k).unwrap();
-                    if codes != q.codes[k] {
-                        return Some(format!("{what}: codes {codes:?} vs twin {:?}", q.codes[k]));
+                if let Some((codes, absmax)) = model.state_q8(m, k).unwrap() {
+                    let (got_codes, got_absmax) = opt.read_state_q8(*id, k).unwrap();
+                    if got_codes != codes {
+                        return Some(format!("{what}: codes {got_codes:?} vs model {codes:?}"));
                     }
-                    if let Some(d) = diff(&absmax, &q.absmax[k]) {
+                    if let Some(d) = diff(&got_absmax, absmax) {
                         return Some(format!("{what}: absmax {d}"));
                     }
                 }
@@ -231,7 +227,7 @@ fn run_all(ctx: &Context, setups: &[(String, Setup)]) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} cases differ from the CPU twin:\n{}",
+        "{} of {} cases differ from the CPU model:\n{}",
         failures.len(),
         setups.len() * BAD.len(),
         failures.join("\n")
