@@ -19,7 +19,9 @@
 //! - the step count, and a CRC-32 of every tensor's bytes: a flipped bit is refused.
 //!
 //! Version-1 files (written before settings were restored) still load, strictly: their
-//! settings must equal the optimizer's.
+//! settings must equal the optimizer's, and a scheduled group's next lr is the one version
+//! 1 would have used (tests/checkpoint_v1.rs loads files that version wrote). They have no
+//! checksums.
 //!
 //! Writes are atomic: a temporary file in the same directory, flushed to disk, renamed
 //! over the target. A crash mid-save leaves the previous checkpoint intact.
@@ -390,12 +392,22 @@ impl<R: UpdateRule> Optimizer<R> {
                 writes.push((i, Some(k), data));
             }
             let pd = self.tensors[i].dtypes.0;
+            if let Some(data) = get_as(&format!("param.{i}"), st_dtype(pd), len, false)? {
+                param_writes.push((i, data));
+            }
             if self.has_master(crate::TensorId(i)) {
                 let data = get(&format!("master.{i}"), len, true)?.expect("required");
                 writes.push((i, None, data));
-            }
-            if let Some(data) = get_as(&format!("param.{i}"), st_dtype(pd), len, false)? {
-                param_writes.push((i, data));
+            } else if st.tensor(&format!("master.{i}")).is_ok() {
+                // A master copy for params that have none here: the file's params were 16-bit
+                // (a version-1 layout does not say; saved without params, only this does).
+                return Err(err(
+                    path,
+                    format!(
+                        "master.{i} in the file: its params had an f32 master copy, \
+                         this optimizer's ({pd:?}) have none"
+                    ),
+                ));
             }
         }
         let scaler = match settings.scaler {
@@ -571,7 +583,7 @@ impl<R: UpdateRule> Optimizer<R> {
 
     /// Version 1 (settings written with `Debug`, schedules from the base lr by the global
     /// step): everything must equal this optimizer's, as version 1 loaded; the schedules
-    /// are then replayed to the saved step.
+    /// then stand at the saved step, at the lr version 1 would have used next.
     fn check_v1(&self, meta: &HashMap<String, String>, path: &str) -> Result<Settings<R>> {
         let mut want: HashMap<String, String> = HashMap::new();
         want.insert("rule".into(), self.groups[0].kernel().name.into());
@@ -616,16 +628,15 @@ impl<R: UpdateRule> Optimizer<R> {
             .get("step")
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| err(path, "missing or malformed step"))?;
-        // Version 1 schedules ran from the base lr by the global step count.
+        // Version 1 schedules ran from the base lr by the global step count, each step's
+        // lr from the closed form: the next step uses the lr version 1 would have used
+        // (the chain of `LrSchedule::next` replayed to here can differ in its last bit, as
+        // a cosine does), and the chain continues from it.
         let mut groups = self.groups.clone();
         let mut schedules = self.schedules.clone();
         for (g, s) in groups.iter_mut().zip(&mut schedules) {
             if let (Some((sched, _)), Some(base)) = (s.running.clone(), s.initial_lr) {
-                let mut lr = sched.initial(base);
-                for e in 1..=step {
-                    lr = sched.next(lr, e);
-                }
-                g.set_lr(lr);
+                g.set_lr(sched.lr(base, step.saturating_add(1)));
                 s.running = Some((sched, step));
             }
         }
