@@ -71,6 +71,25 @@ struct HostTensor {
     /// State slots (8-bit: the values the codes stand for).
     state: Vec<Vec<f32>>,
     q8: Option<Q8State>,
+    /// Planned: its master copy and 8-bit state exist.
+    ready: bool,
+}
+
+impl HostTensor {
+    /// Its initial state as `format` stores it: `rule`'s initial values, as 8-bit codes or
+    /// f32. Before its first step only.
+    fn init_state<R: UpdateRule>(&mut self, rule: &R, format: StateFormat) {
+        self.state = (0..rule.state_slots().len())
+            .map(|k| vec![rule.initial_state(k); self.len])
+            .collect();
+        self.q8 = None;
+        if format.quantizes(self.len) {
+            let signed = signed_slots(rule);
+            let q = Q8State::quantize(&self.state, &signed);
+            self.state = q.dequantize(&signed);
+            self.q8 = Some(q);
+        }
+    }
 }
 
 /// The CPU model of an [`Optimizer`]: the same public calls, the same results, on host
@@ -83,7 +102,10 @@ pub struct CpuModel<R: UpdateRule> {
     groups: Vec<R>,
     schedules: Vec<GroupSchedule>,
     tensors: Vec<HostTensor>,
-    prepared: bool,
+    /// Planned for the current set of tensors and groups (the device's plan exists).
+    planned: bool,
+    /// Prepared at least once: kernel settings are fixed.
+    started: bool,
     lag: u32,
     t: u64,
     ring: u32,
@@ -113,7 +135,8 @@ impl<R: UpdateRule> CpuModel<R> {
             groups: vec![rule],
             schedules: vec![GroupSchedule::default()],
             tensors: Vec::new(),
-            prepared: false,
+            planned: false,
+            started: false,
             lag: 0,
             t: 0,
             ring: 16,
@@ -129,9 +152,9 @@ impl<R: UpdateRule> CpuModel<R> {
     }
 
     fn frozen(&self, what: &str) -> Result<()> {
-        match self.prepared {
+        match self.started {
             true => Err(Error::InvalidState(format!(
-                "{what} after the optimizer was prepared (first step); register everything first"
+                "{what} after the optimizer was prepared (first step); set it before"
             ))),
             false => Ok(()),
         }
@@ -159,7 +182,7 @@ impl<R: UpdateRule> CpuModel<R> {
     pub fn add_group(&mut self, rule: R) -> Result<GroupId> {
         rule.validate()?;
         crate::scheduler::check_compatible(self.groups.len(), &rule, &self.groups[0])?;
-        self.frozen("add_group")?;
+        self.planned = false;
         self.groups.push(rule);
         self.schedules.push(GroupSchedule::default());
         Ok(GroupId(self.groups.len() - 1))
@@ -191,6 +214,15 @@ impl<R: UpdateRule> CpuModel<R> {
         rule.validate()?;
         self.check_group(g)?;
         crate::scheduler::check_compatible(g.0, &rule, &self.groups[0])?;
+        // A tensor's initial state is its group's rule's when it is planned (Adagrad's
+        // initial_accumulator_value): until then, follow the group.
+        for t in self
+            .tensors
+            .iter_mut()
+            .filter(|t| t.group == g.0 && !t.ready)
+        {
+            t.init_state(&rule, self.state_format);
+        }
         self.groups[g.0] = rule;
         Ok(())
     }
@@ -232,7 +264,6 @@ impl<R: UpdateRule> CpuModel<R> {
         params: &[f32],
         (pd, gd): (Dtype, Dtype),
     ) -> Result<TensorId> {
-        self.frozen("add_tensor")?;
         self.check_group(group)?;
         let i = self.tensors.len();
         let len = params.len();
@@ -245,19 +276,20 @@ impl<R: UpdateRule> CpuModel<R> {
             registry::check_disjoint((i, &p, &g), (j, &tp, &tg))?;
         }
         let rule = &self.groups[group.0];
-        let slots = rule.state_slots().len();
-        self.tensors.push(HostTensor {
+        self.planned = false;
+        let mut tensor = HostTensor {
             group: group.0,
             layout,
             len,
             dtypes: (pd, gd),
             values: pd.round(params),
             master: None,
-            state: (0..slots)
-                .map(|k| vec![rule.initial_state(k); len])
-                .collect(),
+            state: Vec::new(),
             q8: None,
-        });
+            ready: false,
+        };
+        tensor.init_state(rule, self.state_format);
+        self.tensors.push(tensor);
         Ok(TensorId(i))
     }
 
@@ -297,6 +329,9 @@ impl<R: UpdateRule> CpuModel<R> {
             registry::check_vec4(i, &p, &g, format.quantizes(t.len))?;
         }
         self.state_format = format;
+        for t in &mut self.tensors {
+            t.init_state(&self.groups[t.group], format);
+        }
         Ok(())
     }
 
@@ -315,7 +350,7 @@ impl<R: UpdateRule> CpuModel<R> {
                 "steps_per_submission must be at least 1".into(),
             ));
         }
-        if self.prepared && self.lag > 0 && k >= self.lag {
+        if self.planned && self.lag > 0 && k >= self.lag {
             return Err(Error::InvalidState(format!(
                 "loss scaling covers at most {} steps per submission here, not {k}",
                 self.lag - 1
@@ -329,7 +364,7 @@ impl<R: UpdateRule> CpuModel<R> {
     pub fn set_grad_clip(&mut self, clip: GradClip) -> Result<()> {
         crate::scheduler::validate_clip(&clip)?;
         let on = clip != GradClip::default();
-        if self.prepared && !self.reduction {
+        if self.started && !self.reduction {
             if on {
                 return Err(Error::InvalidState(
                     "gradient clipping must be enabled before the first step".into(),
@@ -346,11 +381,11 @@ impl<R: UpdateRule> CpuModel<R> {
     pub fn set_grad_scaler(&mut self, scaler: GradScaler) -> Result<()> {
         scaler.validate()?;
         match &mut self.scaler {
-            Some(s) if self.prepared => {
+            Some(s) if self.started => {
                 crate::scheduler::check_running_scaler(Some(&s.config), &scaler)?;
                 s.config = scaler;
             }
-            None if self.prepared => {
+            None if self.started => {
                 crate::scheduler::check_running_scaler(None, &scaler)?;
             }
             _ => self.scaler = Some(CpuGradScaler::new(scaler)),
@@ -358,10 +393,11 @@ impl<R: UpdateRule> CpuModel<R> {
         Ok(())
     }
 
-    /// [`crate::Optimizer::prepare`]: after this no tensor or group can be added; 16-bit
-    /// params get their f32 master copy from their current values.
+    /// [`crate::Optimizer::prepare`]: kernel settings are fixed from then on; tensors not
+    /// planned before (all of them the first time, those added after steps later) get
+    /// their f32 master copy from their current values and their 8-bit state.
     pub fn prepare(&mut self) -> Result<()> {
-        if self.prepared {
+        if self.planned {
             return Ok(());
         }
         if self.tensors.is_empty() {
@@ -393,20 +429,18 @@ impl<R: UpdateRule> CpuModel<R> {
             )));
         }
         self.lag = lag;
-        let signed = signed_slots(&self.groups[0]);
         let stochastic = self.stochastic;
-        for t in &mut self.tensors {
+        for t in self.tensors.iter_mut().filter(|t| !t.ready) {
+            t.ready = true;
             if needs_master(t.dtypes.0, stochastic) {
                 t.master = Some(t.values.clone());
             }
-            if self.state_format.quantizes(t.len) {
-                let q = Q8State::quantize(&t.state, &signed);
-                t.state = q.dequantize(&signed);
-                t.q8 = Some(q);
-            }
         }
-        self.reduction = self.clip.is_some() || self.scaler.is_some();
-        self.prepared = true;
+        if !self.started {
+            self.reduction = self.clip.is_some() || self.scaler.is_some();
+        }
+        self.planned = true;
+        self.started = true;
         Ok(())
     }
 
@@ -631,19 +665,27 @@ impl<R: UpdateRule> CpuModel<R> {
         }))
     }
 
-    /// Whether tensor `t`'s params have an f32 master copy (after preparing).
+    /// Whether tensor `t`'s params have an f32 master copy (taken at its first step).
     pub fn has_master(&self, t: TensorId) -> bool {
-        self.tensors.get(t.0).is_some_and(|x| x.master.is_some())
+        self.tensors
+            .get(t.0)
+            .is_some_and(|x| needs_master(x.dtypes.0, self.stochastic))
     }
 
     /// Overwrites tensor `t`'s params as their buffer would hold them (e.g. the caller
-    /// uploads new weights). Before preparing only, as the master is taken then.
+    /// uploads new weights). Before the tensor's first step only, as its master is taken
+    /// then.
     pub fn set_params(&mut self, t: TensorId, params: &[f32]) -> Result<()> {
-        self.frozen("set_params")?;
         let x = self
             .tensors
             .get_mut(t.0)
             .ok_or_else(|| Error::InvalidState(format!("no tensor {}", t.0)))?;
+        if x.ready {
+            return Err(Error::InvalidState(format!(
+                "tensor {} has stepped: its params are the model's now",
+                t.0
+            )));
+        }
         if params.len() != x.len {
             return Err(Error::LengthMismatch {
                 what: format!("tensor {} params", t.0),

@@ -206,6 +206,18 @@ struct Staging {
     next: usize,
 }
 
+/// Every tensor's state slots and master copy, and the scaler's words, on the host while
+/// the optimizer plans again (groups or tensors added after steps).
+struct Snapshot {
+    tensors: Vec<(Vec<SlotSnapshot>, Option<Vec<f32>>)>,
+    scaler: Option<[f32; 5]>,
+}
+
+enum SlotSnapshot {
+    F32(Vec<f32>),
+    Q8(Vec<u8>, Vec<f32>),
+}
+
 /// Layout of a staging slot after the scalars (bytes from `hyper_size`): clipping's words
 /// (aux[0..2]) then the loss scaler's settings (aux[10..14]).
 const STAGE_CONTROL: u64 = 8;
@@ -290,6 +302,10 @@ pub struct Optimizer<R: UpdateRule> {
     pub(crate) schedules: Vec<GroupSchedule>,
     pub(crate) tensors: Vec<Tensor>,
     plan: Option<Plan>,
+    /// Prepared at least once: the kernel settings are fixed.
+    started: bool,
+    /// State kept on the host while planning again (see `unplan`).
+    snapshot: Option<Snapshot>,
     pub(crate) t: u64,
     ring: u32,
     scratch: Vec<Hyper>,
@@ -343,6 +359,8 @@ impl<R: UpdateRule> Optimizer<R> {
             schedules: vec![GroupSchedule::default()],
             tensors: Vec::new(),
             plan: None,
+            started: false,
+            snapshot: None,
             t: 0,
             ring: 16,
             scratch: Vec::new(),
@@ -451,15 +469,15 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn set_grad_clip(&mut self, clip: GradClip) -> Result<()> {
         validate_clip(&clip)?;
         let on = clip != GradClip::default();
-        match &self.plan {
-            Some(p) if p.reductions.as_ref().is_none_or(|r| !r.clip) => {
-                if on {
-                    return Err(Error::InvalidState(
-                        "gradient clipping must be enabled before the first step".into(),
-                    ));
-                }
+        // The reduction pass exists (or not) since the first step: clip or scaler were on.
+        if self.started && self.clip.is_none() && self.scaler.is_none() {
+            if on {
+                return Err(Error::InvalidState(
+                    "gradient clipping must be enabled before the first step".into(),
+                ));
             }
-            _ => self.clip = Some(clip),
+        } else {
+            self.clip = Some(clip);
         }
         Ok(())
     }
@@ -493,7 +511,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// ```
     pub fn set_grad_scaler(&mut self, scaler: GradScaler) -> Result<()> {
         scaler.validate()?;
-        if self.plan.is_some() {
+        if self.started {
             check_running_scaler(self.scaler.as_ref(), &scaler)?;
         }
         self.scaler = Some(scaler);
@@ -658,7 +676,7 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn add_group(&mut self, rule: R) -> Result<GroupId> {
         rule.validate()?;
         check_compatible(self.groups.len(), &rule, &self.groups[0])?;
-        self.frozen("add_group")?;
+        self.unplan()?; // after steps: plan again, keeping the state
         self.groups.push(rule);
         self.schedules.push(GroupSchedule::default());
         Ok(GroupId(self.groups.len() - 1))
@@ -771,7 +789,6 @@ impl<R: UpdateRule> Optimizer<R> {
         grad: BufferRange,
         grad_dtype: Dtype,
     ) -> Result<TensorId> {
-        self.frozen("add_tensor")?;
         if group.0 >= self.groups.len() {
             return Err(Error::InvalidState(format!("no param group {}", group.0)));
         }
@@ -789,6 +806,7 @@ impl<R: UpdateRule> Optimizer<R> {
             let (tp, tg) = (span(&t.param, t.dtypes.0), span(&t.grad, t.dtypes.1));
             registry::check_disjoint((i, &p, &g), (j, &tp, &tg))?;
         }
+        self.unplan()?; // after steps: plan again, keeping the state
         self.tensors.push(Tensor {
             group: group.0,
             param,
@@ -1342,23 +1360,27 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(())
     }
 
+    /// Settings that decide the kernels and passes are fixed from the first step on.
     fn frozen(&self, what: &str) -> Result<()> {
-        if self.plan.is_some() {
+        if self.started {
             Err(Error::InvalidState(format!(
-                "{what} after the optimizer was prepared (first step); register everything first"
+                "{what} after the optimizer was prepared (first step); set it before"
             )))
         } else {
             Ok(())
         }
     }
 
-    /// Whether the optimizer has been prepared (by [`Optimizer::prepare`] or a first step).
+    /// Whether the optimizer has been prepared (by [`Optimizer::prepare`] or a first step):
+    /// its kernel settings are fixed from then on.
     pub fn is_prepared(&self) -> bool {
-        self.plan.is_some()
+        self.started
     }
 
-    /// Plans dispatches and allocates state now instead of on the first step. After this
-    /// no tensor or group can be added.
+    /// Plans dispatches and allocates state now instead of on the first step. Settings that
+    /// choose kernels (state format, stochastic rounding, clipping or loss scaling on) are
+    /// fixed from then on; groups and tensors may still be added (the next step plans
+    /// again, keeping every tensor's state).
     pub fn prepare(&mut self) -> Result<()> {
         if self.plan.is_none() {
             if self.tensors.is_empty() {
@@ -1367,6 +1389,91 @@ impl<R: UpdateRule> Optimizer<R> {
             let ctx = self.ctx.clone();
             let plan = ctx.scoped("planning", || self.build_plan())??;
             self.plan = Some(plan);
+            self.started = true;
+            if let Some(snap) = self.snapshot.take() {
+                if let Err(e) = self.restore_snapshot(&snap) {
+                    // The state is still on the host: plan and restore again next time.
+                    self.plan = None;
+                    self.snapshot = Some(snap);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Before registering a group or tensor after steps (torch's `add_param_group`): takes
+    /// every tensor's state, master copy and the scaler's words to the host and drops the
+    /// plan; the next [`Optimizer::prepare`] plans the new set and puts them back. Refused
+    /// while steps recorded into a caller's encoder have not finished on the device (they
+    /// would write into the old buffers): submit it and wait ([`Context::wait`]).
+    fn unplan(&mut self) -> Result<()> {
+        if self.plan.is_none() {
+            return Ok(());
+        }
+        self.settle_ack(true)?;
+        self.ctx.wait()?;
+        let busy = {
+            let st = &self.plan.as_ref().expect("planned").staging;
+            st.tokens
+                .iter()
+                .any(|t| std::sync::Arc::strong_count(t) > 1)
+        };
+        if busy {
+            return Err(Error::InvalidState(
+                "steps recorded into an encoder have not run: submit it (or drop it) and wait \
+                 before adding groups or tensors"
+                    .into(),
+            ));
+        }
+        let slots = self.groups[0].state_slots().len();
+        let mut tensors = Vec::with_capacity(self.tensors.len());
+        for i in 0..self.tensors.len() {
+            let id = TensorId(i);
+            let mut state = Vec::with_capacity(slots);
+            for k in 0..slots {
+                state.push(match self.is_quantized(id) {
+                    true => {
+                        let (c, a) = self.read_state_q8(id, k)?;
+                        SlotSnapshot::Q8(c, a)
+                    }
+                    false => SlotSnapshot::F32(self.read_state(id, k)?),
+                });
+            }
+            let master = match self.has_master(id) {
+                true => Some(self.read_params(id)?),
+                false => None,
+            };
+            tensors.push((state, master));
+        }
+        let scaler = match self.scaler {
+            Some(_) => Some(self.scaler_words()?),
+            None => None,
+        };
+        self.snapshot = Some(Snapshot { tensors, scaler });
+        self.plan = None;
+        Ok(())
+    }
+
+    fn restore_snapshot(&mut self, snap: &Snapshot) -> Result<()> {
+        for (i, (state, master)) in snap.tensors.iter().enumerate() {
+            let id = TensorId(i);
+            for (k, s) in state.iter().enumerate() {
+                match s {
+                    SlotSnapshot::F32(v) => {
+                        let r = self.state(id, k)?;
+                        self.ctx.upload(&r, v)?;
+                    }
+                    SlotSnapshot::Q8(c, a) => self.write_state_q8(id, k, c, a)?,
+                }
+            }
+            if let Some(m) = master {
+                let r = self.master(id)?;
+                self.ctx.upload(&r, m)?;
+            }
+        }
+        if let Some(w) = snap.scaler {
+            self.set_scaler_words(w)?;
         }
         Ok(())
     }

@@ -517,3 +517,141 @@ fn zero_grad_clears_registered_ranges_only() {
     }
     assert_eq!(got, want);
 }
+
+/// Found by the state-machine test: a group of another rule family with the same state
+/// slots (NAdam into an Adam optimizer) was accepted, and stepped with Adam's kernel on
+/// NAdam's scalars. Refused now, in `add_group`, `set_group` and a checkpoint's groups.
+#[test]
+fn a_group_of_another_rule_family_is_refused() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[8]).unwrap();
+    let mut opt = Optimizer::new(&ctx, AnyRule::Adam(Adam::default())).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    let nadam = AnyRule::NAdam(NAdam::default());
+    assert_eq!(
+        nadam.state_slots(),
+        AnyRule::Adam(Adam::default()).state_slots()
+    );
+    let r = opt.add_group(nadam.clone());
+    assert!(matches!(r, Err(Error::IncompatibleGroup { .. })), "{r:?}");
+    let r = opt.set_group(opt.default_group(), nadam);
+    assert!(matches!(r, Err(Error::IncompatibleGroup { .. })), "{r:?}");
+    // AdamW is Adam's kernel: accepted.
+    opt.add_group(AnyRule::Adam(Adam::adamw())).unwrap();
+    opt.step().unwrap();
+}
+
+/// Found by the state-machine test: a second `set_grad_scaler` once loss scaling ran took
+/// the new factors but silently dropped a new `init_scale`. Refused now; before the first
+/// step the whole setting is replaced.
+#[test]
+fn a_new_init_scale_once_loss_scaling_runs_is_refused() {
+    let ctx = common::ctx();
+    let (_arena, mut opt) = sgd(&ctx, 0.1);
+    let s = |init_scale| GradScaler {
+        init_scale,
+        ..GradScaler::default()
+    };
+    opt.set_grad_scaler(s(8.0)).unwrap();
+    opt.set_grad_scaler(s(4.0)).unwrap();
+    opt.step().unwrap();
+    assert_eq!(opt.loss_scale().unwrap(), 4.0);
+    let r = opt.set_grad_scaler(s(2.0));
+    assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
+    opt.set_grad_scaler(GradScaler {
+        growth_interval: 7,
+        ..s(4.0)
+    })
+    .unwrap();
+    assert_eq!(opt.loss_scale().unwrap(), 4.0);
+}
+
+/// torch's `add_param_group`: groups and tensors added after steps join the next step,
+/// every earlier tensor keeps its state (f32, 8-bit codes, the f32 master of bf16
+/// params) and the loss scaler its scale and counts; the CPU model agrees bit for bit.
+#[test]
+fn groups_and_tensors_added_after_steps_keep_all_state() {
+    let ctx = common::ctx();
+    let lens = [300usize, 5000];
+    let arena = Arena::with_dtypes(&ctx, &lens, Dtype::Bf16, Dtype::Bf16).unwrap();
+    let late = Arena::new(&ctx, &[77]).unwrap();
+    let mut rng = gpu_optim::verify::Rng(3);
+    let mut opt = Optimizer::new(&ctx, Adam::adamw()).unwrap();
+    let mut model = CpuModel::with_limits(Adam::adamw(), ctx.limits()).unwrap();
+    let q8 = StateFormat::Blockwise8 {
+        min_len: 4096,
+        stochastic: None,
+    };
+    opt.set_state_format(q8).unwrap();
+    model.set_state_format(q8).unwrap();
+    let scaler = GradScaler {
+        init_scale: 4.0,
+        growth_interval: 2,
+        ..GradScaler::default()
+    };
+    opt.set_grad_scaler(scaler).unwrap();
+    model.set_grad_scaler(scaler).unwrap();
+    let d = (Dtype::Bf16, Dtype::Bf16);
+    for (i, &n) in lens.iter().enumerate() {
+        let p = rng.vec(n, 1.0);
+        ctx.upload_as(&arena.param(i), Dtype::Bf16, &p).unwrap();
+        opt.add_tensor_as(opt.default_group(), arena.param(i), d.0, arena.grad(i), d.1)
+            .unwrap();
+        model
+            .add_tensor(model.default_group(), arena.param(i).offset, &p, d)
+            .unwrap();
+    }
+    let mut step = |opt: &mut Optimizer<Adam>, model: &mut CpuModel<Adam>, n: usize| {
+        let g: Vec<Vec<f32>> = (0..n)
+            .map(|i| {
+                let len = if i < 2 { lens[i] } else { 77 };
+                Dtype::Bf16.round(&rng.vec(len, 1.0))
+            })
+            .collect();
+        for (i, g) in g.iter().enumerate() {
+            match i {
+                0 | 1 => ctx.upload_as(&arena.grad(i), Dtype::Bf16, g).unwrap(),
+                _ => ctx.upload(&late.grad(0), g).unwrap(),
+            }
+        }
+        opt.step().unwrap();
+        model.step(&g).unwrap();
+    };
+    for _ in 0..3 {
+        step(&mut opt, &mut model, 2);
+    }
+    let g2 = Adam {
+        lr: 3e-3,
+        ..Adam::adamw()
+    };
+    let og = opt.add_group(g2.clone()).unwrap();
+    let mg = model.add_group(g2).unwrap();
+    let p = gpu_optim::verify::Rng(4).vec(77, 1.0);
+    ctx.upload(&late.param(0), &p).unwrap();
+    opt.add_tensor(og, late.param(0), late.grad(0)).unwrap();
+    model
+        .add_tensor(mg, 0, &p, (Dtype::F32, Dtype::F32))
+        .unwrap();
+    for _ in 0..3 {
+        step(&mut opt, &mut model, 3);
+    }
+    assert_eq!(opt.step_count(), 6);
+    assert_eq!(opt.loss_scale().unwrap(), model.loss_scale().unwrap());
+    assert_eq!(opt.applied_steps().unwrap(), model.applied_steps());
+    for i in 0..3 {
+        let id = TensorId(i);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&opt.read_params(id).unwrap()),
+            bits(model.params(id).unwrap())
+        );
+        for k in 0..2 {
+            assert_eq!(
+                bits(&opt.read_state(id, k).unwrap()),
+                bits(model.state(id, k).unwrap()),
+                "tensor {i} slot {k}"
+            );
+        }
+    }
+    assert!(opt.is_quantized(TensorId(1)) && !opt.is_quantized(TensorId(2)));
+}

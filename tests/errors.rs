@@ -728,42 +728,36 @@ fn add_group_with_different_state_slots() {
 }
 
 #[test]
-fn registering_after_the_first_step() {
+fn kernel_settings_after_the_first_step() {
     let ctx = common::ctx();
     let (_arena, mut opt) = one_tensor(&ctx, Adam::default());
     opt.step().unwrap();
-    let p = ctx.create_zeroed("p", 4).unwrap();
-    let g = ctx.create_zeroed("g", 4).unwrap();
-    let r = opt.add_tensor(
-        opt.default_group(),
-        BufferRange::new(&p, 0, 4),
-        BufferRange::new(&g, 0, 4),
-    );
+    // Registering stays open (torch's add_param_group); settings that choose kernels close.
+    let r = opt.set_state_format(StateFormat::blockwise8());
     assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
-    let r = opt.add_group(Adam::default());
+    let r = opt.set_stochastic_rounding(Some(1));
     assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
-    let other = Arena::new(&ctx, &[4]).unwrap();
-    let r = opt.add_arena(&other, opt.default_group());
+    let r = opt.set_dispatch_per_tensor(true);
     assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
-    // set_group (same slots) stays allowed after the first step.
-    opt.set_group(
-        opt.default_group(),
-        Adam {
-            lr: 1e-2,
-            ..Adam::default()
-        },
-    )
-    .unwrap();
+    let r = opt.set_grad_clip(GradClip {
+        max_norm: Some(1.0),
+        value: None,
+    });
+    assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
+    let r = opt.set_grad_scaler(GradScaler::default());
+    assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
+    // A new group after steps is fine; the optimizer plans again on its next step.
+    let r = opt.add_group(Adam {
+        lr: 1e-2,
+        ..Adam::default()
+    });
+    assert!(r.is_ok(), "{r:?}");
     still_steps(&ctx, &mut opt, 1);
 
     // The same after prepare() without a step.
     let (_a2, mut opt2) = one_tensor(&ctx, Sgd::default());
     opt2.prepare().unwrap();
-    let r = opt2.add_tensor(
-        opt2.default_group(),
-        BufferRange::new(&p, 0, 4),
-        BufferRange::new(&g, 0, 4),
-    );
+    let r = opt2.set_stochastic_rounding(Some(1));
     assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
     still_steps(&ctx, &mut opt2, 0);
 }
