@@ -468,7 +468,10 @@ impl<R: UpdateRule> CpuModel<R> {
             }
         }
         self.prepare()?;
-        let t = self.t + 1;
+        // A checkpoint may carry any step count: its last step is refused, not wrapped.
+        let t = self.t.checked_add(1).ok_or_else(|| {
+            Error::InvalidState("the step count is at its maximum (u64::MAX)".into())
+        })?;
         let g: Vec<Vec<f32>> = grads
             .iter()
             .zip(&self.tensors)

@@ -1232,7 +1232,10 @@ impl<R: UpdateRule> Optimizer<R> {
 
     fn record(&mut self, encoder: &mut wgpu::CommandEncoder, callers: bool) -> Result<()> {
         self.prepare()?;
-        let t = self.t + 1;
+        // A checkpoint may carry any step count: its last step is refused, not wrapped.
+        let t = self.t.checked_add(1).ok_or_else(|| {
+            Error::InvalidState("the step count is at its maximum (u64::MAX)".into())
+        })?;
         let (lag, gp2) = {
             let p = self.plan.as_ref().expect("prepared");
             (p.lag, p.groups_p2 as usize)

@@ -655,3 +655,27 @@ fn groups_and_tensors_added_after_steps_keep_all_state() {
     }
     assert!(opt.is_quantized(TensorId(1)) && !opt.is_quantized(TensorId(2)));
 }
+
+/// Found by the checkpoint fixture work: a checkpoint whose step count is u64::MAX loaded,
+/// and the next step overflowed the count (a panic in debug builds). Refused now.
+#[test]
+fn a_step_past_the_largest_count_is_refused() {
+    use safetensors::tensor::SafeTensors;
+    let ctx = common::ctx();
+    let (_arena, mut opt) = sgd(&ctx, 0.1);
+    opt.step().unwrap();
+    let bytes = opt.save_bytes(false).unwrap();
+    // Rewrite the step count in the metadata (checksums cover tensors, not metadata).
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert("step".into(), u64::MAX.to_string());
+    let views: Vec<_> = st.tensors();
+    let edited = safetensors::serialize(views, Some(meta)).unwrap();
+    let (_a2, mut resumed) = sgd(&ctx, 0.1);
+    resumed.load_bytes(&edited, LoadMode::Restore).unwrap();
+    assert_eq!(resumed.step_count(), u64::MAX);
+    let r = resumed.step();
+    assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
+    assert_eq!(resumed.step_count(), u64::MAX);
+}
