@@ -35,10 +35,11 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::clip::GradClip;
 use crate::context::BufferRange;
 use crate::error::{Error, Result};
+use crate::registry::GroupSchedule;
 use crate::rules::UpdateRule;
 use crate::scaler::GradScaler;
 use crate::schedule::LrSchedule;
-use crate::scheduler::{GroupSchedule, Optimizer};
+use crate::scheduler::Optimizer;
 
 const FORMAT: &str = "gpu-optim-checkpoint";
 const VERSION: &str = "2";

@@ -32,11 +32,11 @@ use crate::clip::{GradClip, GradStats};
 use crate::error::{Error, Result};
 use crate::half::{self, Dtype};
 use crate::quant::{Q8State, StateFormat};
-use crate::registry::{self, Span};
+use crate::registry::{self, GroupSchedule, Span};
 use crate::rules::{signed_slots, UpdateRule, MAX_SLOTS};
 use crate::scaler::{CpuGradScaler, GradScaler};
 use crate::schedule::LrSchedule;
-use crate::scheduler::{GroupId, GroupSchedule, TensorId, MAX_LAG};
+use crate::scheduler::{GroupId, TensorId, MAX_LAG};
 
 /// Where a tensor lives, for the model: which param and grad buffer (any ids the caller
 /// keeps apart), their sizes in bytes, and the element offsets. The model refuses what the
@@ -161,10 +161,7 @@ impl<R: UpdateRule> CpuModel<R> {
     }
 
     fn check_group(&self, g: GroupId) -> Result<()> {
-        match g.0 < self.groups.len() {
-            true => Ok(()),
-            false => Err(Error::InvalidState(format!("no param group {}", g.0))),
-        }
+        registry::check_group(self.groups.len(), g)
     }
 
     fn tensor(&self, t: TensorId) -> Result<&HostTensor> {
@@ -211,9 +208,7 @@ impl<R: UpdateRule> CpuModel<R> {
 
     /// [`crate::Optimizer::set_group`].
     pub fn set_group(&mut self, g: GroupId, rule: R) -> Result<()> {
-        rule.validate()?;
-        self.check_group(g)?;
-        crate::scheduler::check_compatible(g.0, &rule, &self.groups[0])?;
+        registry::check_set_group(&self.groups, g, &rule)?;
         // A tensor's initial state is its group's rule's when it is planned (Adagrad's
         // initial_accumulator_value): until then, follow the group.
         for t in self
@@ -229,17 +224,7 @@ impl<R: UpdateRule> CpuModel<R> {
 
     /// [`crate::Optimizer::set_schedule`].
     pub fn set_schedule(&mut self, g: GroupId, schedule: LrSchedule) -> Result<()> {
-        schedule.validate()?;
-        self.check_group(g)?;
-        let rule = &mut self.groups[g.0];
-        let mut probe = rule.clone();
-        probe.set_lr(schedule.initial(rule.lr()));
-        probe.validate()?;
-        let sched = &mut self.schedules[g.0];
-        sched.initial_lr.get_or_insert(rule.lr());
-        *rule = probe;
-        sched.running = Some((schedule, 0));
-        Ok(())
+        registry::set_schedule(&mut self.groups, &mut self.schedules, g, schedule)
     }
 
     /// [`crate::Optimizer::schedule`].
@@ -594,12 +579,7 @@ impl<R: UpdateRule> CpuModel<R> {
         if let Some(s) = &mut self.scaler {
             s.update(skip);
         }
-        for (rule, sched) in self.groups.iter_mut().zip(&mut self.schedules) {
-            if let Some((s, epoch)) = sched.running.as_mut() {
-                *epoch += 1;
-                rule.set_lr(s.next(rule.lr(), *epoch));
-            }
-        }
+        registry::advance_schedules(&mut self.groups, &mut self.schedules);
         self.t = t;
         Ok(())
     }

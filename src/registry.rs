@@ -1,11 +1,15 @@
-//! What a registered tensor's ranges must satisfy: inside their buffers, equal lengths,
-//! vector alignment where 16-bit data or 8-bit state needs it, no overlap with themselves
-//! or other tensors. Pure rules over buffer identities and offsets, shared by the device
-//! [`crate::Optimizer`] and the host [`crate::CpuModel`] so that both refuse the same calls;
-//! it makes no wgpu call and holds no state.
+//! What the caller registers, and the rules it must satisfy: a tensor's ranges (inside
+//! their buffers, equal lengths, vector alignment where 16-bit data or 8-bit state needs
+//! it, no overlap with themselves or other tensors) and the param groups' rules and lr
+//! schedules. Pure functions over buffer identities, offsets and groups, shared by the
+//! device [`crate::Optimizer`] and the host [`crate::CpuModel`] so that both accept and
+//! refuse the same calls; it makes no wgpu call.
 
 use crate::error::{Error, Result};
 use crate::half::Dtype;
+use crate::rules::UpdateRule;
+use crate::schedule::LrSchedule;
+use crate::scheduler::GroupId;
 
 /// One range of a tensor: which buffer (any identity: a `wgpu::Buffer`, a host id), the
 /// buffer's size in bytes, and the range in elements of `dtype`.
@@ -146,4 +150,65 @@ pub(crate) fn check_disjoint<B: PartialEq>(
         }
     }
     Ok(())
+}
+
+/// A param group's lr schedule and where it stands (torch's scheduler object, and the
+/// group's `initial_lr`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct GroupSchedule {
+    /// The schedule and its number of steps taken.
+    pub(crate) running: Option<(LrSchedule, u64)>,
+    /// The group's lr when its first schedule was set (torch's `initial_lr`).
+    pub(crate) initial_lr: Option<f64>,
+}
+
+/// Refuses a group index past the last group.
+pub(crate) fn check_group(groups: usize, g: GroupId) -> Result<()> {
+    match g.0 < groups {
+        true => Ok(()),
+        false => Err(Error::InvalidState(format!(
+            "no param group {} (there are {groups})",
+            g.0
+        ))),
+    }
+}
+
+/// `set_group`'s checks: a valid rule for an existing group that runs group 0's kernel.
+pub(crate) fn check_set_group<R: UpdateRule>(rules: &[R], g: GroupId, rule: &R) -> Result<()> {
+    rule.validate()?;
+    check_group(rules.len(), g)?;
+    crate::scheduler::check_compatible(g.0, rule, &rules[0])
+}
+
+/// `set_schedule`: group `g`'s lr is driven by `schedule` from its next step on, starting
+/// from its current lr as a torch scheduler created now would ([`LrSchedule::initial`]).
+pub(crate) fn set_schedule<R: UpdateRule>(
+    rules: &mut [R],
+    schedules: &mut [GroupSchedule],
+    g: GroupId,
+    schedule: LrSchedule,
+) -> Result<()> {
+    schedule.validate()?;
+    check_group(rules.len(), g)?;
+    let rule = &mut rules[g.0];
+    // The new lr must be one the rule accepts (a warm-up divides it).
+    let mut probe = rule.clone();
+    probe.set_lr(schedule.initial(rule.lr()));
+    probe.validate()?;
+    let sched = &mut schedules[g.0];
+    sched.initial_lr.get_or_insert(rule.lr());
+    *rule = probe;
+    sched.running = Some((schedule, 0));
+    Ok(())
+}
+
+/// After a recorded step: each running schedule moves its group's lr on to the next
+/// step's (torch's `scheduler.step()`).
+pub(crate) fn advance_schedules<R: UpdateRule>(rules: &mut [R], schedules: &mut [GroupSchedule]) {
+    for (rule, sched) in rules.iter_mut().zip(schedules) {
+        if let Some((s, epoch)) = sched.running.as_mut() {
+            *epoch += 1;
+            rule.set_lr(s.next(rule.lr(), *epoch));
+        }
+    }
 }

@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::kernel::{self, PipelineKey, BINDINGS};
 use crate::quant::{self, Q8State, StateFormat, BLOCK};
-use crate::registry;
+use crate::registry::{self, GroupSchedule};
 use crate::rules::{signed_slots, Hyper, UpdateRule, MAX_SLOTS};
 use crate::scaler::GradScaler;
 use crate::schedule::LrSchedule;
@@ -327,16 +327,6 @@ pub struct Optimizer<R: UpdateRule> {
     /// flight (0 pending, 1 mapped, 2 failed).
     ack: (u64, u64),
     pending_ack: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
-}
-
-/// A param group's lr schedule and where it stands (torch's scheduler object, and the
-/// group's `initial_lr`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct GroupSchedule {
-    /// The schedule and its number of steps taken.
-    pub(crate) running: Option<(LrSchedule, u64)>,
-    /// The group's lr when its first schedule was set (torch's `initial_lr`).
-    pub(crate) initial_lr: Option<f64>,
 }
 
 impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {
@@ -693,14 +683,7 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     fn check_group(&self, g: GroupId) -> Result<()> {
-        match g.0 < self.groups.len() {
-            true => Ok(()),
-            false => Err(Error::InvalidState(format!(
-                "no param group {} (this optimizer has {})",
-                g.0,
-                self.groups.len()
-            ))),
-        }
+        registry::check_group(self.groups.len(), g)
     }
 
     /// A group's hyperparameters; its `lr()` is the lr the group's next step uses (as
@@ -721,9 +704,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// hyperparameters, no such group, or different state slots (e.g. switching
     /// `amsgrad`: [`Error::IncompatibleGroup`]).
     pub fn set_group(&mut self, g: GroupId, rule: R) -> Result<()> {
-        rule.validate()?;
-        self.check_group(g)?;
-        check_compatible(g.0, &rule, &self.groups[0])?;
+        registry::check_set_group(&self.groups, g, &rule)?;
         self.groups[g.0] = rule;
         Ok(())
     }
@@ -735,19 +716,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// (torch's, kept in checkpoints) is its lr when its first schedule was set. Errors:
     /// invalid schedule, no such group.
     pub fn set_schedule(&mut self, g: GroupId, schedule: LrSchedule) -> Result<()> {
-        schedule.validate()?;
-        self.check_group(g)?;
-        let rule = &mut self.groups[g.0];
-        let lr = schedule.initial(rule.lr());
-        // The new lr must be one the rule accepts (a warm-up divides it).
-        let mut probe = rule.clone();
-        probe.set_lr(lr);
-        probe.validate()?;
-        let sched = &mut self.schedules[g.0];
-        sched.initial_lr.get_or_insert(rule.lr());
-        *rule = probe;
-        sched.running = Some((schedule, 0));
-        Ok(())
+        registry::set_schedule(&mut self.groups, &mut self.schedules, g, schedule)
     }
 
     /// Group `g`'s schedule and the number of steps it has taken. Error: no such group.
@@ -1353,12 +1322,7 @@ impl<R: UpdateRule> Optimizer<R> {
             self.held.push(token);
         }
         // The step is recorded: the schedules move on to the next step's lr.
-        for (rule, sched) in self.groups.iter_mut().zip(&mut self.schedules) {
-            if let Some((s, epoch)) = sched.running.as_mut() {
-                *epoch += 1;
-                rule.set_lr(s.next(rule.lr(), *epoch));
-            }
-        }
+        registry::advance_schedules(&mut self.groups, &mut self.schedules);
         self.t = t;
         Ok(())
     }
