@@ -33,6 +33,12 @@ pub struct ContextOptions {
 
 /// A device and queue with what gpu-optim needs beside them (pipeline cache, loss flag).
 /// Cheap to clone; clones share the device.
+///
+/// Buffers must come from this context's device. One of another device of the same wgpu
+/// instance is refused when registered ([`crate::Error::WrongDevice`]); one from another
+/// `wgpu::Instance` cannot be told apart by wgpu (its ids may name an unrelated buffer of
+/// this device, which a step would then write). If your model owns a device, wrap that
+/// device with [`Context::from_device`] instead of creating a second context.
 #[derive(Clone)]
 pub struct Context {
     pub(crate) inner: Arc<Inner>,
@@ -474,7 +480,8 @@ impl Context {
 }
 
 /// A range of f32 elements in a wgpu buffer: where a tensor lives. The caller's own
-/// buffers work as they are; offsets are in elements.
+/// buffers work as they are; offsets are in elements. The buffer must belong to the
+/// optimizer's device: see [`Context`] on buffers of other devices and instances.
 #[derive(Clone, Debug)]
 pub struct BufferRange {
     /// The buffer.

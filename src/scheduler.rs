@@ -661,8 +661,10 @@ impl<R: UpdateRule> Optimizer<R> {
         GroupId(0)
     }
 
-    /// Adds a param group with its own hyperparameters. It must keep the same state slots
-    /// as group 0 (e.g. `amsgrad` on both or neither): they share the kernel.
+    /// Adds a param group with its own hyperparameters (torch's `add_param_group`, also
+    /// after steps: the next step plans again, keeping every tensor's state). Its rule must
+    /// run group 0's kernel: the same family (Adam and AdamW, not NAdam) and state slots
+    /// (e.g. `amsgrad` on both or neither), else [`Error::IncompatibleGroup`].
     pub fn add_group(&mut self, rule: R) -> Result<GroupId> {
         rule.validate()?;
         check_compatible(self.groups.len(), &rule, &self.groups[0])?;
@@ -733,7 +735,14 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// Registers a tensor: its parameters and its gradient (same length), in any buffers
-    /// with `STORAGE` usage. The optimizer allocates its state.
+    /// with `STORAGE` usage. The optimizer allocates its state. May be called after steps
+    /// (torch's `add_param_group`): the next step plans again, keeping every tensor's state.
+    ///
+    /// Errors: no such group, ranges past their buffers or overlapping another tensor's
+    /// ([`Error::BadRange`]), lengths that differ, a buffer without `STORAGE`, a buffer of
+    /// another device of this wgpu instance ([`Error::WrongDevice`]). A buffer of another
+    /// `wgpu::Instance` cannot be detected (wgpu gives no way to tell): create the
+    /// optimizer's [`Context`] with [`Context::from_device`] on your own device.
     pub fn add_tensor(
         &mut self,
         group: GroupId,

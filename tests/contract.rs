@@ -679,3 +679,115 @@ fn a_step_past_the_largest_count_is_refused() {
     assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
     assert_eq!(resumed.step_count(), u64::MAX);
 }
+
+/// `set_dispatch_per_tensor` changes what runs (one dispatch per tensor) but not the
+/// numbers: bit for bit the batched result.
+#[test]
+fn dispatch_per_tensor_equals_batched() {
+    let ctx = common::ctx();
+    let lens = [100, 7, 64];
+    let run = |per_tensor: bool| {
+        let arena = Arena::new(&ctx, &lens).unwrap();
+        let mut rng = gpu_optim::verify::Rng(5);
+        for (i, &n) in lens.iter().enumerate() {
+            ctx.upload(&arena.param(i), &rng.vec(n, 1.0)).unwrap();
+            ctx.upload(&arena.grad(i), &rng.vec(n, 1.0)).unwrap();
+        }
+        let mut opt = Optimizer::new(&ctx, Adam::adamw()).unwrap();
+        opt.set_dispatch_per_tensor(per_tensor).unwrap();
+        opt.add_arena(&arena, opt.default_group()).unwrap();
+        opt.step_many(3).unwrap();
+        let d = opt.dispatches_per_step();
+        (d, common::snapshot(&ctx, &arena, &mut opt))
+    };
+    let (d1, batched) = run(false);
+    let (d3, separate) = run(true);
+    assert_eq!((d1, d3), (1, 3));
+    assert_eq!(batched, separate);
+}
+
+/// `GradScaler::skip_only()`: a step with a non-finite gradient changes nothing and the
+/// scale stays 1; a clean step is applied with the gradients as they are (not unscaled).
+#[test]
+fn skip_only_skips_without_scaling() {
+    let ctx = common::ctx();
+    let (arena, mut opt) = sgd(&ctx, 0.5);
+    opt.set_grad_scaler(GradScaler::skip_only()).unwrap();
+    ctx.upload(&arena.param(0), &[1.0; 4]).unwrap();
+    ctx.upload(&arena.grad(0), &[1.0, f32::NAN, 1.0, 1.0])
+        .unwrap();
+    opt.step().unwrap();
+    assert_eq!(ctx.download(&arena.param(0)).unwrap(), vec![1.0; 4]);
+    assert_eq!(
+        (opt.skipped_steps().unwrap(), opt.loss_scale().unwrap()),
+        (1, 1.0)
+    );
+    ctx.upload(&arena.grad(0), &[1.0, 2.0, -2.0, 0.0]).unwrap();
+    opt.step().unwrap();
+    assert_eq!(
+        ctx.download(&arena.param(0)).unwrap(),
+        vec![0.5, 0.0, 2.0, 1.0]
+    );
+    assert_eq!(
+        (opt.applied_steps().unwrap(), opt.loss_scale().unwrap()),
+        (1, 1.0)
+    );
+}
+
+/// Zero-length tensors register, step (nothing to do), checkpoint and read back empty,
+/// beside a real one that steps as usual.
+#[test]
+fn zero_length_tensors_are_fine() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[0, 5, 0]).unwrap();
+    ctx.upload(&arena.param(1), &[1.0; 5]).unwrap();
+    ctx.upload(&arena.grad(1), &[1.0; 5]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    opt.set_grad_clip(GradClip {
+        max_norm: Some(10.0),
+        value: None,
+    })
+    .unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    opt.step().unwrap();
+    assert_eq!(opt.read_params(TensorId(0)).unwrap(), Vec::<f32>::new());
+    assert_eq!(opt.read_state(TensorId(2), 1).unwrap(), Vec::<f32>::new());
+    let p = opt.read_params(TensorId(1)).unwrap();
+    assert!(p.iter().all(|&x| x < 1.0), "{p:?}");
+    let bytes = opt.save_bytes(true).unwrap();
+    opt.load_bytes(&bytes, LoadMode::Strict).unwrap();
+    opt.zero_grad().unwrap();
+    assert_eq!(ctx.download(&arena.grad(1)).unwrap(), vec![0.0; 5]);
+}
+
+/// `list_adapters` names the adapter a context got; the getters say what was registered.
+#[test]
+fn list_adapters_and_getters() {
+    let ctx = common::ctx();
+    let names: Vec<String> = list_adapters(None).into_iter().map(|a| a.name).collect();
+    assert!(
+        names.contains(&ctx.adapter_info().name),
+        "{names:?} lacks {}",
+        ctx.adapter_info().name
+    );
+    let arena = Arena::with_dtypes(&ctx, &[8, 4096], Dtype::Bf16, Dtype::F32).unwrap();
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    let q8 = StateFormat::blockwise8();
+    opt.set_state_format(q8).unwrap();
+    opt.set_steps_per_submission(3).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    assert_eq!(opt.state_format(), q8);
+    assert_eq!(opt.steps_per_submission(), 3);
+    assert_eq!(opt.dtypes(TensorId(0)), Some((Dtype::Bf16, Dtype::F32)));
+    assert_eq!(opt.dtypes(TensorId(9)), None);
+    assert!(opt.has_master(TensorId(0)) && !opt.has_master(TensorId(9)));
+    assert!(!opt.is_quantized(TensorId(0)) && opt.is_quantized(TensorId(1)));
+    assert_eq!((opt.state_bytes(), opt.dispatches_per_step()), (0, 0));
+    assert!(!opt.is_prepared());
+    opt.prepare().unwrap();
+    assert!(opt.is_prepared());
+    // f32 state for the small tensor (2 slots of 8), one code byte per element per slot
+    // and one f32 absmax per block of 256 per slot for the large one.
+    assert_eq!(opt.state_bytes(), 2 * 8 * 4 + 2 * 4096 + 2 * 16 * 4);
+    assert_eq!(opt.dispatches_per_step(), 2);
+}

@@ -18,7 +18,7 @@
 //! step, src/verify.rs) and 16-bit values and 8-bit codes are not compared (a last-bit
 //! difference may round either way); sequences never combine them with 8-bit state.
 //!
-//! `GPU_OPTIM_SM_CASES` sets the number of sequences (default 160), `GPU_OPTIM_SM_SEED` the
+//! `GPU_OPTIM_SM_CASES` sets the number of sequences (default 400), `GPU_OPTIM_SM_SEED` the
 //! seed (printed). A failing sequence shrinks to a minimal one, printed as a list of ops.
 
 mod common;
@@ -702,7 +702,7 @@ fn device_optimizer_follows_the_cpu_model_under_any_sequence_of_calls() {
     let cases: u32 = std::env::var("GPU_OPTIM_SM_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(160);
+        .unwrap_or(400);
     let seed: u64 = std::env::var("GPU_OPTIM_SM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
