@@ -47,16 +47,18 @@ const VERSION: &str = "2";
 /// before it is read.
 const MAX_HEADER: u64 = 100 << 20;
 
-/// How [`Optimizer::load_with`] treats settings (hyperparameters, schedules, clipping, loss
+/// How [`Optimizer::load_with`] and [`Optimizer::load_bytes`] treat settings (hyperparameters, schedules, clipping, loss
 /// scaler) that differ between the checkpoint and the optimizer. The structure (rule
 /// family, state slots, tensors, element types, state format) must match either way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LoadMode {
-    /// Take the checkpoint's settings, as torch's `load_state_dict` does.
+    /// Take the checkpoint's settings, as torch's `load_state_dict` does (the default,
+    /// and what [`Optimizer::load`] does).
     #[default]
     Restore,
-    /// Refuse any difference in the settings (the lr compared is the group's initial one
-    /// where a schedule runs).
+    /// Refuse any difference in the settings. Where a schedule runs, the lr compared is
+    /// the group's initial one (the running lr is state, not a setting): the file's
+    /// running lr is taken, even one set by hand.
     Strict,
 }
 
@@ -354,8 +356,9 @@ impl<R: UpdateRule> Optimizer<R> {
                             return Err(err(
                                 path,
                                 format!(
-                                    "{name}: checksum {crc:08x}, the file says {:?}",
-                                    sums.get(name).map(|c| format!("{c:08x}"))
+                                    "{name}: its bytes have checksum {crc:08x}, the file \
+                                     says {} (corrupted)",
+                                    sums.get(name).map_or("none".into(), |c| format!("{c:08x}"))
                                 ),
                             ));
                         }
@@ -495,7 +498,10 @@ impl<R: UpdateRule> Optimizer<R> {
             if got != Some(exp) {
                 return Err(err(
                     path,
-                    format!("{key} is {got:?} in the file, {exp:?} in this optimizer"),
+                    format!(
+                        "{key} is {} in the file, {exp} in this optimizer",
+                        got.map_or("missing", String::as_str)
+                    ),
                 ));
             }
         }
@@ -621,7 +627,10 @@ impl<R: UpdateRule> Optimizer<R> {
             if got != Some(exp) {
                 return Err(err(
                     path,
-                    format!("{key} is {got:?} in the file, {exp:?} in this optimizer"),
+                    format!(
+                        "{key} is {} in the file, {exp} in this optimizer",
+                        got.map_or("missing", String::as_str)
+                    ),
                 ));
             }
         }

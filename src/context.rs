@@ -322,6 +322,7 @@ impl Context {
 
     /// Writes `data` into `dst` (takes effect before the next submission's work).
     pub fn upload(&self, dst: &BufferRange, data: &[f32]) -> Result<()> {
+        dst.check_dtype("upload destination", Dtype::F32)?;
         dst.check("upload destination", wgpu::BufferUsages::COPY_DST)?;
         if data.len() != dst.len {
             return Err(Error::LengthMismatch {
@@ -347,6 +348,7 @@ impl Context {
     /// 4-byte word keeps its neighbours' halves of that word, which are read back first
     /// (waiting for submitted work); an aligned range is written as [`Context::upload`].
     pub fn upload_as(&self, dst: &BufferRange, dtype: Dtype, data: &[f32]) -> Result<()> {
+        dst.check_dtype("upload destination", dtype)?;
         if dtype == Dtype::F32 {
             return self.upload(dst, data);
         }
@@ -371,6 +373,7 @@ impl Context {
 
     /// Reads `src`, whose elements are of type `dtype`, back to the host as f32 (exact).
     pub fn download_as(&self, src: &BufferRange, dtype: Dtype) -> Result<Vec<f32>> {
+        src.check_dtype("download source", dtype)?;
         if dtype == Dtype::F32 {
             return self.download(src);
         }
@@ -425,6 +428,7 @@ impl Context {
 
     /// Reads `src` back to the host (waits for all submitted work).
     pub fn download(&self, src: &BufferRange) -> Result<Vec<f32>> {
+        src.check_dtype("download source", Dtype::F32)?;
         src.check("download source", wgpu::BufferUsages::COPY_SRC)?;
         let bytes = self.download_bytes(&src.buffer, src.byte_offset(), (src.len * 4) as u64)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
@@ -479,17 +483,22 @@ impl Context {
     }
 }
 
-/// A range of f32 elements in a wgpu buffer: where a tensor lives. The caller's own
-/// buffers work as they are; offsets are in elements. The buffer must belong to the
-/// optimizer's device: see [`Context`] on buffers of other devices and instances.
+/// A range of elements in a wgpu buffer: where a tensor lives. The caller's own
+/// buffers work as they are; offsets and lengths count elements of the type the range is
+/// used with (f32 for [`Context::upload`] and [`crate::Optimizer::add_tensor`], the given
+/// [`Dtype`] for the `_as` forms). The buffer must belong to the optimizer's device: see
+/// [`Context`] on buffers of other devices and instances.
 #[derive(Clone, Debug)]
 pub struct BufferRange {
     /// The buffer.
     pub buffer: wgpu::Buffer,
-    /// First element (f32 index, not bytes).
+    /// First element (an element index, not bytes).
     pub offset: u64,
     /// Number of elements.
     pub len: usize,
+    /// The element type the range was made for, where known (an [`crate::Arena`]'s):
+    /// using it as another type is refused instead of reading or writing the wrong bytes.
+    elem: Option<Dtype>,
 }
 
 impl BufferRange {
@@ -499,6 +508,32 @@ impl BufferRange {
             buffer: buffer.clone(),
             offset,
             len,
+            elem: None,
+        }
+    }
+
+    /// The same range, known to hold elements of `dtype`.
+    pub(crate) fn of(mut self, dtype: Dtype) -> Self {
+        self.elem = Some(dtype);
+        self
+    }
+
+    /// The element type the range was made for, if known (an [`crate::Arena`]'s ranges).
+    pub fn dtype(&self) -> Option<Dtype> {
+        self.elem
+    }
+
+    /// Refuses using a range made for one element type as another.
+    pub(crate) fn check_dtype(&self, what: &str, dtype: Dtype) -> Result<()> {
+        match self.elem {
+            Some(d) if d != dtype => Err(Error::BadRange {
+                what: what.into(),
+                why: format!(
+                    "the range counts {d:?} elements (its Arena's type), used as {dtype:?}: \
+                     use the _as form with Dtype::{d:?} (or add_arena)"
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -1,4 +1,4 @@
-//! The whole-step CPU model: what an [`Optimizer`] computes, on host slices, for a whole
+//! The whole-step CPU model: what an [`Optimizer`](crate::Optimizer) computes, on host slices, for a whole
 //! training run — param groups with their own hyperparameters and lr schedules, setters at
 //! any point, clipping, the loss scaler with skipped steps, 16-bit params with the f32
 //! master or stochastic rounding, 8-bit state — with the same f32 operations in the same
@@ -330,11 +330,7 @@ impl<R: UpdateRule> CpuModel<R> {
     /// [`crate::Optimizer::set_steps_per_submission`]: no effect on the numbers, only on
     /// what is refused.
     pub fn set_steps_per_submission(&mut self, k: u32) -> Result<()> {
-        if k == 0 {
-            return Err(Error::InvalidState(
-                "steps_per_submission must be at least 1".into(),
-            ));
-        }
+        crate::scheduler::check_steps_per_submission(k)?;
         if self.planned && self.lag > 0 && k >= self.lag {
             return Err(Error::InvalidState(format!(
                 "loss scaling covers at most {} steps per submission here, not {k}",

@@ -4,10 +4,13 @@
 //! buffers, on any GPU wgpu drives (Vulkan, Metal, DX12, GL; lavapipe in CI), with a CPU
 //! reference for every rule and a verifier that compares the two.
 //!
-//! - [`rules`]: SGD (momentum, Nesterov), Adagrad, Adadelta, RMSprop, Adam/AdamW/AMSGrad —
-//!   torch.optim's names, defaults and order of operations; each with its CPU twin.
+//! - [`rules`]: SGD (momentum, Nesterov), Adagrad, Adadelta, RMSprop, Adam/AdamW/AMSGrad,
+//!   Adamax, NAdam, RAdam, Lion, LAMB — torch.optim's names, defaults and order of
+//!   operations; each with its CPU twin.
 //! - [`Optimizer`]: registers tensors (your `wgpu::Buffer`s or an [`Arena`]) in param
 //!   groups and steps them all in a few dispatches, many steps per submission if asked.
+//! - [`CpuModel`] ([`cpu_model`]): the whole optimizer step on the host — groups,
+//!   schedules, clipping, loss scaling, 16-bit params, 8-bit state — to check a whole run.
 //! - [`verify()`]: GPU vs CPU reference, max abs/rel/ulp error per buffer.
 //!
 //! ```
@@ -31,7 +34,7 @@ pub mod bench;
 mod checkpoint;
 mod clip;
 mod context;
-mod cpu_model;
+pub mod cpu_model;
 mod error;
 pub mod half;
 mod kernel;

@@ -137,13 +137,13 @@ impl Arena {
     /// Where tensor `i`'s parameters live. Panics if `i >= len()`, as slice indexing does.
     pub fn param(&self, i: usize) -> BufferRange {
         let (o, n) = self.ranges[i];
-        BufferRange::new(&self.params, o, n)
+        BufferRange::new(&self.params, o, n).of(self.dtypes.0)
     }
 
     /// Where tensor `i`'s gradient lives. Panics if `i >= len()`, as slice indexing does.
     pub fn grad(&self, i: usize) -> BufferRange {
         let (o, n) = self.ranges[i];
-        BufferRange::new(&self.grads, o, n)
+        BufferRange::new(&self.grads, o, n).of(self.dtypes.1)
     }
 }
 
@@ -372,14 +372,11 @@ impl<R: UpdateRule> Optimizer<R> {
     /// 16), and the ring of per-step scalar slots' first size. [`Optimizer::record_step`]
     /// may record any number of steps into one encoder, each with its own scalars; with
     /// loss scaling, at most as many as the scaler's candidates cover (see
-    /// [`crate::scaler`]). Errors: `k == 0`, or with loss scaling a `k` beyond what the
-    /// uniform limit allows once the optimizer is prepared ([`Error::InvalidState`]).
+    /// [`crate::scaler`]). Errors ([`Error::InvalidState`]): `k` outside 1..=1024 (the ring
+    /// of scalar slots is allocated up front), or with loss scaling a `k` beyond what the
+    /// uniform limit allows once the optimizer is prepared.
     pub fn set_steps_per_submission(&mut self, k: u32) -> Result<()> {
-        if k == 0 {
-            return Err(Error::InvalidState(
-                "steps_per_submission must be at least 1".into(),
-            ));
-        }
+        check_steps_per_submission(k)?;
         if let Some(p) = self.plan.as_ref().filter(|p| p.lag > 0 && k >= p.lag) {
             return Err(Error::InvalidState(format!(
                 "loss scaling covers at most {} steps per submission here, not {k}",
@@ -772,6 +769,8 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         let i = self.tensors.len();
         let (pd, gd) = (param_dtype, grad_dtype);
+        param.check_dtype(&format!("tensor {i} params"), pd)?;
+        grad.check_dtype(&format!("tensor {i} grads"), gd)?;
         let st = wgpu::BufferUsages::STORAGE;
         param.check_sized(&format!("tensor {i} params"), st, pd.size())?;
         grad.check_sized(&format!("tensor {i} grads"), st, gd.size())?;
@@ -1097,7 +1096,8 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// `k` steps on the current gradients, submitted in command buffers of up to
-    /// `steps_per_submission` steps each, each step with its own scalars. On an error,
+    /// `steps_per_submission` steps each, each step with its own scalars (`k == 0` does
+    /// nothing). On an error,
     /// nothing of the batch that failed ran: the step count, the groups' lrs and their
     /// schedules are as before it.
     pub fn step_many(&mut self, k: u32) -> Result<()> {
@@ -2113,6 +2113,18 @@ fn span(r: &BufferRange, dtype: Dtype) -> registry::Span<'_, wgpu::Buffer> {
         offset: r.offset,
         len: r.len,
         dtype,
+    }
+}
+
+/// `steps_per_submission`: at least 1, and at most 1024 (the ring of per-step scalar
+/// slots, a few hundred bytes each, is allocated up front; more steps per command buffer
+/// gain nothing measurable).
+pub(crate) fn check_steps_per_submission(k: u32) -> Result<()> {
+    match k {
+        1..=1024 => Ok(()),
+        _ => Err(Error::InvalidState(format!(
+            "steps_per_submission must be in 1..=1024, not {k}"
+        ))),
     }
 }
 

@@ -791,3 +791,42 @@ fn list_adapters_and_getters() {
     assert_eq!(opt.state_bytes(), 2 * 8 * 4 + 2 * 4096 + 2 * 16 * 4);
     assert_eq!(opt.dispatches_per_step(), 2);
 }
+
+/// Found by a newcomer's trial: an Arena of bf16 ranges used with the f32 calls wrote twice
+/// the bytes (into the neighbouring tensor) and registered an f32 tensor over them. Ranges
+/// from an Arena know their element type; using one as another type is refused.
+#[test]
+fn an_arena_range_used_as_another_type_is_refused() {
+    let ctx = common::ctx();
+    let a = Arena::with_dtypes(&ctx, &[256, 256], Dtype::Bf16, Dtype::Bf16).unwrap();
+    assert_eq!(a.param(0).dtype(), Some(Dtype::Bf16));
+    let r = ctx.upload(&a.param(0), &[1.0; 256]);
+    assert!(matches!(r, Err(Error::BadRange { .. })), "{r:?}");
+    let r = ctx.download(&a.param(1));
+    assert!(matches!(r, Err(Error::BadRange { .. })), "{r:?}");
+    assert_eq!(
+        ctx.download_as(&a.param(1), Dtype::Bf16).unwrap(),
+        vec![0.0; 256]
+    );
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    let r = opt.add_tensor(opt.default_group(), a.param(0), a.grad(0));
+    assert!(matches!(r, Err(Error::BadRange { .. })), "{r:?}");
+    assert_eq!(opt.num_tensors(), 0);
+    opt.add_arena(&a, opt.default_group()).unwrap();
+    opt.step().unwrap();
+}
+
+/// Found by a newcomer's trial: `set_steps_per_submission(u32::MAX)` was accepted and the
+/// first step aborted the process allocating the ring. Bounded now (1..=1024).
+#[test]
+fn steps_per_submission_is_bounded() {
+    let ctx = common::ctx();
+    let (_a, mut opt) = sgd(&ctx, 0.1);
+    for k in [0, 1025, u32::MAX] {
+        let r = opt.set_steps_per_submission(k);
+        assert!(matches!(r, Err(Error::InvalidState(_))), "{k}: {r:?}");
+    }
+    opt.set_steps_per_submission(1024).unwrap();
+    opt.step_many(3).unwrap();
+    assert_eq!(opt.step_count(), 3);
+}
