@@ -830,3 +830,31 @@ fn steps_per_submission_is_bounded() {
     opt.step_many(3).unwrap();
     assert_eq!(opt.step_count(), 3);
 }
+
+/// A resumed run keeps the loss scaler's growth tracker: saved after 2 clean steps of a
+/// growth interval of 3, the next clean step after loading grows the scale (a loader that
+/// dropped the tracker would wait 3 more steps).
+#[test]
+fn resume_keeps_the_scalers_growth_tracker() {
+    let ctx = common::ctx();
+    let scaler = GradScaler {
+        init_scale: 8.0,
+        growth_factor: 2.0,
+        backoff_factor: 0.5,
+        growth_interval: 3,
+    };
+    let build = || {
+        let (arena, mut opt) = sgd(&ctx, 0.1);
+        opt.set_grad_scaler(scaler).unwrap();
+        ctx.upload(&arena.grad(0), &[8.0; 4]).unwrap();
+        (arena, opt)
+    };
+    let (_a1, mut first) = build();
+    first.step_many(2).unwrap();
+    assert_eq!(first.loss_scale().unwrap(), 8.0);
+    let bytes = first.save_bytes(false).unwrap();
+    let (_a2, mut resumed) = build();
+    resumed.load_bytes(&bytes, LoadMode::Restore).unwrap();
+    resumed.step().unwrap();
+    assert_eq!(resumed.loss_scale().unwrap(), 16.0);
+}
