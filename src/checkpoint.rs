@@ -78,6 +78,26 @@ fn err(path: &str, why: impl Into<String>) -> Error {
     }
 }
 
+/// Refuses a checkpoint whose metadata `key` differs from what this optimizer wants.
+fn require_equal(
+    meta: &HashMap<String, String>,
+    want: &HashMap<String, String>,
+    key: &str,
+    path: &str,
+) -> Result<()> {
+    let (got, exp) = (meta.get(key), &want[key]);
+    if got == Some(exp) {
+        return Ok(());
+    }
+    Err(err(
+        path,
+        format!(
+            "{key} is {} in the file, {exp} in this optimizer",
+            got.map_or("missing", String::as_str)
+        ),
+    ))
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("settings serialize")
 }
@@ -494,16 +514,7 @@ impl<R: UpdateRule> Optimizer<R> {
             "state_format",
             "stochastic_rounding",
         ] {
-            let (got, exp) = (meta.get(key), &want[key]);
-            if got != Some(exp) {
-                return Err(err(
-                    path,
-                    format!(
-                        "{key} is {} in the file, {exp} in this optimizer",
-                        got.map_or("missing", String::as_str)
-                    ),
-                ));
-            }
+            require_equal(meta, &want, key, path)?;
         }
         let field = |key: &str| {
             meta.get(key)
@@ -623,16 +634,7 @@ impl<R: UpdateRule> Optimizer<R> {
         let mut keys: Vec<&String> = want.keys().collect();
         keys.sort();
         for key in keys {
-            let (got, exp) = (meta.get(key), &want[key]);
-            if got != Some(exp) {
-                return Err(err(
-                    path,
-                    format!(
-                        "{key} is {} in the file, {exp} in this optimizer",
-                        got.map_or("missing", String::as_str)
-                    ),
-                ));
-            }
+            require_equal(meta, &want, key, path)?;
         }
         let step: u64 = meta
             .get("step")

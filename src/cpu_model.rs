@@ -229,14 +229,12 @@ impl<R: UpdateRule> CpuModel<R> {
 
     /// [`crate::Optimizer::schedule`].
     pub fn schedule(&self, g: GroupId) -> Result<Option<(&LrSchedule, u64)>> {
-        self.check_group(g)?;
-        Ok(self.schedules[g.0].running.as_ref().map(|(s, e)| (s, *e)))
+        registry::schedule(&self.schedules, g)
     }
 
     /// [`crate::Optimizer::clear_schedule`].
     pub fn clear_schedule(&mut self, g: GroupId) -> Result<Option<LrSchedule>> {
-        self.check_group(g)?;
-        Ok(self.schedules[g.0].running.take().map(|(s, _)| s))
+        registry::clear_schedule(&mut self.schedules, g)
     }
 
     /// [`crate::Optimizer::add_tensor_as`] for a tensor at `layout` (see [`HostLayout`];

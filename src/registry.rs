@@ -202,6 +202,24 @@ pub(crate) fn set_schedule<R: UpdateRule>(
     Ok(())
 }
 
+/// Group `g`'s running schedule and the number of steps it has taken.
+pub(crate) fn schedule(
+    schedules: &[GroupSchedule],
+    g: GroupId,
+) -> Result<Option<(&LrSchedule, u64)>> {
+    check_group(schedules.len(), g)?;
+    Ok(schedules[g.0].running.as_ref().map(|(s, e)| (s, *e)))
+}
+
+/// Stops group `g`'s schedule (its lr stays); returns the schedule it had.
+pub(crate) fn clear_schedule(
+    schedules: &mut [GroupSchedule],
+    g: GroupId,
+) -> Result<Option<LrSchedule>> {
+    check_group(schedules.len(), g)?;
+    Ok(schedules[g.0].running.take().map(|(s, _)| s))
+}
+
 /// After a recorded step: each running schedule moves its group's lr on to the next
 /// step's (torch's `scheduler.step()`).
 pub(crate) fn advance_schedules<R: UpdateRule>(rules: &mut [R], schedules: &mut [GroupSchedule]) {

@@ -720,15 +720,13 @@ impl<R: UpdateRule> Optimizer<R> {
 
     /// Group `g`'s schedule and the number of steps it has taken. Error: no such group.
     pub fn schedule(&self, g: GroupId) -> Result<Option<(&LrSchedule, u64)>> {
-        self.check_group(g)?;
-        Ok(self.schedules[g.0].running.as_ref().map(|(s, e)| (s, *e)))
+        registry::schedule(&self.schedules, g)
     }
 
     /// Stops group `g`'s schedule; the group keeps its current lr. Returns the schedule it
     /// had. Error: no such group.
     pub fn clear_schedule(&mut self, g: GroupId) -> Result<Option<LrSchedule>> {
-        self.check_group(g)?;
-        Ok(self.schedules[g.0].running.take().map(|(s, _)| s))
+        registry::clear_schedule(&mut self.schedules, g)
     }
 
     /// Registers a tensor: its parameters and its gradient (same length), in any buffers
