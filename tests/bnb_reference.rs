@@ -9,31 +9,15 @@
 //! block's absmax; below that, ~40% of this vector's codes differ, and ours must be the
 //! nearer (or as near) every time.
 
+mod common;
+
+use common::{bnb, bnb_floats};
 use gpu_optim::quant::{dynamic_map, Codebook};
-
-fn field(name: &str) -> Vec<String> {
-    let text = include_str!("bnb_reference.txt");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from bnb_reference.txt"));
-    line[name.len() + 1..]
-        .split(',')
-        .map(str::to_string)
-        .collect()
-}
-
-fn floats(name: &str) -> Vec<f32> {
-    field(name)
-        .iter()
-        .map(|h| f32::from_bits(u32::from_str_radix(h, 16).unwrap()))
-        .collect()
-}
 
 #[test]
 fn maps_equal_bitsandbytes_bit_for_bit() {
     for (signed, name) in [(true, "map_signed"), (false, "map_unsigned")] {
-        let theirs = floats(name);
+        let theirs = bnb_floats(name);
         let ours = dynamic_map(signed);
         assert_eq!(theirs.len(), 256);
         for (k, (&a, &b)) in ours.iter().zip(&theirs).enumerate() {
@@ -49,12 +33,12 @@ fn maps_equal_bitsandbytes_bit_for_bit() {
 #[test]
 fn blockwise_quantization_matches_bitsandbytes() {
     for (signed, tag) in [(true, "signed"), (false, "unsigned")] {
-        let x = floats(&format!("input_{tag}"));
-        let codes: Vec<u8> = field(&format!("codes_{tag}"))
+        let x = bnb_floats(&format!("input_{tag}"));
+        let codes: Vec<u8> = bnb(&format!("codes_{tag}"))
             .iter()
             .map(|c| c.parse().unwrap())
             .collect();
-        let absmax = floats(&format!("absmax_{tag}"));
+        let absmax = bnb_floats(&format!("absmax_{tag}"));
         let cb = Codebook::new(signed);
         let map = cb.map();
         let (ours, our_absmax) = cb.quantize(&x);

@@ -165,28 +165,6 @@ fn refused_where_it_cannot_work() {
     assert!(matches!(e, gpu_optim::Error::BadRange { .. }), "{e}");
 }
 
-/// bitsandbytes' values (tests/bnb_reference.txt, written by tests/bnb_reference.py): its
-/// signed dynamic map, and for its 1024-element input vector its blockwise absmax and
-/// codes.
-fn bnb(name: &str) -> Vec<String> {
-    let text = include_str!("bnb_reference.txt");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("{name} missing from bnb_reference.txt"));
-    line[name.len() + 1..]
-        .split(',')
-        .map(str::to_string)
-        .collect()
-}
-
-fn bnb_floats(name: &str) -> Vec<f32> {
-    bnb(name)
-        .iter()
-        .map(|h| f32::from_bits(u32::from_str_radix(h, 16).unwrap()))
-        .collect()
-}
-
 /// What the device stores and reports for an 8-bit slot, against values computed without
 /// the crate's codebook: SGD with momentum keeps the first step's gradient itself as its
 /// momentum buffer, so after one step on bitsandbytes' reference vector the slot must hold
@@ -198,13 +176,13 @@ fn bnb_floats(name: &str) -> Vec<f32> {
 #[test]
 fn read_state_dequantizes() {
     let ctx = common::ctx();
-    let x = bnb_floats("input_signed");
-    let map = bnb_floats("map_signed");
-    let bnb_codes: Vec<u8> = bnb("codes_signed")
+    let x = common::bnb_floats("input_signed");
+    let map = common::bnb_floats("map_signed");
+    let bnb_codes: Vec<u8> = common::bnb("codes_signed")
         .iter()
         .map(|c| c.parse().unwrap())
         .collect();
-    let absmax = bnb_floats("absmax_signed");
+    let absmax = common::bnb_floats("absmax_signed");
     let n = x.len();
     let arena = Arena::new(&ctx, &[n]).unwrap();
     let rule = gpu_optim::Sgd {

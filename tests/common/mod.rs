@@ -24,3 +24,25 @@ pub fn snapshot<R: UpdateRule>(ctx: &Context, arena: &Arena, opt: &mut Optimizer
     }
     out.iter().map(|x| x.to_bits()).collect()
 }
+
+/// bitsandbytes' values (tests/bnb_reference.txt, written by tests/bnb_reference.py): its
+/// dynamic maps, and for its 1024-element input vectors its blockwise absmax and codes.
+pub fn bnb(name: &str) -> Vec<String> {
+    let text = include_str!("../bnb_reference.txt");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from bnb_reference.txt"));
+    line[name.len() + 1..]
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+/// [`bnb`]'s hex f32 bits as f32.
+pub fn bnb_floats(name: &str) -> Vec<f32> {
+    bnb(name)
+        .iter()
+        .map(|h| f32::from_bits(u32::from_str_radix(h, 16).unwrap()))
+        .collect()
+}
