@@ -20,7 +20,7 @@
 //!
 //! Version-1 files (written before settings were restored) still load, strictly: their
 //! settings must equal the optimizer's, and a scheduled group's next lr is the one version
-//! 1 would have used (tests/checkpoint_v1.rs loads files that version wrote). They have no
+//! 1 would have used (tests/checkpoint_formats.rs loads files that version wrote). They have no
 //! checksums.
 //!
 //! Writes are atomic: a temporary file in the same directory, flushed to disk, renamed

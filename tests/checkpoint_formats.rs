@@ -1,17 +1,24 @@
-//! Version-1 checkpoints, written by the crate at c5fa710 (before settings were saved as
-//! JSON with CRC-32s), load with today's code and continue as that code continued them.
+//! Checkpoints of every format version load with today's code and continue as the code
+//! that wrote them continued them: a fixture per version, as users' files outlive releases.
 //!
-//! The fixtures in tests/fixtures/ (README.md there has the program that wrote them) are
-//! two v1 checkpoints after 3 steps and, for each, every value the old code computed after
-//! loading it into a fresh optimizer and running 2 more steps. Here the same optimizers
-//! are built the same way with today's API, the v1 files loaded, the same 2 steps run, and
-//! params, every state slot, 8-bit codes and block absmaxes, bf16 param bytes, lrs, clip
-//! norms, loss scales and skip counts compared bit for bit on lavapipe, where the old code
-//! ran: the kernels compute the same for finite values (today's NaN/inf handling differs
-//! only where a gradient is not finite, and those steps are skipped by the loss scaler),
-//! and the clip norm is reduced on the device in the same fixed order. On a hardware GPU
-//! what its arithmetic decides is compared within a bound instead (see `compare_all`); the
-//! loaded state, lrs, step and skip counts and loss scales stay exact.
+//! - Version 1 (settings as `Debug` strings, no checksums): written by the crate at
+//!   c5fa710. Loaded strictly; the edited-file and refusal tests below are about it.
+//! - Version 2 (settings as JSON, a CRC-32 per tensor): written by the crate at 4951a76,
+//!   the main before the scheduler redesign, so the redesign is shown to load what the old
+//!   scheduler saved and to continue it bit for bit.
+//!
+//! The fixtures in tests/fixtures/ (README.md there has the programs that wrote them) are,
+//! per version, two checkpoints after 3 steps and, for each, every value the old code
+//! computed after loading it into a fresh optimizer and running 2 more steps. Here the same
+//! optimizers are built the same way with today's API, the files loaded, the same 2 steps
+//! run, and params, every state slot, 8-bit codes and block absmaxes, bf16 param bytes,
+//! lrs, clip norms, loss scales and skip counts compared bit for bit on lavapipe, where the
+//! old code ran: the kernels compute the same for finite values (the NaN/inf handling of
+//! versions after c5fa710 differs only where a gradient is not finite, and those steps are
+//! skipped by the loss scaler), and the clip norm is reduced on the device in the same
+//! fixed order. On a hardware GPU what its arithmetic decides is compared within a bound
+//! instead (see `compare_all`); the loaded state, lrs, step and skip counts and loss scales
+//! stay exact.
 
 mod common;
 
@@ -319,12 +326,28 @@ fn matches_file(opt: &mut Optimizer<Adam>, n: usize, file: &Dump) {
 /// and state value after step 5 are the old code's, bit for bit on lavapipe.
 #[test]
 fn adamw_v1_checkpoint_continues_bit_exactly() {
+    adamw_checkpoint_continues_bit_exactly(1);
+}
+
+#[test]
+fn adamw_v2_checkpoint_continues_bit_exactly() {
+    adamw_checkpoint_continues_bit_exactly(2);
+}
+
+/// The file's format: version 1 has no checksums, version 2 a CRC-32 per tensor.
+fn check_version(file: &Dump, version: u32) {
+    assert_eq!(file.meta["version"], version.to_string());
+    assert_eq!(file.meta.contains_key("checksums"), version >= 2);
+}
+
+fn adamw_checkpoint_continues_bit_exactly(version: u32) {
     let ctx = common::ctx();
-    let path = fixture("checkpoint_v1_adamw.safetensors");
+    let path = fixture(&format!("checkpoint_v{version}_adamw.safetensors"));
     let file = Dump::read(&path);
-    assert_eq!(file.meta["version"], "1");
-    assert!(!file.meta.contains_key("checksums"));
-    let want = Dump::read(&fixture("checkpoint_v1_adamw.expected.safetensors"));
+    check_version(&file, version);
+    let want = Dump::read(&fixture(&format!(
+        "checkpoint_v{version}_adamw.expected.safetensors"
+    )));
 
     let exact = ctx.is_software();
     let (arena, mut opt) = build_a(&ctx, Adam::adamw(), Some(STEP));
@@ -365,11 +388,22 @@ fn adamw_v1_checkpoint_continues_bit_exactly() {
 /// dequantized and f32 state: the old code's, bit for bit on lavapipe.
 #[test]
 fn q8_bf16_scaler_v1_checkpoint_continues_bit_exactly() {
+    q8_bf16_scaler_checkpoint_continues_bit_exactly(1);
+}
+
+#[test]
+fn q8_bf16_scaler_v2_checkpoint_continues_bit_exactly() {
+    q8_bf16_scaler_checkpoint_continues_bit_exactly(2);
+}
+
+fn q8_bf16_scaler_checkpoint_continues_bit_exactly(version: u32) {
     let ctx = common::ctx();
-    let path = fixture("checkpoint_v1_q8_bf16.safetensors");
+    let path = fixture(&format!("checkpoint_v{version}_q8_bf16.safetensors"));
     let file = Dump::read(&path);
-    assert_eq!(file.meta["version"], "1");
-    let want = Dump::read(&fixture("checkpoint_v1_q8_bf16.expected.safetensors"));
+    check_version(&file, version);
+    let want = Dump::read(&fixture(&format!(
+        "checkpoint_v{version}_q8_bf16.expected.safetensors"
+    )));
 
     let exact = ctx.is_software();
     let (arena, mut opt) = build_b(&ctx, Q8, true);
