@@ -203,6 +203,23 @@ pub(crate) struct PipelineKey {
 }
 
 impl PipelineKey {
+    /// The values of the kernel's pipeline-overridable constants (`override` in the WGSL).
+    pub fn constants(&self, two_phase: bool) -> Vec<(&'static str, f64)> {
+        let mut constants = vec![
+            ("WG", self.workgroup as f64),
+            ("SLOTS", self.slots as f64),
+            ("CLIP", self.clip as u32 as f64),
+            ("TWO_PHASE", two_phase as u32 as f64),
+            ("DENSE", self.dense as u32 as f64),
+            ("SCALER", (self.lag > 0) as u32 as f64),
+        ];
+        if let Some(mask) = self.q8 {
+            constants.push(("SIGNED", (mask & 0xff) as f64));
+            constants.push(("Q8_SR", (mask & Q8_SR != 0) as u32 as f64));
+        }
+        constants
+    }
+
     /// Uses the layout with the master binding (16-bit params).
     pub fn mixed(&self) -> bool {
         self.dtypes.0 != Dtype::F32 && !(self.sr && self.dtypes.0 == Dtype::Bf16)
@@ -366,18 +383,7 @@ pub(crate) fn pipeline(
     );
     let d = ctx.device();
     ctx.count("pipeline");
-    let mut constants = vec![
-        ("WG", key.workgroup as f64),
-        ("SLOTS", key.slots as f64),
-        ("CLIP", key.clip as u32 as f64),
-        ("TWO_PHASE", kernel.two_phase as u32 as f64),
-        ("DENSE", key.dense as u32 as f64),
-        ("SCALER", (key.lag > 0) as u32 as f64),
-    ];
-    if let Some(mask) = key.q8 {
-        constants.push(("SIGNED", (mask & 0xff) as f64));
-        constants.push(("Q8_SR", (mask & Q8_SR != 0) as u32 as f64));
-    }
+    let constants = key.constants(kernel.two_phase);
     let p = ctx.scoped("compiling a rule kernel", || {
         let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name),
@@ -403,7 +409,7 @@ pub(crate) fn pipeline(
 mod tests {
     use super::*;
     use crate::rules::{AnyRule, Hyper, UpdateRule};
-    use crate::scheduler::{LaunchInfo, Tile};
+    use crate::scheduler::{LaunchInfo, Tile, MAX_LAG};
 
     fn parse(src: &str) -> naga::Module {
         let module = naga::front::wgsl::parse_str(src)
@@ -442,6 +448,163 @@ mod tests {
             ));
         }
         parse(include_str!("../shaders/copy.wgsl"));
+    }
+
+    fn dtype_name(d: Dtype) -> &'static str {
+        match d {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+            Dtype::Bf16 => "bf16",
+        }
+    }
+
+    /// A name for each key of the finite set, unique within it.
+    fn variant_name(kernel: &Kernel, k: &PipelineKey) -> String {
+        let state = match k.q8 {
+            None => "f32".to_string(),
+            Some(m) if m & Q8_SR != 0 => format!("q8sr-m{}", m & 0xff),
+            Some(m) => format!("q8-m{m}"),
+        };
+        let features = match (k.clip, k.lag) {
+            (false, 0) => "plain".to_string(),
+            (true, 0) => "clip".to_string(),
+            (_, lag) => format!("scaler-lag{lag}"),
+        };
+        format!(
+            "{}.s{}.w{}.{}.{}-{}{}.{state}.{features}.g{}.wg{}",
+            kernel.name,
+            k.slots,
+            k.width,
+            if k.dense { "dense" } else { "tiles" },
+            dtype_name(k.dtypes.0),
+            dtype_name(k.dtypes.1),
+            if k.sr { ".sr" } else { "" },
+            k.groups,
+            k.workgroup
+        )
+    }
+
+    /// The finite set of kernel variants the WGSL identity test covers: every catalog rule
+    /// × element types {f32, bf16/bf16, f16/f16, bf16/f32} (bf16 params also rounded
+    /// stochastically without a master) × state {f32, 8-bit nearest, 8-bit stochastic} ×
+    /// {plain, clip, clip + loss scaler} × groups {1, 2, 8} × width {1, 4} × {tiles, dense},
+    /// where legal (width 1: f32 params, grads and state only; 8-bit state: not for
+    /// two-phase rules), at the default workgroup size. The scaler's lag is the one the
+    /// default limits give (32 candidates).
+    fn finite_set() -> Vec<(Kernel, PipelineKey)> {
+        let mut out: Vec<(Kernel, PipelineKey)> = Vec::new();
+        let dtypes = [
+            (Dtype::F32, Dtype::F32, false),
+            (Dtype::Bf16, Dtype::Bf16, false),
+            (Dtype::Bf16, Dtype::Bf16, true),
+            (Dtype::F16, Dtype::F16, false),
+            (Dtype::Bf16, Dtype::F32, false),
+            (Dtype::Bf16, Dtype::F32, true),
+        ];
+        for rule in AnyRule::catalog() {
+            let kernel = rule.kernel();
+            let slots = rule.state_slots().len() as u32;
+            let signed = crate::rules::signed_slots(&rule)
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (k, &s)| m | ((s as u32) << k));
+            for (p, g, sr) in dtypes {
+                for q8 in [None, Some(signed), Some(signed | Q8_SR)] {
+                    if q8.is_some() && kernel.two_phase {
+                        continue;
+                    }
+                    for (clip, lag) in [(false, 0), (true, 0), (true, MAX_LAG)] {
+                        for groups in [1, 2, 8] {
+                            for width in [1, 4] {
+                                let narrow = width == 1;
+                                if narrow && (q8.is_some() || (p, g) != (Dtype::F32, Dtype::F32)) {
+                                    continue;
+                                }
+                                for dense in [false, true] {
+                                    let key = PipelineKey {
+                                        kernel: kernel.name,
+                                        entry: "main",
+                                        width,
+                                        slots,
+                                        workgroup: 256,
+                                        clip,
+                                        dense,
+                                        groups,
+                                        q8,
+                                        lag,
+                                        dtypes: (p, g),
+                                        sr,
+                                    };
+                                    if !out.iter().any(|(_, k)| *k == key) {
+                                        out.push((kernel, key));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One line per variant: name, text length, CRC-32 of the text, constants.
+    fn identity_line(kernel: &Kernel, key: &PipelineKey, text: &str) -> String {
+        let constants: Vec<String> = key
+            .constants(kernel.two_phase)
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        format!(
+            "{}\t{}\t{:08x}\t{}",
+            variant_name(kernel, key),
+            text.len(),
+            crc32fast::hash(text.as_bytes()),
+            constants.join(",")
+        )
+    }
+
+    /// Kernel identity: every variant of the finite set has the WGSL text and the
+    /// pipeline-overridable constants recorded in tests/fixtures/wgsl_variants.tsv, which
+    /// was written from the run-time assembly of 4951a76 (the main before the scheduler
+    /// redesign) with `GPU_OPTIM_BLESS_WGSL=1`. A text is recorded by its length and CRC-32
+    /// (the full texts are ~100 MB); a change anywhere in it changes the CRC except with
+    /// probability 2^-32. Re-bless only for a change meant to alter the kernels, and say so.
+    #[test]
+    fn wgsl_identity_with_the_recorded_variants() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/wgsl_variants.tsv"
+        );
+        let lines: Vec<String> = finite_set()
+            .iter()
+            .map(|(kernel, key)| {
+                let text = assemble(
+                    kernel,
+                    key.width,
+                    key.groups,
+                    key.lag.max(1),
+                    key.q8,
+                    key.dtypes,
+                    key.sr,
+                );
+                identity_line(kernel, key, &text)
+            })
+            .collect();
+        let names: std::collections::HashSet<&str> = lines
+            .iter()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect();
+        assert_eq!(names.len(), lines.len(), "variant names collide");
+        if std::env::var_os("GPU_OPTIM_BLESS_WGSL").is_some() {
+            std::fs::write(path, lines.join("\n") + "\n").unwrap();
+        }
+        let recorded = std::fs::read_to_string(path).unwrap();
+        let recorded: Vec<&str> = recorded.lines().collect();
+        assert_eq!(recorded.len(), lines.len(), "number of variants");
+        for (got, want) in lines.iter().zip(&recorded) {
+            assert_eq!(got, want);
+        }
     }
 
     /// The host's Pod structs have the WGSL structs' sizes (naga's layout rules).
