@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::half::Dtype;
-use crate::kernel::PipelineCache;
+use crate::kernel::cache::PipelineCache;
 
 /// How to pick an adapter and which limits to ask for. `Default` honours the same
 /// environment variables as wgpu's own helpers: `WGPU_BACKEND` (e.g. `vulkan,metal`),

@@ -31,12 +31,13 @@
 use crate::clip::{GradClip, GradStats};
 use crate::error::{Error, Result};
 use crate::half::{self, Dtype};
+use crate::kernel::MAX_LAG;
 use crate::quant::{Q8State, StateFormat};
 use crate::registry::{self, GroupSchedule, Span};
 use crate::rules::{signed_slots, UpdateRule, MAX_SLOTS};
 use crate::scaler::{CpuGradScaler, GradScaler};
 use crate::schedule::LrSchedule;
-use crate::scheduler::{GroupId, TensorId, MAX_LAG};
+use crate::scheduler::{GroupId, TensorId};
 
 /// Where a tensor lives, for the model: which param and grad buffer (any ids the caller
 /// keeps apart), their sizes in bytes, and the element offsets. The model refuses what the

@@ -53,7 +53,7 @@ pub use context::{list_adapters, BufferRange, Context, ContextOptions};
 pub use cpu_model::{CpuModel, HostLayout};
 pub use error::{Error, Result};
 pub use half::Dtype;
-pub use kernel::{shader_source, shader_source_q8, shader_source_typed};
+pub use kernel::{shader_source, shader_source_q8, shader_source_typed, KernelVariant, Q8Kernel};
 pub use quant::StateFormat;
 pub use rules::{
     cpu_step, Adadelta, Adagrad, Adam, Adamax, AnyRule, CpuOptimizer, Hyper, Kernel, Lamb, Lion,

@@ -43,7 +43,8 @@ use crate::clip::{GradClip, GradStats};
 use crate::context::{BufferRange, Context};
 use crate::error::{Error, Result};
 use crate::half::Dtype;
-use crate::kernel::{self, PipelineKey, BINDINGS};
+use crate::kernel::cache as kernel;
+use crate::kernel::{KernelVariant, Q8Kernel, BINDINGS, MAX_LAG};
 use crate::quant::{self, Q8State, StateFormat, BLOCK};
 use crate::registry::{self, GroupSchedule};
 use crate::rules::{signed_slots, Hyper, UpdateRule, MAX_SLOTS};
@@ -166,6 +167,8 @@ struct Launch {
     main: wgpu::ComputePipeline,
     sumsq: Option<wgpu::ComputePipeline>,
     measure: Option<wgpu::ComputePipeline>,
+    /// Which kernel text and constants its pipelines run.
+    variant: KernelVariant,
 }
 
 /// Where each tensor's state lives: a buffer per slot, shared by a launch group (f32), or
@@ -241,8 +244,6 @@ const AUX_SCALE: u64 = 5;
 const AUX_EXECUTED: u64 = 8;
 /// Host-written scaler settings: on, growth_factor, backoff_factor, growth_interval.
 const AUX_SCALER_CONFIG: u64 = 10;
-/// Candidates of per-step scalars per slot with loss scaling (fewer with many groups).
-pub(crate) const MAX_LAG: u32 = 32;
 /// Tiles per workgroup in a dense dispatch's clipping pre-pass (`SUMSQ_TILES` in
 /// shaders/common.wgsl).
 const SUMSQ_TILES: u64 = 16;
@@ -983,6 +984,15 @@ impl<R: UpdateRule> Optimizer<R> {
         })
     }
 
+    /// The kernel variant of each planned dispatch, in dispatch order (empty before
+    /// [`Optimizer::prepare`] or the first step): what runs, by [`KernelVariant::name`],
+    /// and its WGSL ([`KernelVariant::wgsl`]).
+    pub fn kernel_variants(&self) -> Vec<KernelVariant> {
+        self.plan.as_ref().map_or(Vec::new(), |p| {
+            p.launches.iter().map(|l| l.variant).collect()
+        })
+    }
+
     /// Number of dispatches one step records (after the first step or [`Optimizer::prepare`]).
     pub fn dispatches_per_step(&self) -> usize {
         self.plan.as_ref().map_or(0, |p| p.launches.len())
@@ -1520,10 +1530,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 "8-bit state needs a workgroup size that is a multiple of 64, not {wg}"
             )));
         }
-        let signed_mask = signed_slots(rule)
-            .iter()
-            .enumerate()
-            .fold(0u32, |m, (k, &s)| m | ((s as u32) << k));
+        let signed_mask = crate::rules::signed_mask(rule);
 
         // Stand-ins for bindings a dispatch does not use; one per access mode, as a buffer
         // may not be bound both read-only and read-write in one dispatch.
@@ -1913,48 +1920,29 @@ impl<R: UpdateRule> Optimizer<R> {
         ];
         let mut launches = Vec::with_capacity(pending.len());
         for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
-            let key = PipelineKey {
-                kernel: rule.kernel().name,
-                entry: "main",
+            let key = KernelVariant {
+                kernel: rule.kernel(),
                 width: p.width,
                 slots: slots as u32,
                 workgroup: wg,
                 clip: global,
                 dense: p.dense,
                 groups: n_groups,
-                q8: p.q8.then_some(
-                    signed_mask
-                        | self
-                            .state_format
-                            .stochastic_seed()
-                            .map_or(0, |_| kernel::Q8_SR),
-                ),
+                q8: p.q8.then_some(Q8Kernel {
+                    signed: signed_mask,
+                    stochastic: self.state_format.stochastic_seed().is_some(),
+                }),
                 lag,
                 dtypes: p.dtypes,
                 sr: self.stochastic.is_some(),
             };
-            let kern = rule.kernel();
-            let main = kernel::pipeline(ctx, &kern, key)?;
+            let main = kernel::pipeline(ctx, &key, "main")?;
             let sumsq = match global {
-                true => Some(kernel::pipeline(
-                    ctx,
-                    &kern,
-                    PipelineKey {
-                        entry: "grad_sumsq",
-                        ..key
-                    },
-                )?),
+                true => Some(kernel::pipeline(ctx, &key, "grad_sumsq")?),
                 false => None,
             };
             let measure = match two_phase {
-                true => Some(kernel::pipeline(
-                    ctx,
-                    &kern,
-                    PipelineKey {
-                        entry: "measure_pass",
-                        ..key
-                    },
-                )?),
+                true => Some(kernel::pipeline(ctx, &key, "measure_pass")?),
                 false => None,
             };
             // Which tensor buffers this launch's windows refer to: any member will do.
@@ -2036,6 +2024,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 main,
                 sumsq,
                 measure,
+                variant: key,
             });
         }
         let reductions = match reduce {

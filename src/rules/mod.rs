@@ -366,6 +366,14 @@ pub(crate) fn signed_slots<R: UpdateRule>(rule: &R) -> Vec<bool> {
         .collect()
 }
 
+/// [`signed_slots`] as a bit mask: bit k set where slot k can be negative.
+pub(crate) fn signed_mask<R: UpdateRule>(rule: &R) -> u32 {
+    signed_slots(rule)
+        .iter()
+        .enumerate()
+        .fold(0u32, |m, (k, &s)| m | ((s as u32) << k))
+}
+
 /// 1.0 for true, 0.0 for false: how flags travel in [`Hyper`].
 pub(crate) fn flag(b: bool) -> f32 {
     if b {
