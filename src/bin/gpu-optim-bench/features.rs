@@ -1,0 +1,117 @@
+//! What do clip_grad_norm, GradScaler and bf16/f16 params through an f32 master cost against
+//! the plain Adam step? Reads the rules' rows, never changes them; writes no table or file.
+
+use gpu_optim::bench::{self, Sample, Setup};
+use gpu_optim::{Adam, AnyRule, Dtype, GradScaler};
+use serde::Serialize;
+
+use crate::rules::RuleRow;
+use crate::Shared;
+
+#[derive(Serialize)]
+pub struct FeatureRow {
+    pub feature: String,
+    pub params: usize,
+    pub step: Sample,
+    pub over_plain: f64,
+}
+
+/// The training-loop feature rows (none when no size is up to 2^24 or Adam was not timed).
+pub fn feature_rows(
+    s: &Shared,
+    sizes: &[usize],
+    rows: &[RuleRow],
+) -> Result<Vec<FeatureRow>, Box<dyn std::error::Error>> {
+    let Shared {
+        ctx,
+        timer,
+        bar,
+        args,
+    } = *s;
+    let k_for = |n| s.k_for(n);
+    // Training-loop features relative to the plain step, at the largest size up to 2^24:
+    // clipping (one more read of the grads plus two small reductions), loss scaling with
+    // the inf/NaN check (the same reduction), both.
+    let mut features = Vec::new();
+    if let Some(n) = sizes.iter().copied().filter(|&n| n <= 1 << 24).max() {
+        let rule = AnyRule::Adam(Adam::default());
+        let plain = rows
+            .iter()
+            .find(|r| r.timing.rule == "adam" && r.timing.params == n)
+            .map(|r| r.timing.step.median);
+        if let Some(plain) = plain {
+            let clip = Some(gpu_optim::GradClip {
+                max_norm: Some(1.0),
+                value: None,
+            });
+            // A scale of 1: the random grads stand for already-scaled ones.
+            let scaler = Some(GradScaler {
+                init_scale: 1.0,
+                ..GradScaler::default()
+            });
+            let arena = bench::random_arena(ctx, n)?;
+            for (name, setup) in [
+                (
+                    "adam + clip_grad_norm(1.0)",
+                    Setup {
+                        clip,
+                        ..Setup::default()
+                    },
+                ),
+                (
+                    "adam + GradScaler",
+                    Setup {
+                        scaler,
+                        ..Setup::default()
+                    },
+                ),
+                (
+                    "adam + clip + GradScaler",
+                    Setup {
+                        clip,
+                        scaler,
+                        ..Setup::default()
+                    },
+                ),
+            ] {
+                bar.set_message(name);
+                let t =
+                    bench::time_rule_on(ctx, timer, &rule, &arena, args.reps, k_for(n), &setup)?;
+                features.push(FeatureRow {
+                    feature: name.into(),
+                    params: n,
+                    step: t.step,
+                    over_plain: t.step.median / plain,
+                });
+            }
+            // Mixed precision: the caller's bf16 params and grads, the f32 master here.
+            for (name, pd, gd) in [
+                (
+                    "adam, bf16 params+grads, f32 master",
+                    Dtype::Bf16,
+                    Dtype::Bf16,
+                ),
+                ("adam, f16 params+grads, f32 master", Dtype::F16, Dtype::F16),
+            ] {
+                bar.set_message(name);
+                let arena = bench::random_arena_as(ctx, n, pd, gd)?;
+                let t = bench::time_rule_on(
+                    ctx,
+                    timer,
+                    &rule,
+                    &arena,
+                    args.reps,
+                    k_for(n),
+                    &Setup::default(),
+                )?;
+                features.push(FeatureRow {
+                    feature: name.into(),
+                    params: n,
+                    step: t.step,
+                    over_plain: t.step.median / plain,
+                });
+            }
+        }
+    }
+    Ok(features)
+}

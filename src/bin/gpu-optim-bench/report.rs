@@ -1,0 +1,404 @@
+//! What the run found, as the stdout tables, the JSON report (`--json`) and the SVG plot
+//! (`--plot`). Measures nothing: it only formats the rows the sections returned.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use gpu_optim::bench::{self, Roofline, TimingMethod};
+use gpu_optim::Context;
+use serde::Serialize;
+
+use crate::features::FeatureRow;
+use crate::model::ModelReport;
+use crate::peers::PeerRow;
+use crate::rules::{CpuRow, RuleRow, VerifyRow, VERIFY_LEN};
+use crate::state8::{State8Row, MLP_STEPS};
+use crate::{fmt_size, Args};
+
+#[derive(Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub device_type: String,
+    pub software: bool,
+}
+
+#[derive(Serialize)]
+pub struct LimitsReport {
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub min_storage_buffer_offset_alignment: u32,
+}
+
+impl AdapterReport {
+    /// The adapter `ctx` runs on.
+    pub fn of(ctx: &Context) -> AdapterReport {
+        let info = ctx.adapter_info();
+        AdapterReport {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            device_type: format!("{:?}", info.device_type),
+            software: ctx.is_software(),
+        }
+    }
+}
+
+impl LimitsReport {
+    /// The limits of `ctx`'s device that bound the sizes.
+    pub fn of(ctx: &Context) -> LimitsReport {
+        let limits = ctx.limits();
+        LimitsReport {
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub crate_version: &'static str,
+    pub adapter: AdapterReport,
+    pub limits: LimitsReport,
+    pub timing: TimingMethod,
+    pub steps_per_submission: Vec<(usize, usize)>,
+    pub reps: usize,
+    pub roofline: Vec<Roofline>,
+    pub rules: Vec<RuleRow>,
+    pub verify: Vec<VerifyRow>,
+    pub cpu: Vec<CpuRow>,
+    pub model: Option<ModelReport>,
+    pub features: Vec<FeatureRow>,
+    pub state8: Vec<State8Row>,
+    pub peers: Vec<PeerRow>,
+}
+
+/// The tables on stdout; false if a correctness check failed.
+pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>> {
+    let Report {
+        roofline: roofs,
+        rules: rows,
+        verify: verifies,
+        cpu: cpus,
+        model,
+        features,
+        state8,
+        peers,
+        ..
+    } = report;
+    let vlen = VERIFY_LEN;
+    // The table.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "roofline (GB/s, read + write)")?;
+    writeln!(
+        out,
+        "  {:>8} {:>12} {:>12} {:>10}",
+        "params", "copy_buffer", "copy_kernel", "roofline"
+    )?;
+    for r in roofs {
+        writeln!(
+            out,
+            "  {:>8} {:>12.1} {:>12.1} {:>10.1}",
+            fmt_size(r.params),
+            r.copy_buffer_gbps,
+            r.copy_kernel_gbps,
+            r.gbps()
+        )?;
+    }
+    writeln!(out, "\nrules")?;
+    writeln!(
+        out,
+        "  {:<26} {:>8} {:>7} {:>10} {:>21} {:>8} {:>7} {:>7}",
+        "rule", "params", "B/param", "ms/step", "[min - max]", "GB/s", "%roof", "%copyk"
+    )?;
+    for r in rows {
+        let t = &r.timing;
+        writeln!(
+            out,
+            "  {:<26} {:>8} {:>7} {:>10.3} {:>21} {:>8.1} {:>6.1}% {:>6.1}%",
+            t.rule,
+            fmt_size(t.params),
+            t.bytes_per_param,
+            t.step.median * 1e3,
+            format!("[{:.3} - {:.3}]", t.step.min * 1e3, t.step.max * 1e3),
+            t.gbps,
+            r.pct_roofline,
+            r.pct_copy_kernel
+        )?;
+    }
+    writeln!(out, "\ncorrectness: GPU vs CPU reference, {} params", vlen)?;
+    writeln!(
+        out,
+        "  {:<26} {:>6} {:>11} {:>9} {:>10} {:>10}  result",
+        "rule", "steps", "max rel", "max ulps", "scaled", "tolerance"
+    )?;
+    let mut all_ok = true;
+    for v in verifies {
+        all_ok &= v.passed;
+        writeln!(
+            out,
+            "  {:<26} {:>6} {:>11.3e} {:>9} {:>10.2} {:>10}  {}",
+            v.rule,
+            v.steps,
+            v.max_rel,
+            v.max_ulps,
+            v.max_scaled,
+            v.tolerance,
+            if v.passed { "ok" } else { "FAIL" }
+        )?;
+    }
+    if !cpus.is_empty() {
+        writeln!(
+            out,
+            "\nCPU reference (one thread) vs GPU, {} params",
+            fmt_size(cpus[0].params)
+        )?;
+        writeln!(
+            out,
+            "  {:<26} {:>10} {:>10} {:>9}",
+            "rule", "cpu ms", "gpu ms", "speedup"
+        )?;
+        for c in cpus {
+            writeln!(
+                out,
+                "  {:<26} {:>10.2} {:>10.3} {:>8.1}x",
+                c.rule,
+                c.cpu.median * 1e3,
+                c.gpu_median * 1e3,
+                c.gpu_speedup
+            )?;
+        }
+    }
+    if let Some(m) = &model {
+        writeln!(
+            out,
+            "\nmodel: GPT-2 small, {} tensors, {} params, {} (ms/step, median)",
+            m.tensors, m.params, m.rule
+        )?;
+        writeln!(
+            out,
+            "  one flat buffer            {:>9.2}",
+            m.flat.median * 1e3
+        )?;
+        writeln!(
+            out,
+            "  148 tensors, batched       {:>9.2}   {:.3}x flat   ({} dispatches)",
+            m.multi_tensor.median * 1e3,
+            m.multi_over_flat,
+            m.dispatches_multi
+        )?;
+        writeln!(
+            out,
+            "  one dispatch per tensor    {:>9.2}   {:.3}x batched ({} dispatches)",
+            m.per_tensor_dispatch.median * 1e3,
+            m.naive_over_multi,
+            m.dispatches_naive
+        )?;
+        writeln!(
+            out,
+            "  host encode+submit per step: {:.1} us (K=1), {:.1} us (K=8)",
+            m.host_us_per_step_k1, m.host_us_per_step_k8
+        )?;
+    }
+    if !features.is_empty() {
+        writeln!(
+            out,
+            "\ntraining-loop features (time relative to the plain step, same size)"
+        )?;
+        for f in features {
+            writeln!(
+                out,
+                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain",
+                f.feature,
+                fmt_size(f.params),
+                f.step.median * 1e3,
+                f.over_plain
+            )?;
+        }
+    }
+    if !state8.is_empty() {
+        writeln!(
+            out,
+            "\n8-bit state (bitsandbytes' block-wise; MLP example: final loss after {MLP_STEPS} steps)"
+        )?;
+        writeln!(
+            out,
+            "  {:<8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>13} {:>16}",
+            "rule",
+            "params",
+            "B/param",
+            "ms/step",
+            "GB/s",
+            "% roof",
+            "vs f32",
+            "state B/param",
+            "MLP loss 8b/f32"
+        )?;
+        let mut ok = true;
+        for r in state8 {
+            writeln!(
+                out,
+                "  {:<8} {:>8} {:>9.2} {:>10.3} {:>8.1} {:>7.0}% {:>7.2}x {:>6.2} (f32 {:.0}) {:>7.4}/{:.4} = {:.3}",
+                r.rule,
+                fmt_size(r.params),
+                r.bytes_per_param,
+                r.step.median * 1e3,
+                r.gbps,
+                r.pct_roofline,
+                r.over_f32,
+                r.state_bytes_per_param,
+                r.f32_state_bytes_per_param,
+                r.mlp_loss_8bit,
+                r.mlp_loss_f32,
+                r.mlp_loss_ratio
+            )?;
+            ok &= r.verified;
+        }
+        for r in state8 {
+            writeln!(
+                out,
+                "  {:<8} stochastic requantization: {:.2}x f32 time, MLP loss {:.4} = {:.3}x f32",
+                r.rule, r.sr_over_f32, r.mlp_loss_8bit_sr, r.mlp_loss_ratio_sr
+            )?;
+        }
+        all_ok &= ok;
+        writeln!(
+            out,
+            "  verifier (GPU vs bit-exact CPU twin, 100003 params): {}",
+            if ok { "ok" } else { "FAILED" }
+        )?;
+    }
+    if !peers.is_empty() {
+        writeln!(
+            out,
+            "\npeers (time ratio = gpu-optim / peer; below 1 means gpu-optim is faster)"
+        )?;
+        writeln!(
+            out,
+            "  {:<28} {:>8} {:>10} {:>8} {:>12}",
+            "peer", "params", "ms/step", "GB/s", "ratio"
+        )?;
+        for p in peers {
+            writeln!(
+                out,
+                "  {:<28} {:>8} {:>10.3} {:>8.1} {:>12}",
+                p.peer.rule,
+                fmt_size(p.peer.params),
+                p.peer.step.median * 1e3,
+                p.peer.gbps,
+                p.time_ratio
+                    .map_or("-".into(), |r| format!("{r:.3}x {}", p.ours))
+            )?;
+        }
+    }
+    if !all_ok {
+        writeln!(
+            out,
+            "\nFAIL: a rule disagrees with its CPU reference beyond tolerance"
+        )?;
+    }
+    Ok(all_ok)
+}
+
+/// The JSON report and the plot, where asked for.
+pub fn write_files(args: &Args, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)?;
+        println!("\nwrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot(path, report)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn plot(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    bench::register_plot_font();
+    let root = SVGBackend::new(path, (1000, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let log2 = |n: usize| (n as f64).log2();
+    let xs: Vec<f64> = report.roofline.iter().map(|r| log2(r.params)).collect();
+    let x0 = xs.iter().cloned().fold(f64::INFINITY, f64::min) - 0.5;
+    let x1 = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.5;
+    let ys = report
+        .roofline
+        .iter()
+        .flat_map(|r| [r.copy_buffer_gbps, r.copy_kernel_gbps])
+        .chain(report.rules.iter().map(|r| r.timing.gbps));
+    let (lo, hi) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| {
+        (lo.min(y), hi.max(y))
+    });
+    // Log scale: in-cache copies can run 10x faster than the memory-bound rules.
+    let (lo, hi) = (lo * 0.7, hi * 1.5);
+    let title = format!("gpu-optim on {}", report.adapter.name);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, (lo..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("parameters")
+        .y_desc("effective bandwidth, GB/s (log scale)")
+        .x_label_formatter(&|x| format!("2^{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .draw()?;
+    let line = |pts: Vec<(f64, f64)>, style: ShapeStyle| LineSeries::new(pts, style);
+    let roof: Vec<_> = report
+        .roofline
+        .iter()
+        .map(|r| (log2(r.params), r.gbps()))
+        .collect();
+    let copyk: Vec<_> = report
+        .roofline
+        .iter()
+        .map(|r| (log2(r.params), r.copy_kernel_gbps))
+        .collect();
+    let black = BLACK.stroke_width(3);
+    let grey = BLACK.mix(0.45).stroke_width(2);
+    chart
+        .draw_series(line(roof, black))?
+        .label("roofline (best copy)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], black));
+    chart
+        .draw_series(line(copyk, grey))?
+        .label("copy kernel")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+    let mut names: Vec<&str> = Vec::new();
+    for r in &report.rules {
+        if !names.contains(&r.timing.rule.as_str()) {
+            names.push(&r.timing.rule);
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        let style = Palette99::pick(i).stroke_width(2);
+        let pts: Vec<(f64, f64)> = report
+            .rules
+            .iter()
+            .filter(|r| r.timing.rule == *name)
+            .map(|r| (log2(r.timing.params), r.timing.gbps))
+            .collect();
+        chart
+            .draw_series(line(pts.clone(), style))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, style.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
