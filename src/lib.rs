@@ -38,6 +38,7 @@ pub mod cpu_model;
 mod error;
 pub mod half;
 mod kernel;
+mod plan;
 pub mod quant;
 mod registry;
 pub mod rules;

@@ -45,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::kernel::cache as kernel;
 use crate::kernel::{KernelVariant, Q8Kernel, BINDINGS, MAX_LAG};
+use crate::plan::layout::{self, LaunchInfo, LayoutLimits, Placement};
 use crate::quant::{self, Q8State, StateFormat, BLOCK};
 use crate::registry::{self, GroupSchedule};
 use crate::rules::{signed_slots, Hyper, UpdateRule, MAX_SLOTS};
@@ -74,7 +75,7 @@ pub struct Arena {
 
 /// Alignment of arena tensors, in elements: 256 bytes, the largest
 /// `min_storage_buffer_offset_alignment` WebGPU allows.
-pub const ARENA_ALIGN: u64 = 64;
+pub const ARENA_ALIGN: u64 = layout::ARENA_ALIGN;
 
 impl Arena {
     /// Zero-filled f32 params and grads for tensors of the given lengths.
@@ -244,44 +245,6 @@ const AUX_SCALE: u64 = 5;
 const AUX_EXECUTED: u64 = 8;
 /// Host-written scaler settings: on, growth_factor, backoff_factor, growth_interval.
 const AUX_SCALER_CONFIG: u64 = 10;
-/// Tiles per workgroup in a dense dispatch's clipping pre-pass (`SUMSQ_TILES` in
-/// shaders/common.wgsl).
-const SUMSQ_TILES: u64 = 16;
-
-/// One workgroup's work (`struct Tile` in `shaders/common.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Tile {
-    group: u32,
-    first: u32,
-    end: u32,
-    tensor: u32,
-}
-
-/// A dispatch's geometry (`struct Launch` in `shaders/common.wgsl`, a uniform).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct LaunchInfo {
-    p_shift: u32,
-    g_shift: u32,
-    s_shift: u32,
-    grid_x: u32,
-    n_tiles: u32,
-    tile_base: u32,
-    partials_at: u32,
-    /// 8-bit state: this dispatch's first block among its tensor's.
-    q_block0: u32,
-    /// Dense dispatches (one piece of one tensor): its group, end and tensor.
-    group: u32,
-    end: u32,
-    tensor: u32,
-    /// 8-bit state: the tensor's blocks per slot.
-    q_blocks: u32,
-    /// The param binding's first vector in its buffer.
-    p_base: u32,
-    pad: [u32; 3],
-}
-
 /// A GPU optimizer over registered tensors, one update rule, any number of param groups.
 ///
 /// ```
@@ -1462,24 +1425,50 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(())
     }
 
+    /// The registered tensors as the layout sees them: buffers ranked in their order.
+    #[allow(clippy::mutable_key_type)] // buffers order by identity, which never changes
+    fn placements(&self) -> Vec<Placement> {
+        let mut rank: BTreeMap<wgpu::Buffer, usize> = BTreeMap::new();
+        for t in &self.tensors {
+            rank.insert(t.param.buffer.clone(), 0);
+            rank.insert(t.grad.buffer.clone(), 0);
+        }
+        for (k, v) in rank.values_mut().enumerate() {
+            *v = k;
+        }
+        self.tensors
+            .iter()
+            .map(|t| Placement {
+                param_buf: rank[&t.param.buffer],
+                grad_buf: rank[&t.grad.buffer],
+                param_bytes: t.param.buffer.size(),
+                grad_bytes: t.grad.buffer.size(),
+                param_offset: t.param.offset,
+                grad_offset: t.grad.offset,
+                len: t.param.len as u64,
+                dtypes: t.dtypes,
+                group: t.group as u32,
+                q8: self.state_format.quantizes(t.param.len),
+            })
+            .collect()
+    }
+
     fn build_plan(&self) -> Result<Plan> {
         let ctx = &self.ctx;
         let limits = ctx.limits();
         let rule = &self.groups[0];
         let slots = rule.state_slots().len();
         let wg = kernel::workgroup_size(ctx);
-        let align_b = limits.min_storage_buffer_offset_alignment as u64;
-        let align = align_b / 4; // elements
-        let max_bind = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        // Window length from its first element: room for a binding's alignment shift.
-        let wmax = ((max_bind / 4).saturating_sub(align)) / ARENA_ALIGN * ARENA_ALIGN;
-        if wmax < (wg as u64) * 4 {
-            return Err(Error::InvalidState(format!(
-                "max_storage_buffer_binding_size {max_bind} is too small for one tile"
-            )));
-        }
+        let layout_limits = LayoutLimits {
+            storage_align: limits.min_storage_buffer_offset_alignment as u64,
+            max_binding: limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+            max_groups: limits.max_compute_workgroups_per_dimension as u64,
+            workgroup: wg,
+            per_tensor: self.per_tensor,
+        };
+        layout::check_window(&layout_limits)?;
         if limits.max_storage_buffers_per_shader_stage < 8 {
             return Err(Error::InvalidState(format!(
                 "the rule kernels bind 8 storage buffers; this device allows {} per shader \
@@ -1487,37 +1476,13 @@ impl<R: UpdateRule> Optimizer<R> {
                 limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let max_groups = limits.max_compute_workgroups_per_dimension as u64;
-        let max_tiles = (max_groups * max_groups).min(u32::MAX as u64);
-
-        // Launch groups: same param buffer, same grad buffer, same grad-param distance.
-        // (Buffers order by identity, which their interior mutability never changes.)
-        // A tensor with 8-bit state is a launch group of its own (its own state buffers).
-        type Key = (
-            wgpu::Buffer,
-            wgpu::Buffer,
-            i64,
-            (Dtype, Dtype),
-            Option<usize>,
-        );
-        #[allow(clippy::mutable_key_type)]
-        let mut lgroups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
-        for (i, t) in self.tensors.iter().enumerate() {
-            let delta = t.grad.offset as i64 - t.param.offset as i64;
-            let q8 = self.state_format.quantizes(t.param.len).then_some(i);
-            lgroups
-                .entry((
-                    t.param.buffer.clone(),
-                    t.grad.buffer.clone(),
-                    delta,
-                    t.dtypes,
-                    q8,
-                ))
-                .or_default()
-                .push(i);
-        }
-        let any_q8 = lgroups.keys().any(|k| k.4.is_some());
-        let mixed = lgroups.keys().any(|k| self.needs_master(k.3 .0));
+        let max_groups = layout_limits.max_groups;
+        let placements = self.placements();
+        let n_tensors = self.tensors.len();
+        let partials_at = AUX_SUMS_AT + 2 * n_tensors as u64;
+        let lay = layout::layout(&placements, &layout_limits, partials_at)?;
+        let any_q8 = lay.sets.iter().any(|s| s.q8);
+        let mixed = lay.sets.iter().any(|s| self.needs_master(s.dtypes.0));
         if mixed && limits.max_storage_buffers_per_shader_stage < 9 {
             return Err(Error::InvalidState(format!(
                 "16-bit params need 9 storage buffers per shader stage (the f32 master copy); \
@@ -1583,251 +1548,68 @@ impl<R: UpdateRule> Optimizer<R> {
             next: 0,
         };
 
-        let mut states = Vec::new();
-        let mut tensor_state = vec![(0usize, 0u64); self.tensors.len()];
-        // Per launch: width, grid, header, tiles, and the binding windows (bytes).
-        struct Pending {
-            width: u32,
-            dense: bool,
-            q8: bool,
-            header: LaunchInfo,
-            tiles: Vec<Tile>,
-            set: usize,
-            windows: [(u64, u64); 4], // (offset, size) of param, grad, state, master
-            dtypes: (Dtype, Dtype),
-        }
-        let mut pending: Vec<Pending> = Vec::new();
-
-        for ((pbuf, gbuf, delta, dtypes, q8), mut members) in lgroups {
-            let q8 = q8.is_some();
-            let (ep, eg) = (dtypes.0.size(), dtypes.1.size());
-            let (align_p, align_g) = (align_b / ep, align_b / eg);
-            // 8-bit pieces start at block boundaries of their tensor.
-            let wmax = if q8 {
-                wmax / BLOCK as u64 * BLOCK as u64
-            } else {
-                wmax
+        // State: per launch group, a buffer per slot laid out like the param buffer from
+        // its base (f32), or one tensor's codes and absmaxes (8-bit); 16-bit params get an
+        // f32 master copy laid out as the state, initialised from the caller's params.
+        let t = |i: usize| &self.tensors[i];
+        let mut states = Vec::with_capacity(lay.sets.len());
+        for set in &lay.sets {
+            let mut state = StateSet {
+                buffers: Vec::with_capacity(slots),
+                absmax: None,
+                master: None,
             };
-            members.sort_by_key(|&i| self.tensors[i].param.offset);
-            let t = |i: usize| &self.tensors[i];
-            let pad4 = |x: u64| x.div_ceil(4) * 4;
-            let vec4 = delta % 4 == 0
-                && members.iter().enumerate().all(|(k, &i)| {
-                    let (o, n) = (t(i).param.offset, t(i).param.len as u64);
-                    let end = pad4(o + n);
-                    o % 4 == 0
-                        && end * ep <= pbuf.size()
-                        && ((end as i64 + delta) as u64) * eg <= gbuf.size()
-                        && members.get(k + 1).is_none_or(|&j| end <= t(j).param.offset)
-                });
-            let width: u64 = if vec4 { 4 } else { 1 };
-            if (q8 || dtypes != (Dtype::F32, Dtype::F32)) && !vec4 {
-                return Err(Error::BadRange {
-                    what: format!("tensor {}", members[0]),
-                    why: "8-bit state and 16-bit params or grads need tensors at offsets that \
-                          are multiples of 4 elements in both buffers (as in an Arena)"
-                        .into(),
-                });
-            }
-            let padded_end = |i: usize| {
-                let e = t(i).param.offset + t(i).param.len as u64;
-                e.div_ceil(width) * width
-            };
-
-            // State: one buffer per slot, laid out like the param buffer from `base`.
-            let base = t(members[0]).param.offset / ARENA_ALIGN * ARENA_ALIGN;
-            let span = members.iter().map(|&i| padded_end(i)).max().unwrap() - base;
-            let set = states.len();
-            if q8 {
-                let i = members[0];
+            if set.q8 {
+                let i = set.members[0];
                 let len = t(i).param.len;
                 let rule = &self.groups[t(i).group];
                 let init: Vec<Vec<f32>> = (0..slots)
                     .map(|k| vec![rule.initial_state(k); len])
                     .collect();
                 let q = Q8State::quantize(&init, &signed_slots(rule));
-                let mut buffers = Vec::with_capacity(slots);
                 for (k, codes) in q.codes.iter().enumerate() {
                     let b = ctx.create_zeroed(rule.state_slots()[k], len.div_ceil(BLOCK) * 64)?;
                     if codes.iter().any(|&c| c != 0) {
                         ctx.queue().write_buffer(&b, 0, codes);
                     }
-                    buffers.push(b);
+                    state.buffers.push(b);
                 }
                 let a = ctx.create_zeroed("8-bit state absmax", slots * len.div_ceil(BLOCK))?;
                 ctx.queue()
                     .write_buffer(&a, 0, bytemuck::cast_slice(&q.absmax.concat()));
-                tensor_state[i] = (set, 0);
-                states.push(StateSet {
-                    buffers,
-                    absmax: Some(a),
-                    master: None,
-                });
-            }
-            let mut buffers = Vec::with_capacity(slots);
-            for k in 0..if q8 { 0 } else { slots } {
-                let b = ctx.create_zeroed(rule.state_slots()[k], span as usize)?;
-                for &i in &members {
-                    let init = self.groups[t(i).group].initial_state(k);
-                    if init != 0.0 {
-                        let r = BufferRange::new(&b, t(i).param.offset - base, t(i).param.len);
-                        ctx.upload(&r, &vec![init; r.len])?;
+                state.absmax = Some(a);
+            } else {
+                for k in 0..slots {
+                    let b = ctx.create_zeroed(rule.state_slots()[k], set.span as usize)?;
+                    for &i in &set.members {
+                        let init = self.groups[t(i).group].initial_state(k);
+                        if init != 0.0 {
+                            let r =
+                                BufferRange::new(&b, t(i).param.offset - set.base, t(i).param.len);
+                            ctx.upload(&r, &vec![init; r.len])?;
+                        }
                     }
+                    state.buffers.push(b);
                 }
-                buffers.push(b);
             }
-            if !q8 {
-                for &i in &members {
-                    tensor_state[i] = (set, t(i).param.offset - base);
-                }
-                states.push(StateSet {
-                    buffers,
-                    absmax: None,
-                    master: None,
-                });
-            }
-            // 16-bit params: an f32 master copy laid out as the state (from `base`, or from
-            // the tensor's start for 8-bit state), initialised from the caller's params.
-            if self.needs_master(dtypes.0) {
-                let len = if q8 {
-                    t(members[0]).param.len as u64
-                } else {
-                    span
-                };
-                let at = |o: u64| if q8 { 0 } else { o };
-                let m = ctx.create_zeroed("gpu-optim f32 master params", len as usize)?;
-                for &i in &members {
-                    let v = ctx.download_as(&t(i).param, dtypes.0)?;
-                    let r = BufferRange::new(&m, at(t(i).param.offset - base), v.len());
+            if self.needs_master(set.dtypes.0) {
+                let m = ctx.create_zeroed(
+                    "gpu-optim f32 master params",
+                    set.master_len(&placements) as usize,
+                )?;
+                for &i in &set.members {
+                    let v = ctx.download_as(&t(i).param, set.dtypes.0)?;
+                    let r = BufferRange::new(&m, set.master_at(&placements[i]), v.len());
                     ctx.upload(&r, &v)?;
                 }
-                states[set].master = Some(m);
+                state.master = Some(m);
             }
-
-            // Windows and tiles.
-            let tile_elems = wg as u64 * width;
-            // (start, padded end, tiles). A window's tiles index from its first element
-            // `x0`; each binding starts at an aligned offset at or before x0, hence a
-            // (non-negative) shift per binding.
-            let mut cur: Option<(u64, u64, Vec<Tile>)> = None;
-            let flush = |cur: Option<(u64, u64, Vec<Tile>)>, pending: &mut Vec<Pending>| {
-                let Some((x0, pend, tiles)) = cur else { return };
-                let pw = x0 / align_p * align_p;
-                let g0 = (x0 as i64 + delta) as u64;
-                let gw = g0 / align_g * align_g;
-                let sw = (x0 - base) / align * align;
-                let n = tiles.len() as u64;
-                let grid_x = n.min(max_groups);
-                let header = LaunchInfo {
-                    p_shift: ((x0 - pw) / width) as u32,
-                    g_shift: ((g0 - gw) / width) as u32,
-                    s_shift: ((x0 - base - sw) / width) as u32,
-                    grid_x: grid_x as u32,
-                    n_tiles: n as u32,
-                    tile_base: 0,
-                    partials_at: 0,
-                    q_block0: 0,
-                    group: 0,
-                    end: 0,
-                    tensor: 0,
-                    q_blocks: 0,
-                    p_base: (pw / width) as u32,
-                    pad: [0; 3],
-                };
-                let mut header = header;
-                let dense =
-                    tiles.iter().all(|t| t.tensor == tiles[0].tensor) && tiles[0].first == 0;
-                if dense {
-                    header.group = tiles[0].group;
-                    header.end = tiles[0].end;
-                    header.tensor = tiles[0].tensor;
-                }
-                let mut swin = (sw * 4, (pend - base - sw) * 4);
-                let mut mwin = swin;
-                if q8 {
-                    // One byte per element from the tensor's start, which is x0 - rel.
-                    let rel = x0 - t(tiles[0].tensor as usize).param.offset;
-                    header.s_shift = 0;
-                    header.q_block0 = (rel / BLOCK as u64) as u32;
-                    header.q_blocks =
-                        (t(tiles[0].tensor as usize).param.len).div_ceil(BLOCK) as u32;
-                    swin = (rel, (pend - x0).div_ceil(4) * 4);
-                    mwin = (rel * 4, (pend - x0) * 4);
-                }
-                pending.push(Pending {
-                    width: width as u32,
-                    dense,
-                    q8,
-                    header,
-                    tiles,
-                    set,
-                    windows: [
-                        (pw * ep, (pend - pw) * ep),
-                        (gw * eg, (pend as i64 + delta - gw as i64) as u64 * eg),
-                        swin,
-                        mwin,
-                    ],
-                    dtypes,
-                });
-            };
-            for &i in &members {
-                let (off, len) = (t(i).param.offset, t(i).param.len as u64);
-                let end = off + len;
-                let mut e = off;
-                while e < end {
-                    let fits = cur.as_ref().is_some_and(|(x0, _, tiles)| {
-                        e + width <= x0 + wmax
-                            && (tiles.len() as u64) < max_tiles
-                            && !((self.per_tensor || q8) && e == off)
-                    });
-                    if !fits {
-                        flush(cur.take(), &mut pending);
-                        cur = Some((e, e, Vec::new()));
-                    }
-                    let (x0, pend, tiles) = cur.as_mut().unwrap();
-                    let limit = *x0 + wmax;
-                    let mut piece_end = if end.div_ceil(width) * width <= limit {
-                        end
-                    } else {
-                        limit
-                    };
-                    // A 2D grid holds at most max_groups² tiles.
-                    let room = (max_tiles - tiles.len() as u64) * tile_elems;
-                    piece_end = piece_end.min(e + room);
-                    let mut a = e;
-                    while a < piece_end {
-                        tiles.push(Tile {
-                            group: t(i).group as u32,
-                            first: ((a - *x0) / width) as u32,
-                            end: (piece_end - *x0) as u32,
-                            tensor: i as u32,
-                        });
-                        a += tile_elems;
-                    }
-                    *pend = (*pend).max(piece_end.div_ceil(width) * width);
-                    e = piece_end;
-                }
-            }
-            flush(cur.take(), &mut pending);
+            states.push(state);
         }
-
-        // Number the tiles across dispatches; a tensor's tiles are consecutive.
-        let n_tensors = self.tensors.len();
-        let partials_at = AUX_SUMS_AT + 2 * n_tensors as u64;
-        let mut ranges = vec![[0u32; 2]; n_tensors];
-        let mut base = 0u32;
-        for p in pending.iter_mut() {
-            p.header.tile_base = base;
-            p.header.partials_at = partials_at as u32;
-            for (k, tile) in p.tiles.iter().enumerate() {
-                let r = &mut ranges[tile.tensor as usize];
-                if r[1] == 0 {
-                    r[0] = base + k as u32;
-                }
-                r[1] += 1;
-            }
-            base += p.tiles.len() as u32;
-        }
+        let tensor_state = lay.tensor_state.clone();
+        let ranges = &lay.tile_ranges;
+        let base = lay.n_tiles;
+        let pending = &lay.launches;
         let two_phase = rule.kernel().two_phase;
         // Loss scaling runs clipping's reduction (with no clipping values: norm only).
         let global = self.clip.is_some() || self.scaler.is_some();
@@ -1866,7 +1648,7 @@ impl<R: UpdateRule> Optimizer<R> {
         let mut table_bytes: Vec<u8> = Vec::new();
         let mut info_bytes: Vec<u8> = Vec::new();
         let mut table_ranges = Vec::with_capacity(pending.len());
-        for p in &pending {
+        for p in pending {
             info_bytes.extend_from_slice(bytemuck::bytes_of(&p.header));
             info_bytes.resize(
                 info_bytes.len().div_ceil(info_stride as usize) * info_stride as usize,
@@ -1879,6 +1661,7 @@ impl<R: UpdateRule> Optimizer<R> {
             let start = table_bytes.len() as u64;
             table_bytes.extend_from_slice(bytemuck::cast_slice(&p.tiles));
             table_ranges.push(Some((start, table_bytes.len() as u64 - start)));
+            let align_b = layout_limits.storage_align;
             let aligned = (table_bytes.len() as u64).div_ceil(align_b) * align_b;
             table_bytes.resize(aligned as usize, 0);
         }
@@ -1946,8 +1729,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 false => None,
             };
             // Which tensor buffers this launch's windows refer to: any member will do.
-            let member = tensor_state.iter().position(|&(s, _)| s == p.set).unwrap();
-            let tm = &self.tensors[member];
+            let tm = &self.tensors[lay.sets[p.set].members[0]];
             fn bind(
                 buffer: &wgpu::Buffer,
                 (offset, size): (u64, u64),
@@ -2014,13 +1796,10 @@ impl<R: UpdateRule> Optimizer<R> {
                     .expect("planned layout"),
                 entries: &entries,
             });
-            let n = p.header.n_tiles as u64;
-            let gx = p.header.grid_x as u64;
-            let coarse = if p.dense { n.div_ceil(SUMSQ_TILES) } else { n };
             launches.push(Launch {
                 bind_group,
-                grid: (gx as u32, n.div_ceil(gx) as u32),
-                sumsq_grid: (coarse.min(gx) as u32, coarse.div_ceil(gx) as u32),
+                grid: p.grid,
+                sumsq_grid: p.sumsq_grid,
                 main,
                 sumsq,
                 measure,

@@ -74,8 +74,8 @@ pub fn shader_source_q8(kernel: &Kernel, groups: u32) -> String {
 mod tests {
     use super::variant::tests::parse;
     use super::*;
+    use crate::plan::layout::{LaunchInfo, Tile};
     use crate::rules::{AnyRule, Hyper, UpdateRule};
-    use crate::scheduler::{LaunchInfo, Tile};
 
     /// The host's Pod structs have the WGSL structs' sizes (naga's layout rules).
     #[test]

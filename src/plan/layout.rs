@@ -1,0 +1,603 @@
+//! Where does each element go? The pure layout of a step: launch groups, their state
+//! layout, windows within the binding limit, tiles, grids. No wgpu device, queue or buffer.
+//!
+//! Tensors that share their param buffer and grad buffer (and the distance between their
+//! param and grad offsets, as in an `Arena`) form one *launch group* and get one state
+//! buffer per slot laid out like the param buffer. A launch group is cut into *windows*
+//! that fit the binding limit (a tensor larger than that is split); each window is one
+//! dispatch over a table of tiles, one tile per workgroup, each tile a run of
+//! `workgroup × width` elements of one tensor with its param group's index. The grid is 2D
+//! when the tiles exceed `max_compute_workgroups_per_dimension`. A window holding one
+//! piece of one tensor (every window of a flat buffer) is *dense*: its tiles are computed
+//! from the dispatch's geometry instead of read from the table.
+//!
+//! Width 4 (vec4 loads) is used when every tensor of the launch group starts at a multiple
+//! of 4 elements in both buffers and its last vector fits in the buffers; else width 1.
+//! A tensor with 8-bit state is a launch group of its own, cut at block boundaries.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::half::Dtype;
+use crate::quant::BLOCK;
+
+/// Alignment of arena tensors and of state layouts, in elements (256 bytes of f32).
+pub const ARENA_ALIGN: u64 = 64;
+
+/// Tiles per workgroup in a dense dispatch's clipping pre-pass (`SUMSQ_TILES` in
+/// shaders/common.wgsl).
+pub(crate) const SUMSQ_TILES: u64 = 16;
+
+/// One workgroup's work (`struct Tile` in `shaders/common.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct Tile {
+    pub group: u32,
+    /// First vector, counted from the window's first element.
+    pub first: u32,
+    /// End element (exclusive) of the tensor's piece, counted from the window's first.
+    pub end: u32,
+    pub tensor: u32,
+}
+
+/// A dispatch's geometry (`struct Launch` in `shaders/common.wgsl`, a uniform).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct LaunchInfo {
+    pub p_shift: u32,
+    pub g_shift: u32,
+    pub s_shift: u32,
+    pub grid_x: u32,
+    pub n_tiles: u32,
+    pub tile_base: u32,
+    pub partials_at: u32,
+    /// 8-bit state: this dispatch's first block among its tensor's.
+    pub q_block0: u32,
+    /// Dense dispatches (one piece of one tensor): its group, end and tensor.
+    pub group: u32,
+    pub end: u32,
+    pub tensor: u32,
+    /// 8-bit state: the tensor's blocks per slot.
+    pub q_blocks: u32,
+    /// The param binding's first vector in its buffer.
+    pub p_base: u32,
+    pub pad: [u32; 3],
+}
+
+/// A registered tensor as the layout sees it: buffers by rank (their order), offsets and
+/// length in elements of its types.
+#[derive(Clone, Debug)]
+pub(crate) struct Placement {
+    /// Rank of the param buffer among the registered buffers (any fixed order).
+    pub param_buf: usize,
+    pub grad_buf: usize,
+    /// Sizes of the two buffers in bytes.
+    pub param_bytes: u64,
+    pub grad_bytes: u64,
+    pub param_offset: u64,
+    pub grad_offset: u64,
+    pub len: u64,
+    pub dtypes: (Dtype, Dtype),
+    pub group: u32,
+    /// 8-bit state.
+    pub q8: bool,
+}
+
+/// The device limits the layout respects.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayoutLimits {
+    /// `min_storage_buffer_offset_alignment`, bytes.
+    pub storage_align: u64,
+    /// The largest binding: min(`max_storage_buffer_binding_size`, `max_buffer_size`).
+    pub max_binding: u64,
+    /// `max_compute_workgroups_per_dimension`.
+    pub max_groups: u64,
+    /// Invocations per workgroup.
+    pub workgroup: u32,
+    /// One dispatch per tensor piece (`set_dispatch_per_tensor`).
+    pub per_tensor: bool,
+}
+
+/// A launch group's state: one buffer per slot from `base` over `span` elements (f32), or
+/// one tensor's codes (8-bit).
+#[derive(Clone, Debug)]
+pub(crate) struct StateLayout {
+    /// Its tensors, by param offset.
+    pub members: Vec<usize>,
+    pub base: u64,
+    pub span: u64,
+    pub q8: bool,
+    pub dtypes: (Dtype, Dtype),
+}
+
+impl StateLayout {
+    /// Elements of the f32 master copy (16-bit params): the span, or the tensor (8-bit).
+    pub fn master_len(&self, tensors: &[Placement]) -> u64 {
+        if self.q8 {
+            tensors[self.members[0]].len
+        } else {
+            self.span
+        }
+    }
+
+    /// Where tensor `i`'s master copy starts in it.
+    pub fn master_at(&self, t: &Placement) -> u64 {
+        if self.q8 {
+            0
+        } else {
+            t.param_offset - self.base
+        }
+    }
+}
+
+/// One dispatch: its tiles, geometry and binding windows.
+#[derive(Clone, Debug)]
+pub(crate) struct LaunchLayout {
+    pub width: u32,
+    pub dense: bool,
+    pub q8: bool,
+    pub header: LaunchInfo,
+    pub tiles: Vec<Tile>,
+    /// Its state layout.
+    pub set: usize,
+    /// (offset, size) in bytes of the param, grad, state and master bindings.
+    pub windows: [(u64, u64); 4],
+    pub dtypes: (Dtype, Dtype),
+    /// Workgroups of the update (x, y) and of the clipping pre-pass.
+    pub grid: (u32, u32),
+    pub sumsq_grid: (u32, u32),
+}
+
+/// Where every element goes.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub sets: Vec<StateLayout>,
+    pub launches: Vec<LaunchLayout>,
+    /// Per tensor: (state layout, element offset in its buffers).
+    pub tensor_state: Vec<(usize, u64)>,
+    /// Per tensor: (first tile, tile count) across all dispatches.
+    pub tile_ranges: Vec<[u32; 2]>,
+    /// Tiles of all dispatches.
+    pub n_tiles: u32,
+}
+
+/// Elements a window may span from its first element: the binding limit less room for a
+/// binding's alignment shift, in whole `ARENA_ALIGN`s.
+fn window_len(limits: &LayoutLimits) -> u64 {
+    let align = limits.storage_align / 4;
+    ((limits.max_binding / 4).saturating_sub(align)) / ARENA_ALIGN * ARENA_ALIGN
+}
+
+/// Refuses a binding limit too small for one tile.
+pub(crate) fn check_window(limits: &LayoutLimits) -> Result<()> {
+    if window_len(limits) < (limits.workgroup as u64) * 4 {
+        return Err(Error::InvalidState(format!(
+            "max_storage_buffer_binding_size {} is too small for one tile",
+            limits.max_binding
+        )));
+    }
+    Ok(())
+}
+
+/// Lays out `tensors`. `partials_at` is where the per-tile partial sums start in `aux`
+/// (each dispatch's header carries it). Errors: a binding limit too small for one tile;
+/// 8-bit state or 16-bit params or grads on tensors not at multiples of 4 elements.
+pub(crate) fn layout(
+    tensors: &[Placement],
+    limits: &LayoutLimits,
+    partials_at: u64,
+) -> Result<Layout> {
+    let wg = limits.workgroup;
+    let align_b = limits.storage_align;
+    let align = align_b / 4; // elements
+    check_window(limits)?;
+    let wmax = window_len(limits);
+    let max_groups = limits.max_groups;
+    let max_tiles = (max_groups * max_groups).min(u32::MAX as u64);
+
+    // Launch groups: same param buffer, same grad buffer, same grad-param distance, same
+    // element types; a tensor with 8-bit state is a launch group of its own.
+    type Key = (usize, usize, i64, (Dtype, Dtype), Option<usize>);
+    let mut lgroups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+    for (i, t) in tensors.iter().enumerate() {
+        let delta = t.grad_offset as i64 - t.param_offset as i64;
+        let q8 = t.q8.then_some(i);
+        lgroups
+            .entry((t.param_buf, t.grad_buf, delta, t.dtypes, q8))
+            .or_default()
+            .push(i);
+    }
+
+    let mut sets = Vec::new();
+    let mut tensor_state = vec![(0usize, 0u64); tensors.len()];
+    let mut launches: Vec<LaunchLayout> = Vec::new();
+    for ((_, _, delta, dtypes, q8), mut members) in lgroups {
+        let q8 = q8.is_some();
+        let (ep, eg) = (dtypes.0.size(), dtypes.1.size());
+        let (align_p, align_g) = (align_b / ep, align_b / eg);
+        // 8-bit pieces start at block boundaries of their tensor.
+        let wmax = if q8 {
+            wmax / BLOCK as u64 * BLOCK as u64
+        } else {
+            wmax
+        };
+        members.sort_by_key(|&i| tensors[i].param_offset);
+        let t = |i: usize| &tensors[i];
+        let pad4 = |x: u64| x.div_ceil(4) * 4;
+        let vec4 = delta % 4 == 0
+            && members.iter().enumerate().all(|(k, &i)| {
+                let (o, n) = (t(i).param_offset, t(i).len);
+                let end = pad4(o + n);
+                o % 4 == 0
+                    && end * ep <= t(i).param_bytes
+                    && ((end as i64 + delta) as u64) * eg <= t(i).grad_bytes
+                    && members.get(k + 1).is_none_or(|&j| end <= t(j).param_offset)
+            });
+        let width: u64 = if vec4 { 4 } else { 1 };
+        if (q8 || dtypes != (Dtype::F32, Dtype::F32)) && !vec4 {
+            return Err(Error::BadRange {
+                what: format!("tensor {}", members[0]),
+                why: "8-bit state and 16-bit params or grads need tensors at offsets that \
+                      are multiples of 4 elements in both buffers (as in an Arena)"
+                    .into(),
+            });
+        }
+        let padded_end = |i: usize| {
+            let e = t(i).param_offset + t(i).len;
+            e.div_ceil(width) * width
+        };
+
+        // State: one buffer per slot, laid out like the param buffer from `base`.
+        let base = t(members[0]).param_offset / ARENA_ALIGN * ARENA_ALIGN;
+        let span = members.iter().map(|&i| padded_end(i)).max().unwrap() - base;
+        let set = sets.len();
+        for &i in &members {
+            tensor_state[i] = (set, if q8 { 0 } else { t(i).param_offset - base });
+        }
+        sets.push(StateLayout {
+            members: members.clone(),
+            base,
+            span,
+            q8,
+            dtypes,
+        });
+
+        // Windows and tiles.
+        let tile_elems = wg as u64 * width;
+        // (start, padded end, tiles). A window's tiles index from its first element
+        // `x0`; each binding starts at an aligned offset at or before x0, hence a
+        // (non-negative) shift per binding.
+        let mut cur: Option<(u64, u64, Vec<Tile>)> = None;
+        let flush = |cur: Option<(u64, u64, Vec<Tile>)>, launches: &mut Vec<LaunchLayout>| {
+            let Some((x0, pend, tiles)) = cur else { return };
+            let pw = x0 / align_p * align_p;
+            let g0 = (x0 as i64 + delta) as u64;
+            let gw = g0 / align_g * align_g;
+            let sw = (x0 - base) / align * align;
+            let n = tiles.len() as u64;
+            let grid_x = n.min(max_groups);
+            let mut header = LaunchInfo {
+                p_shift: ((x0 - pw) / width) as u32,
+                g_shift: ((g0 - gw) / width) as u32,
+                s_shift: ((x0 - base - sw) / width) as u32,
+                grid_x: grid_x as u32,
+                n_tiles: n as u32,
+                tile_base: 0,
+                partials_at: 0,
+                q_block0: 0,
+                group: 0,
+                end: 0,
+                tensor: 0,
+                q_blocks: 0,
+                p_base: (pw / width) as u32,
+                pad: [0; 3],
+            };
+            let dense = tiles.iter().all(|t| t.tensor == tiles[0].tensor) && tiles[0].first == 0;
+            if dense {
+                header.group = tiles[0].group;
+                header.end = tiles[0].end;
+                header.tensor = tiles[0].tensor;
+            }
+            let mut swin = (sw * 4, (pend - base - sw) * 4);
+            let mut mwin = swin;
+            if q8 {
+                // One byte per element from the tensor's start, which is x0 - rel.
+                let rel = x0 - t(tiles[0].tensor as usize).param_offset;
+                header.s_shift = 0;
+                header.q_block0 = (rel / BLOCK as u64) as u32;
+                header.q_blocks = (t(tiles[0].tensor as usize).len).div_ceil(BLOCK as u64) as u32;
+                swin = (rel, (pend - x0).div_ceil(4) * 4);
+                mwin = (rel * 4, (pend - x0) * 4);
+            }
+            let coarse = if dense { n.div_ceil(SUMSQ_TILES) } else { n };
+            launches.push(LaunchLayout {
+                width: width as u32,
+                dense,
+                q8,
+                header,
+                tiles,
+                set,
+                windows: [
+                    (pw * ep, (pend - pw) * ep),
+                    (gw * eg, (pend as i64 + delta - gw as i64) as u64 * eg),
+                    swin,
+                    mwin,
+                ],
+                dtypes,
+                grid: (grid_x as u32, n.div_ceil(grid_x) as u32),
+                sumsq_grid: (coarse.min(grid_x) as u32, coarse.div_ceil(grid_x) as u32),
+            });
+        };
+        for &i in &members {
+            let (off, len) = (t(i).param_offset, t(i).len);
+            let end = off + len;
+            let mut e = off;
+            while e < end {
+                let fits = cur.as_ref().is_some_and(|(x0, _, tiles)| {
+                    e + width <= x0 + wmax
+                        && (tiles.len() as u64) < max_tiles
+                        && !((limits.per_tensor || q8) && e == off)
+                });
+                if !fits {
+                    flush(cur.take(), &mut launches);
+                    cur = Some((e, e, Vec::new()));
+                }
+                let (x0, pend, tiles) = cur.as_mut().unwrap();
+                let limit = *x0 + wmax;
+                let mut piece_end = if end.div_ceil(width) * width <= limit {
+                    end
+                } else {
+                    limit
+                };
+                // A 2D grid holds at most max_groups² tiles.
+                let room = (max_tiles - tiles.len() as u64) * tile_elems;
+                piece_end = piece_end.min(e + room);
+                let mut a = e;
+                while a < piece_end {
+                    tiles.push(Tile {
+                        group: t(i).group,
+                        first: ((a - *x0) / width) as u32,
+                        end: (piece_end - *x0) as u32,
+                        tensor: i as u32,
+                    });
+                    a += tile_elems;
+                }
+                *pend = (*pend).max(piece_end.div_ceil(width) * width);
+                e = piece_end;
+            }
+        }
+        flush(cur.take(), &mut launches);
+    }
+
+    // Number the tiles across dispatches; a tensor's tiles are consecutive.
+    let mut tile_ranges = vec![[0u32; 2]; tensors.len()];
+    let mut base = 0u32;
+    for p in launches.iter_mut() {
+        p.header.tile_base = base;
+        p.header.partials_at = partials_at as u32;
+        for (k, tile) in p.tiles.iter().enumerate() {
+            let r = &mut tile_ranges[tile.tensor as usize];
+            if r[1] == 0 {
+                r[0] = base + k as u32;
+            }
+            r[1] += 1;
+        }
+        base += p.tiles.len() as u32;
+    }
+    Ok(Layout {
+        sets,
+        launches,
+        tensor_state,
+        tile_ranges,
+        n_tiles: base,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! CPU-only properties of the layout, on random registrations and small limits (no
+    //! adapter): every element covered exactly once, windows aligned and within the
+    //! binding limit and holding what their tiles touch, grids within limits, 8-bit pieces
+    //! on block boundaries, every tile of its tensor's group.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A registration: per buffer pair, tensors (len, gap before it, group, q8, dtypes).
+    #[derive(Clone, Debug)]
+    struct Case {
+        buffers: Vec<(bool, (Dtype, Dtype), Vec<(u64, u64, u32, bool)>)>,
+        limits: LayoutLimits,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let dtypes = prop_oneof![
+            Just((Dtype::F32, Dtype::F32)),
+            Just((Dtype::Bf16, Dtype::Bf16)),
+            Just((Dtype::F16, Dtype::F16)),
+            Just((Dtype::Bf16, Dtype::F32)),
+        ];
+        let tensor = (
+            prop_oneof![0u64..40, 0u64..700, 500u64..5000],
+            0u64..70,
+            0u32..3,
+            any::<bool>(),
+        );
+        // (aligned offsets, element types, tensors)
+        let buffer = (
+            any::<bool>(),
+            dtypes,
+            proptest::collection::vec(tensor, 1..6),
+        );
+        let limits = (
+            prop_oneof![Just(32u64), Just(256u64)],
+            prop_oneof![Just(64u32), Just(128u32)],
+            prop_oneof![Just(2u64), Just(3u64), Just(7u64), Just(65535u64)],
+            12u64..40,
+            any::<bool>(),
+        )
+            .prop_map(|(storage_align, workgroup, max_groups, kib, per_tensor)| {
+                LayoutLimits {
+                    storage_align,
+                    max_binding: kib * 1024,
+                    max_groups,
+                    workgroup,
+                    per_tensor,
+                }
+            });
+        (proptest::collection::vec(buffer, 1..4), limits)
+            .prop_map(|(buffers, limits)| Case { buffers, limits })
+    }
+
+    /// The placements of a case: each buffer pair laid out like an arena (aligned: every
+    /// tensor at a multiple of 4 elements, any types and 8-bit state) or packed at any
+    /// offset (f32 only, no 8-bit state); grads at the params' offsets in their buffer.
+    fn placements(c: &Case) -> Vec<Placement> {
+        let mut out = Vec::new();
+        for (b, (aligned, dtypes, tensors)) in c.buffers.iter().enumerate() {
+            let dtypes = if *aligned {
+                *dtypes
+            } else {
+                (Dtype::F32, Dtype::F32)
+            };
+            let mut at = 0u64;
+            let mut mine = Vec::new();
+            for &(len, gap, group, q8) in tensors {
+                let start = if *aligned {
+                    (at + gap).div_ceil(4) * 4
+                } else {
+                    at + gap
+                };
+                mine.push((start, len, group, q8 && *aligned));
+                at = start + len;
+            }
+            let end = at.div_ceil(4) * 4 + 4;
+            for (start, len, group, q8) in mine {
+                out.push(Placement {
+                    param_buf: 2 * b,
+                    grad_buf: 2 * b + 1,
+                    param_bytes: end * dtypes.0.size(),
+                    grad_bytes: end * dtypes.1.size(),
+                    param_offset: start,
+                    grad_offset: start,
+                    len,
+                    dtypes,
+                    group,
+                    q8,
+                });
+            }
+        }
+        out
+    }
+
+    fn check(c: &Case) -> std::result::Result<(), TestCaseError> {
+        let tensors = placements(c);
+        let lim = &c.limits;
+        let lay = layout(&tensors, lim, 16).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let wg = lim.workgroup as u64;
+        let mut covered: Vec<Vec<(u64, u64)>> = vec![Vec::new(); tensors.len()];
+        let mut tile_no = 0u32;
+        for l in &lay.launches {
+            let w = l.width as u64;
+            let h = &l.header;
+            let set = &lay.sets[l.set];
+            // Grids within limits and covering the tiles.
+            prop_assert_eq!(h.n_tiles as usize, l.tiles.len());
+            prop_assert!(l.grid.0 as u64 <= lim.max_groups && l.grid.1 as u64 <= lim.max_groups);
+            prop_assert!(l.grid.0 as u64 * l.grid.1 as u64 >= l.tiles.len() as u64);
+            let coarse = match l.dense {
+                true => (l.tiles.len() as u64).div_ceil(SUMSQ_TILES),
+                false => l.tiles.len() as u64,
+            };
+            let sg = l.sumsq_grid;
+            prop_assert!(sg.0 as u64 <= lim.max_groups && sg.1 as u64 <= lim.max_groups);
+            prop_assert!(sg.0 as u64 * sg.1 as u64 >= coarse);
+            prop_assert_eq!(h.tile_base, tile_no);
+            tile_no += l.tiles.len() as u32;
+            // Windows: aligned, within the binding limit.
+            for (k, &(off, size)) in l.windows.iter().enumerate() {
+                prop_assert!(size <= lim.max_binding, "window {k}: {size} bytes");
+                prop_assert_eq!(off % lim.storage_align, 0, "window {} offset {}", k, off);
+            }
+            let x0 = (h.p_base + h.p_shift) as u64 * w;
+            let (ep, eg) = (l.dtypes.0.size(), l.dtypes.1.size());
+            for tile in &l.tiles {
+                let t = &tensors[tile.tensor as usize];
+                prop_assert_eq!(tile.group, t.group, "tile of tensor {}", tile.tensor);
+                if l.dense {
+                    prop_assert_eq!(
+                        (h.group, h.end, h.tensor),
+                        (tile.group, tile.end, tile.tensor)
+                    );
+                }
+                let start = x0 + tile.first as u64 * w;
+                let stop = (start + wg * w).min(x0 + tile.end as u64);
+                prop_assert!(start < stop && start >= t.param_offset);
+                prop_assert!(stop <= t.param_offset + t.len);
+                covered[tile.tensor as usize].push((start, stop));
+                // The window holds every vector the tile touches.
+                let vend = stop.div_ceil(w) * w;
+                let (pw, ps) = l.windows[0];
+                prop_assert!(start * ep >= pw && vend * ep <= pw + ps, "param window");
+                let delta = t.grad_offset as i64 - t.param_offset as i64;
+                let (gw, gs) = l.windows[1];
+                let (gstart, gend) = ((start as i64 + delta) as u64, (vend as i64 + delta) as u64);
+                prop_assert!(gstart * eg >= gw && gend * eg <= gw + gs, "grad window");
+                prop_assert!(gend * eg <= t.grad_bytes && vend * ep <= t.param_bytes);
+                let (sw, ss) = l.windows[2];
+                if l.q8 {
+                    // 8-bit: one tensor per dispatch, starting on a block boundary.
+                    prop_assert_eq!(set.members.len(), 1);
+                    let rel = x0 - t.param_offset;
+                    prop_assert_eq!(rel % BLOCK as u64, 0);
+                    prop_assert_eq!(h.q_block0 as u64, rel / BLOCK as u64);
+                    prop_assert!(start - t.param_offset >= sw);
+                    prop_assert!(vend - t.param_offset <= sw + ss);
+                } else {
+                    prop_assert!((start - set.base) * 4 >= sw);
+                    prop_assert!((vend - set.base) * 4 <= sw + ss);
+                    prop_assert!(sw + ss <= set.span * 4);
+                }
+            }
+        }
+        prop_assert_eq!(lay.n_tiles, tile_no);
+        // Every element of every tensor exactly once.
+        for (i, mut runs) in covered.into_iter().enumerate() {
+            runs.sort();
+            let t = &tensors[i];
+            let mut at = t.param_offset;
+            for (a, b) in runs {
+                prop_assert_eq!(a, at, "tensor {}: gap or overlap", i);
+                at = b;
+            }
+            prop_assert_eq!(at, t.param_offset + t.len, "tensor {} not covered", i);
+            let (set, off) = lay.tensor_state[i];
+            prop_assert!(lay.sets[set].members.contains(&i));
+            if !lay.sets[set].q8 {
+                prop_assert_eq!(off, t.param_offset - lay.sets[set].base);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn layout_covers_every_element_once_within_the_limits(c in case()) {
+            check(&c)?;
+        }
+    }
+
+    /// A binding limit too small for one tile is refused by name.
+    #[test]
+    fn a_binding_limit_below_one_tile_is_refused() {
+        let limits = LayoutLimits {
+            storage_align: 256,
+            max_binding: 4096,
+            max_groups: 65535,
+            workgroup: 256,
+            per_tensor: false,
+        };
+        let e = layout(&[], &limits, 16).unwrap_err().to_string();
+        assert!(e.contains("too small for one tile"), "{e}");
+    }
+}
