@@ -402,10 +402,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A registration: per buffer pair, tensors (len, gap before it, group, q8, dtypes).
+    /// A tensor: (len, gap before it, group, 8-bit state).
+    type TensorCase = (u64, u64, u32, bool);
+
+    /// A registration: per buffer pair, (aligned offsets, element types, tensors).
     #[derive(Clone, Debug)]
     struct Case {
-        buffers: Vec<(bool, (Dtype, Dtype), Vec<(u64, u64, u32, bool)>)>,
+        buffers: Vec<(bool, (Dtype, Dtype), Vec<TensorCase>)>,
         limits: LayoutLimits,
     }
 
