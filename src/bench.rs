@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::arena::Arena;
 use crate::context::Context;
 use crate::error::Result;
+use crate::optimizer::Optimizer;
 use crate::rules::UpdateRule;
-use crate::scheduler::{Arena, Optimizer};
 use crate::verify::Rng;
 use crate::{Dtype, StateFormat};
 

@@ -35,11 +35,11 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::clip::GradClip;
 use crate::context::BufferRange;
 use crate::error::{Error, Result};
+use crate::optimizer::Optimizer;
 use crate::registry::GroupSchedule;
 use crate::rules::UpdateRule;
 use crate::scaler::GradScaler;
 use crate::schedule::LrSchedule;
-use crate::scheduler::Optimizer;
 
 const FORMAT: &str = "gpu-optim-checkpoint";
 const VERSION: &str = "2";
@@ -527,7 +527,7 @@ impl<R: UpdateRule> Optimizer<R> {
             let key = format!("group.{i}");
             let g: R = serde_json::from_str(field(&key)?).map_err(|e| parse_err(&key, e))?;
             g.validate().map_err(|e| err(path, format!("{key}: {e}")))?;
-            crate::scheduler::check_compatible(i, &g, &self.groups[0])
+            crate::registry::check_compatible(i, &g, &self.groups[0])
                 .map_err(|e| err(path, format!("{key}: {e}")))?;
             let key = format!("schedule.{i}");
             let s: SavedSchedule =
@@ -572,7 +572,8 @@ impl<R: UpdateRule> Optimizer<R> {
         let scaler: Option<GradScaler> =
             serde_json::from_str(field("grad_scaler")?).map_err(|e| parse_err("grad_scaler", e))?;
         if let Some(c) = &clip {
-            crate::scheduler::validate_clip(c).map_err(|e| err(path, format!("grad_clip: {e}")))?;
+            crate::plan::settings::validate_clip(c)
+                .map_err(|e| err(path, format!("grad_clip: {e}")))?;
         }
         if let Some(sc) = &scaler {
             sc.validate()

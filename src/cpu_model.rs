@@ -34,10 +34,10 @@ use crate::half::{self, Dtype};
 use crate::kernel::MAX_LAG;
 use crate::quant::{Q8State, StateFormat};
 use crate::registry::{self, GroupSchedule, Span};
+use crate::registry::{GroupId, TensorId};
 use crate::rules::{signed_slots, UpdateRule, MAX_SLOTS};
 use crate::scaler::{CpuGradScaler, GradScaler};
 use crate::schedule::LrSchedule;
-use crate::scheduler::{GroupId, TensorId};
 
 /// Where a tensor lives, for the model: which param and grad buffer (any ids the caller
 /// keeps apart), their sizes in bytes, and the element offsets. The model refuses what the
@@ -179,7 +179,7 @@ impl<R: UpdateRule> CpuModel<R> {
     /// [`crate::Optimizer::add_group`].
     pub fn add_group(&mut self, rule: R) -> Result<GroupId> {
         rule.validate()?;
-        crate::scheduler::check_compatible(self.groups.len(), &rule, &self.groups[0])?;
+        crate::registry::check_compatible(self.groups.len(), &rule, &self.groups[0])?;
         self.planned = false;
         self.groups.push(rule);
         self.schedules.push(GroupSchedule::default());
@@ -329,7 +329,7 @@ impl<R: UpdateRule> CpuModel<R> {
     /// [`crate::Optimizer::set_steps_per_submission`]: no effect on the numbers, only on
     /// what is refused.
     pub fn set_steps_per_submission(&mut self, k: u32) -> Result<()> {
-        crate::scheduler::check_steps_per_submission(k)?;
+        crate::plan::settings::check_steps_per_submission(k)?;
         if self.planned && self.lag > 0 && k >= self.lag {
             return Err(Error::InvalidState(format!(
                 "loss scaling covers at most {} steps per submission here, not {k}",
@@ -342,7 +342,7 @@ impl<R: UpdateRule> CpuModel<R> {
 
     /// [`crate::Optimizer::set_grad_clip`].
     pub fn set_grad_clip(&mut self, clip: GradClip) -> Result<()> {
-        crate::scheduler::validate_clip(&clip)?;
+        crate::plan::settings::validate_clip(&clip)?;
         let on = clip != GradClip::default();
         if self.started && !self.reduction {
             if on {
@@ -362,11 +362,11 @@ impl<R: UpdateRule> CpuModel<R> {
         scaler.validate()?;
         match &mut self.scaler {
             Some(s) if self.started => {
-                crate::scheduler::check_running_scaler(Some(&s.config), &scaler)?;
+                crate::plan::settings::check_running_scaler(Some(&s.config), &scaler)?;
                 s.config = scaler;
             }
             None if self.started => {
-                crate::scheduler::check_running_scaler(None, &scaler)?;
+                crate::plan::settings::check_running_scaler(None, &scaler)?;
             }
             _ => self.scaler = Some(CpuGradScaler::new(scaler)),
         }

@@ -29,25 +29,28 @@
 //! ```
 #![warn(missing_docs)]
 
+mod arena;
 #[cfg(feature = "bench")]
 pub mod bench;
 mod checkpoint;
 mod clip;
 mod context;
 pub mod cpu_model;
+mod device;
 mod error;
 pub mod half;
 mod kernel;
+mod optimizer;
 mod plan;
 pub mod quant;
 mod registry;
 pub mod rules;
 pub mod scaler;
 mod schedule;
-mod scheduler;
 pub mod verify;
 pub mod workloads;
 
+pub use arena::{Arena, ARENA_ALIGN};
 pub use checkpoint::LoadMode;
 pub use clip::{cpu_grad_clip, GradClip, GradStats};
 pub use context::{list_adapters, BufferRange, Context, ContextOptions};
@@ -55,14 +58,15 @@ pub use cpu_model::{CpuModel, HostLayout};
 pub use error::{Error, Result};
 pub use half::Dtype;
 pub use kernel::{shader_source, shader_source_q8, shader_source_typed, KernelVariant, Q8Kernel};
+pub use optimizer::Optimizer;
 pub use quant::StateFormat;
+pub use registry::{GroupId, TensorId};
 pub use rules::{
     cpu_step, Adadelta, Adagrad, Adam, Adamax, AnyRule, CpuOptimizer, Hyper, Kernel, Lamb, Lion,
     NAdam, RAdam, RmsProp, Sgd, UpdateRule,
 };
 pub use scaler::{CpuGradScaler, GradScaler};
 pub use schedule::LrSchedule;
-pub use scheduler::{Arena, GroupId, Optimizer, TensorId, ARENA_ALIGN};
 pub use verify::{verify, VerifyPlan, VerifyReport};
 
 /// The README's usage example, compiled and run as a doctest.

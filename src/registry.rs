@@ -9,7 +9,14 @@ use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::rules::UpdateRule;
 use crate::schedule::LrSchedule;
-use crate::scheduler::GroupId;
+
+/// Index of a param group in its optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupId(pub usize);
+
+/// Index of a registered tensor in its optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TensorId(pub usize);
 
 /// One range of a tensor: which buffer (any identity: a `wgpu::Buffer`, a host id), the
 /// buffer's size in bytes, and the range in elements of `dtype`.
@@ -177,7 +184,7 @@ pub(crate) fn check_group(groups: usize, g: GroupId) -> Result<()> {
 pub(crate) fn check_set_group<R: UpdateRule>(rules: &[R], g: GroupId, rule: &R) -> Result<()> {
     rule.validate()?;
     check_group(rules.len(), g)?;
-    crate::scheduler::check_compatible(g.0, rule, &rules[0])
+    check_compatible(g.0, rule, &rules[0])
 }
 
 /// `set_schedule`: group `g`'s lr is driven by `schedule` from its next step on, starting
@@ -229,4 +236,32 @@ pub(crate) fn advance_schedules<R: UpdateRule>(rules: &mut [R], schedules: &mut 
             rule.set_lr(s.next(rule.lr(), *epoch));
         }
     }
+}
+
+/// A group's rule must run in group 0's kernel: the same kernel (rule family, e.g. Adam
+/// and AdamW) and the same state slots (e.g. `amsgrad` on both or neither). A rule of
+/// another family with the same slots (NAdam in an Adam optimizer) would be stepped by
+/// the wrong kernel: refused.
+pub(crate) fn check_compatible<R: UpdateRule>(group: usize, rule: &R, first: &R) -> Result<()> {
+    if rule.kernel() != first.kernel() {
+        return Err(Error::IncompatibleGroup {
+            group,
+            why: format!(
+                "its rule {} runs another kernel than group 0's {}",
+                rule.name(),
+                first.name()
+            ),
+        });
+    }
+    if rule.state_slots() != first.state_slots() {
+        return Err(Error::IncompatibleGroup {
+            group,
+            why: format!(
+                "state slots {:?} differ from {:?}",
+                rule.state_slots(),
+                first.state_slots()
+            ),
+        });
+    }
+    Ok(())
 }

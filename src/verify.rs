@@ -24,14 +24,15 @@
 //! the default tolerance is `rounding_ops × steps` scaled ulps. It is a bound derived from
 //! the operation count, not fitted to a run; the measured figures are far below it.
 
+use crate::arena::Arena;
 use crate::clip::GradClip;
 use crate::context::Context;
 use crate::cpu_model::{CpuModel, HostLayout};
 use crate::error::{Error, Result};
 use crate::half::Dtype;
+use crate::optimizer::Optimizer;
 use crate::quant::StateFormat;
 use crate::rules::UpdateRule;
-use crate::scheduler::{Arena, Optimizer};
 
 /// A small deterministic generator (SplitMix64): the same inputs on every machine.
 #[derive(Clone, Debug)]

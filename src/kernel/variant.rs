@@ -207,7 +207,7 @@ impl KernelVariant {
     /// 8-bit stochastic} × {plain, clip, clip + loss scaler} × groups {1, 2, 8} × width
     /// {1, 4} × {tiles, dense}, where legal (width 1: f32 params, grads and state only;
     /// 8-bit state: not for two-phase rules), at workgroup size 256 and the scaler's lag
-    /// under WebGPU's default uniform limit ([`MAX_LAG`]).
+    /// under WebGPU's default uniform limit (32 candidates).
     pub fn all_for(rule: &AnyRule) -> Vec<KernelVariant> {
         let kernel = rule.kernel();
         let slots = rule.state_slots().len() as u32;

@@ -1,0 +1,449 @@
+//! How is a dispatch bound? Builds the plan on the device: the layout's buffers, pipelines
+//! and one bind group per dispatch; it runs nothing.
+
+use crate::device::record::{Staging, STAGE_CONTROL, STAGE_SCALER};
+use crate::device::state::StateSet;
+use crate::error::{Error, Result};
+use crate::kernel::cache as kernel;
+use crate::kernel::{KernelVariant, Q8Kernel, BINDINGS, MAX_LAG};
+use crate::optimizer::Optimizer;
+use crate::plan::aux::{AUX_SCALE, AUX_SUMS_AT};
+use crate::plan::layout::{self, LaunchInfo, LayoutLimits, Placement};
+use crate::quant::{self};
+use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
+use std::collections::BTreeMap;
+
+/// One dispatch.
+pub(crate) struct Launch {
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) grid: (u32, u32),
+    /// The clipping pre-pass's grid: a dense dispatch's workgroups cover SUMSQ_TILES tiles.
+    pub(crate) sumsq_grid: (u32, u32),
+    /// The update kernel for this dispatch's width and density, and the pre-passes'.
+    pub(crate) main: wgpu::ComputePipeline,
+    pub(crate) sumsq: Option<wgpu::ComputePipeline>,
+    pub(crate) measure: Option<wgpu::ComputePipeline>,
+    /// Which kernel text and constants its pipelines run.
+    pub(crate) variant: KernelVariant,
+}
+
+pub(crate) struct Plan {
+    pub(crate) launches: Vec<Launch>,
+    pub(crate) states: Vec<StateSet>,
+    /// Per tensor: (state set, element offset in its buffers).
+    pub(crate) tensor_state: Vec<(usize, u64)>,
+    /// The uniform slot the kernels read: this step's scalars, copied from `staging`.
+    pub(crate) hyper_buf: wgpu::Buffer,
+    pub(crate) hyper_size: u64,
+    pub(crate) staging: Staging,
+    /// Device-side step scalars (`aux` in the shaders).
+    pub(crate) aux: wgpu::Buffer,
+    /// The reduction passes: gradient clipping (when set before planning) and a two-phase
+    /// rule's first pass.
+    pub(crate) reductions: Option<Reductions>,
+    /// Loss scaling: candidates of per-step scalars per slot (0: none), the padded group
+    /// count they are laid out by, and where the device's step counters are read back.
+    pub(crate) lag: u32,
+    pub(crate) groups_p2: u32,
+    pub(crate) ack_buf: Option<wgpu::Buffer>,
+}
+
+pub(crate) struct Reductions {
+    /// Clipping's pre-pass runs (the pipelines are the launches'); also for loss scaling.
+    pub(crate) clip: bool,
+    /// A two-phase rule's first pass runs.
+    pub(crate) two_phase: bool,
+    pub(crate) pipelines: kernel::ReducePipelines,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) grid: (u32, u32),
+}
+
+impl<R: UpdateRule> Optimizer<R> {
+    /// The registered tensors as the layout sees them: buffers ranked in their order.
+    #[allow(clippy::mutable_key_type)] // buffers order by identity, which never changes
+    pub(crate) fn placements(&self) -> Vec<Placement> {
+        let mut rank: BTreeMap<wgpu::Buffer, usize> = BTreeMap::new();
+        for t in &self.tensors {
+            rank.insert(t.param.buffer.clone(), 0);
+            rank.insert(t.grad.buffer.clone(), 0);
+        }
+        for (k, v) in rank.values_mut().enumerate() {
+            *v = k;
+        }
+        self.tensors
+            .iter()
+            .map(|t| Placement {
+                param_buf: rank[&t.param.buffer],
+                grad_buf: rank[&t.grad.buffer],
+                param_bytes: t.param.buffer.size(),
+                grad_bytes: t.grad.buffer.size(),
+                param_offset: t.param.offset,
+                grad_offset: t.grad.offset,
+                len: t.param.len as u64,
+                dtypes: t.dtypes,
+                group: t.group as u32,
+                q8: self.state_format.quantizes(t.param.len),
+            })
+            .collect()
+    }
+
+    pub(crate) fn build_plan(&self) -> Result<Plan> {
+        let ctx = &self.ctx;
+        let limits = ctx.limits();
+        let rule = &self.groups[0];
+        let slots = rule.state_slots().len();
+        let wg = kernel::workgroup_size(ctx);
+        let layout_limits = LayoutLimits {
+            storage_align: limits.min_storage_buffer_offset_alignment as u64,
+            max_binding: limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+            max_groups: limits.max_compute_workgroups_per_dimension as u64,
+            workgroup: wg,
+            per_tensor: self.per_tensor,
+        };
+        layout::check_window(&layout_limits)?;
+        if limits.max_storage_buffers_per_shader_stage < 8 {
+            return Err(Error::InvalidState(format!(
+                "the rule kernels bind 8 storage buffers; this device allows {} per shader \
+                 stage (wgpu's downlevel limits?). Request at least Limits::default()",
+                limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        let max_groups = layout_limits.max_groups;
+        let placements = self.placements();
+        let n_tensors = self.tensors.len();
+        let partials_at = AUX_SUMS_AT + 2 * n_tensors as u64;
+        let lay = layout::layout(&placements, &layout_limits, partials_at)?;
+        let any_q8 = lay.sets.iter().any(|s| s.q8);
+        let mixed = lay.sets.iter().any(|s| self.needs_master(s.dtypes.0));
+        if mixed && limits.max_storage_buffers_per_shader_stage < 9 {
+            return Err(Error::InvalidState(format!(
+                "16-bit params need 9 storage buffers per shader stage (the f32 master copy); \
+                 this device allows {}: request more in its limits",
+                limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        if any_q8 && wg % 64 != 0 {
+            return Err(Error::InvalidState(format!(
+                "8-bit state needs a workgroup size that is a multiple of 64, not {wg}"
+            )));
+        }
+        let signed_mask = crate::rules::signed_mask(rule);
+
+        // Stand-ins for bindings a dispatch does not use; one per access mode, as a buffer
+        // may not be bound both read-only and read-write in one dispatch.
+        let dummy = ctx.create_zeroed("gpu-optim unused slot", 4)?;
+        let dummy_ro = ctx.create_zeroed("gpu-optim unused tiles", 4)?;
+        // Per-group scalars: a uniform array sized to a power of two (fewer pipelines).
+        // With loss scaling, `lag` candidates of them per slot and a header (common.wgsl).
+        let n_groups = (self.groups.len() as u32).next_power_of_two();
+        let hsize = std::mem::size_of::<Hyper>() as u64;
+        let room = (limits.max_uniform_buffer_binding_size / hsize).saturating_sub(1);
+        let lag = match self.scaler {
+            None => 0,
+            Some(_) => {
+                let lag = (room / n_groups as u64).min(MAX_LAG as u64) as u32;
+                // A slot must cover every step of a submission not yet acknowledged.
+                if lag <= self.ring {
+                    return Err(Error::InvalidState(format!(
+                        "loss scaling with {} param groups and {} steps per submission needs \
+                         {} candidate scalars per step; the uniform limit allows {lag}: use \
+                         fewer steps per submission",
+                        self.groups.len(),
+                        self.ring,
+                        self.ring + 1
+                    )));
+                }
+                lag
+            }
+        };
+        let hyper_size = (n_groups as u64 * lag.max(1) as u64 + 1) * hsize;
+        if hyper_size > limits.max_uniform_buffer_binding_size {
+            return Err(Error::InvalidState(format!(
+                "{} param groups need {hyper_size} bytes of uniforms; this device allows {}",
+                self.groups.len(),
+                limits.max_uniform_buffer_binding_size
+            )));
+        }
+        let hyper_buf = self.buffer(
+            "gpu-optim per-step scalars",
+            hyper_size,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        let stage_stride = (hyper_size + STAGE_CONTROL + STAGE_SCALER).div_ceil(16) * 16;
+        let staging = Staging {
+            buf: self.buffer(
+                "gpu-optim per-step scalars (staging)",
+                stage_stride * self.ring as u64,
+                wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            ),
+            tokens: (0..self.ring).map(|_| std::sync::Arc::new(())).collect(),
+            next: 0,
+        };
+
+        let states = self.allocate_states(&lay, &placements)?;
+        let tensor_state = lay.tensor_state.clone();
+        let ranges = &lay.tile_ranges;
+        let base = lay.n_tiles;
+        let pending = &lay.launches;
+        let two_phase = rule.kernel().two_phase;
+        // Loss scaling runs clipping's reduction (with no clipping values: norm only).
+        let global = self.clip.is_some() || self.scaler.is_some();
+        let reduce = global || two_phase;
+        let aux = if reduce {
+            self.buffer(
+                "gpu-optim aux",
+                4 * (partials_at + 2 * base as u64),
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+            )
+        } else {
+            dummy.clone()
+        };
+        let ack_buf = match &self.scaler {
+            Some(sc) => {
+                ctx.queue().write_buffer(
+                    &aux,
+                    AUX_SCALE * 4,
+                    bytemuck::cast_slice(&[sc.init_scale, 0.0, 0.0, 0.0, 0.0]),
+                );
+                Some(self.buffer(
+                    "gpu-optim step counters",
+                    8,
+                    wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                ))
+            }
+            None => None,
+        };
+
+        // Tile tables (dense dispatches need none) in one storage buffer, the dispatches'
+        // geometry in one uniform buffer, each at an aligned offset.
+        let ualign = limits.min_uniform_buffer_offset_alignment as u64;
+        let info_stride = (std::mem::size_of::<LaunchInfo>() as u64).div_ceil(ualign) * ualign;
+        let mut table_bytes: Vec<u8> = Vec::new();
+        let mut info_bytes: Vec<u8> = Vec::new();
+        let mut table_ranges = Vec::with_capacity(pending.len());
+        for p in pending {
+            info_bytes.extend_from_slice(bytemuck::bytes_of(&p.header));
+            info_bytes.resize(
+                info_bytes.len().div_ceil(info_stride as usize) * info_stride as usize,
+                0,
+            );
+            if p.dense {
+                table_ranges.push(None);
+                continue;
+            }
+            let start = table_bytes.len() as u64;
+            table_bytes.extend_from_slice(bytemuck::cast_slice(&p.tiles));
+            table_ranges.push(Some((start, table_bytes.len() as u64 - start)));
+            let align_b = layout_limits.storage_align;
+            let aligned = (table_bytes.len() as u64).div_ceil(align_b) * align_b;
+            table_bytes.resize(aligned as usize, 0);
+        }
+        let table_buf = self.buffer(
+            "gpu-optim tile tables",
+            table_bytes.len() as u64,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        );
+        if !table_bytes.is_empty() {
+            ctx.queue().write_buffer(&table_buf, 0, &table_bytes);
+        }
+        let info_buf = self.buffer(
+            "gpu-optim dispatch geometry",
+            info_bytes.len() as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        ctx.queue().write_buffer(&info_buf, 0, &info_bytes);
+
+        let qmap = match any_q8 {
+            true => {
+                let table = quant::qmap_table();
+                let b = self.buffer(
+                    "gpu-optim 8-bit map",
+                    4 * table.len() as u64,
+                    wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                );
+                ctx.queue()
+                    .write_buffer(&b, 0, bytemuck::cast_slice(&table));
+                Some(b)
+            }
+            false => None,
+        };
+        let layouts = [
+            Some(kernel::bind_group_layout(ctx, false)?),
+            match mixed {
+                true => Some(kernel::bind_group_layout(ctx, true)?),
+                false => None,
+            },
+        ];
+        let mut launches = Vec::with_capacity(pending.len());
+        for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
+            let key = KernelVariant {
+                kernel: rule.kernel(),
+                width: p.width,
+                slots: slots as u32,
+                workgroup: wg,
+                clip: global,
+                dense: p.dense,
+                groups: n_groups,
+                q8: p.q8.then_some(Q8Kernel {
+                    signed: signed_mask,
+                    stochastic: self.state_format.stochastic_seed().is_some(),
+                }),
+                lag,
+                dtypes: p.dtypes,
+                sr: self.stochastic.is_some(),
+            };
+            let main = kernel::pipeline(ctx, &key, "main")?;
+            let sumsq = match global {
+                true => Some(kernel::pipeline(ctx, &key, "grad_sumsq")?),
+                false => None,
+            };
+            let measure = match two_phase {
+                true => Some(kernel::pipeline(ctx, &key, "measure_pass")?),
+                false => None,
+            };
+            // Which tensor buffers this launch's windows refer to: any member will do.
+            let tm = &self.tensors[lay.sets[p.set].members[0]];
+            fn bind(
+                buffer: &wgpu::Buffer,
+                (offset, size): (u64, u64),
+            ) -> wgpu::BindingResource<'_> {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer,
+                    offset,
+                    size: wgpu::BufferSize::new(size.max(4)),
+                })
+            }
+            let mut entries = vec![
+                bind(&tm.param.buffer, p.windows[0]),
+                bind(&tm.grad.buffer, p.windows[1]),
+                match trange {
+                    Some(r) => bind(&table_buf, *r),
+                    None => dummy_ro.as_entire_binding(),
+                },
+                bind(&hyper_buf, (0, hyper_size)),
+            ];
+            for k in 0..MAX_SLOTS {
+                entries.push(match states[p.set].buffers.get(k) {
+                    Some(b) => bind(b, p.windows[2]),
+                    None => dummy.as_entire_binding(),
+                });
+            }
+            entries.push(aux.as_entire_binding());
+            entries.push(bind(
+                &info_buf,
+                (
+                    li as u64 * info_stride,
+                    std::mem::size_of::<LaunchInfo>() as u64,
+                ),
+            ));
+            entries.push(match (&states[p.set].absmax, &qmap) {
+                (Some(a), Some(_)) if p.q8 => a.as_entire_binding(),
+                _ => dummy.as_entire_binding(),
+            });
+            entries.push(match &qmap {
+                Some(q) => q.as_entire_binding(),
+                // Any uniform: the f32 kernels do not declare this binding.
+                None => bind(&hyper_buf, (0, hyper_size)),
+            });
+            if key.mixed() {
+                let m = states[p.set]
+                    .master
+                    .as_ref()
+                    .expect("16-bit params have a master");
+                entries.push(bind(m, p.windows[3]));
+            }
+            debug_assert_eq!(entries.len() as u32, BINDINGS + key.mixed() as u32);
+            let entries: Vec<_> = entries
+                .into_iter()
+                .enumerate()
+                .map(|(b, resource)| wgpu::BindGroupEntry {
+                    binding: b as u32,
+                    resource,
+                })
+                .collect();
+            ctx.count("bind_group");
+            let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gpu-optim launch"),
+                layout: layouts[key.mixed() as usize]
+                    .as_ref()
+                    .expect("planned layout"),
+                entries: &entries,
+            });
+            launches.push(Launch {
+                bind_group,
+                grid: p.grid,
+                sumsq_grid: p.sumsq_grid,
+                main,
+                sumsq,
+                measure,
+                variant: key,
+            });
+        }
+        let reductions = match reduce {
+            false => None,
+            true => {
+                let pipelines = kernel::reduce_pipelines(ctx)?;
+                let max_groups = max_groups as u32;
+                let gx = (n_tensors as u32).min(max_groups);
+                let mut bytes: Vec<u32> = vec![n_tensors as u32, partials_at as u32, gx, 0];
+                bytes.extend(ranges.iter().flatten());
+                let rbuf = self.buffer(
+                    "gpu-optim tensor tiles",
+                    (bytes.len() * 4) as u64,
+                    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                );
+                ctx.queue()
+                    .write_buffer(&rbuf, 0, bytemuck::cast_slice(&bytes));
+                ctx.count("bind_group");
+                let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("gpu-optim reduce"),
+                    layout: &pipelines.per_tensor.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: rbuf.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: aux.as_entire_binding(),
+                        },
+                    ],
+                });
+                Some(Reductions {
+                    clip: global,
+                    two_phase,
+                    pipelines,
+                    bind_group,
+                    grid: (gx, (n_tensors as u32).div_ceil(gx)),
+                })
+            }
+        };
+        Ok(Plan {
+            launches,
+            states,
+            tensor_state,
+            hyper_buf,
+            hyper_size,
+            staging,
+            aux,
+            reductions,
+            lag,
+            groups_p2: n_groups,
+            ack_buf,
+        })
+    }
+
+    pub(crate) fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.ctx.count("buffer");
+        self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(16),
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! How is a step recorded? The ring of per-step scalar slots and the replay of the planned
+//! passes into a compute pass; it plans nothing and allocates only when the ring grows.
+//!
+//! ## Per-step scalars
+//! Each step's scalars (lr, bias corrections, step flags) for every group, and the
+//! host-set words of clipping and loss scaling, are written into a slot of a staging ring;
+//! the step's commands begin with a copy of that slot into the one uniform slot the
+//! kernels read (and into `aux`). So any number of steps can sit in one command buffer,
+//! each with its own scalars and settings, and no bind group is rebuilt. A slot is reused
+//! once the command buffer that copies it has been submitted (`step_many`) or has finished
+//! on the device (`record_step` into the caller's encoder, seen through
+//! `on_submitted_work_done`); when none is free the ring doubles, so the steady state
+//! allocates nothing.
+//!
+//! ## Passes before the update
+//! Gradient clipping and two-phase rules (LAMB) add passes over the same tiles that write
+//! per-tile partial sums, reduced per tensor (and globally for clipping) in a fixed order
+//! by `shaders/reduce.wgsl` into a device buffer (`aux`) the update reads. Nothing is read
+//! back to the host in a step.
+
+use crate::device::bind::Launch;
+use crate::error::{Error, Result};
+use crate::optimizer::Optimizer;
+use crate::plan::aux::{AUX_EXECUTED, AUX_SCALER_CONFIG};
+use crate::registry;
+use crate::rules::UpdateRule;
+
+/// The ring of per-step scalar slots (see the module docs): a slot is free when this
+/// optimizer holds the only reference to its token.
+pub(crate) struct Staging {
+    pub(crate) buf: wgpu::Buffer,
+    pub(crate) tokens: Vec<std::sync::Arc<()>>,
+    pub(crate) next: usize,
+}
+
+/// Layout of a staging slot after the scalars (bytes from `hyper_size`): clipping's words
+/// (aux[0..2]) then the loss scaler's settings (aux[10..14]).
+pub(crate) const STAGE_CONTROL: u64 = 8;
+pub(crate) const STAGE_SCALER: u64 = 16;
+
+impl<R: UpdateRule> Optimizer<R> {
+    /// `k` steps on the current gradients, submitted in command buffers of up to
+    /// `steps_per_submission` steps each, each step with its own scalars (`k == 0` does
+    /// nothing). On an error,
+    /// nothing of the batch that failed ran: the step count, the groups' lrs and their
+    /// schedules are as before it.
+    pub fn step_many(&mut self, k: u32) -> Result<()> {
+        self.prepare()?;
+        let mut left = k;
+        while left > 0 {
+            let n = left.min(self.ring);
+            let t0 = self.t;
+            self.undo.clear();
+            for (g, s) in self.groups.iter().zip(&self.schedules) {
+                self.undo
+                    .push((g.lr(), s.running.as_ref().map_or(0, |r| r.1)));
+            }
+            let ctx = self.ctx.clone();
+            let r = ctx.scoped("step", || -> Result<()> {
+                let mut enc = ctx.device().create_command_encoder(&Default::default());
+                for _ in 0..n {
+                    self.record(&mut enc, false)?;
+                }
+                // Loss scaling: read the device's step counters back after this batch,
+                // asynchronously (taken in by a later step's poll).
+                let ack = match (&self.plan, &self.pending_ack) {
+                    (Some(p), None) => p.ack_buf.as_ref().map(|b| {
+                        enc.copy_buffer_to_buffer(&p.aux, AUX_EXECUTED * 4, b, 0, 8);
+                        b.clone()
+                    }),
+                    _ => None,
+                };
+                ctx.queue().submit([enc.finish()]);
+                if let Some(b) = ack {
+                    let flag = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+                    let f = flag.clone();
+                    b.map_async(wgpu::MapMode::Read, .., move |r| {
+                        let v = if r.is_ok() { 1 } else { 2 };
+                        f.store(v, std::sync::atomic::Ordering::Release);
+                    });
+                    self.pending_ack = Some(flag);
+                }
+                Ok(())
+            });
+            // Submitted (or dropped): the batch's scalar slots may be written again.
+            self.held.clear();
+            if let Err(e) = r.and_then(|r| r) {
+                // Nothing of this batch ran: the step count and the lrs say so.
+                self.t = t0;
+                for (g, &(lr, epoch)) in self.undo.iter().enumerate() {
+                    self.groups[g].set_lr(lr);
+                    if let Some(run) = self.schedules[g].running.as_mut() {
+                        run.1 = epoch;
+                    }
+                }
+                return Err(e);
+            }
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// A free slot of the scalar ring: one whose token only this optimizer holds. Waits
+    /// for nothing: polls once for finished work, else doubles the ring.
+    pub(crate) fn take_slot(&mut self) -> Result<usize> {
+        for attempt in 0..2 {
+            let st = &mut self.plan.as_mut().expect("prepared").staging;
+            let n = st.tokens.len();
+            for k in 0..n {
+                let i = (st.next + k) % n;
+                if std::sync::Arc::strong_count(&st.tokens[i]) == 1 {
+                    st.next = (i + 1) % n;
+                    return Ok(i);
+                }
+            }
+            if attempt == 0 {
+                self.ctx
+                    .device()
+                    .poll(wgpu::PollType::Poll)
+                    .map_err(|e| Error::DeviceLost(e.to_string()))?;
+            }
+        }
+        // Every slot is in a command buffer not yet submitted or not yet finished.
+        let plan = self.plan.as_mut().expect("prepared");
+        let n = plan.staging.tokens.len();
+        let stride = plan.staging.buf.size() / n as u64;
+        self.ctx.count("buffer");
+        plan.staging = Staging {
+            buf: self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gpu-optim per-step scalars (staging)"),
+                size: stride * 2 * n as u64,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            tokens: (0..2 * n).map(|_| std::sync::Arc::new(())).collect(),
+            next: 1,
+        };
+        Ok(0)
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        callers: bool,
+    ) -> Result<()> {
+        self.prepare()?;
+        // A checkpoint may carry any step count: its last step is refused, not wrapped.
+        let t = self.t.checked_add(1).ok_or_else(|| {
+            Error::InvalidState("the step count is at its maximum (u64::MAX)".into())
+        })?;
+        let (lag, gp2) = {
+            let p = self.plan.as_ref().expect("prepared");
+            (p.lag, p.groups_p2 as usize)
+        };
+        // Candidate j is for j more skips than the host knows of: the rule's step number
+        // t − skipped − j; the lr follows the steps called, t. Without loss scaling there
+        // is one candidate, for t.
+        let (skipped, reach) = match lag {
+            0 => (0, 0),
+            _ => {
+                self.refresh_ack(t, lag as u64)?;
+                let (executed, skipped) = self.ack;
+                (skipped, (t - 1 - executed.min(t - 1)).min(lag as u64 - 1))
+            }
+        };
+        let slot = self.take_slot()?;
+        self.scratch.clear();
+        // Candidates (GROUPS each), then the header: a.x the skips assumed for candidate
+        // 0 (loss scaling), a.y stochastic rounding's step key (bits).
+        let header = gp2 * lag.max(1) as usize;
+        self.scratch.resize(header + 1, [0.0; 16]);
+        if let Some(seed) = self.stochastic {
+            self.scratch[header][1] = f32::from_bits(crate::half::step_key(t, seed));
+        }
+        if let Some(seed) = self.state_format.stochastic_seed() {
+            self.scratch[header][2] = f32::from_bits(crate::half::step_key(t, seed));
+        }
+        for (g, rule) in self.groups.iter().enumerate() {
+            for j in 0..=reach {
+                if let Some(tr) = t.checked_sub(skipped + j).filter(|&x| x >= 1) {
+                    self.scratch[j as usize * gp2 + g] = rule.hyper(tr);
+                }
+            }
+        }
+        self.scratch[header][0] = skipped as f32;
+        let plan = self.plan.as_ref().expect("prepared");
+        let stride = plan.staging.buf.size() / plan.staging.tokens.len() as u64;
+        let at = slot as u64 * stride;
+        let bytes = &mut self.stage;
+        bytes.clear();
+        bytes.extend_from_slice(bytemuck::cast_slice(&self.scratch));
+        bytes.truncate(plan.hyper_size as usize);
+        let c = self.clip.unwrap_or_default();
+        let control = [c.max_norm.unwrap_or(0.0), c.value.unwrap_or(0.0)];
+        bytes.extend_from_slice(bytemuck::cast_slice(&control));
+        let sc = self.scaler.unwrap_or_default();
+        let on = self.scaler.is_some() as u32 as f32;
+        let words = [
+            on,
+            sc.growth_factor,
+            sc.backoff_factor,
+            sc.growth_interval as f32,
+        ];
+        bytes.extend_from_slice(bytemuck::cast_slice(&words));
+        self.ctx.queue().write_buffer(&plan.staging.buf, at, bytes);
+        let token = plan.staging.tokens[slot].clone();
+        let staging = &plan.staging.buf;
+        encoder.copy_buffer_to_buffer(staging, at, &plan.hyper_buf, 0, plan.hyper_size);
+        if plan.reductions.is_some() {
+            let ctl = at + plan.hyper_size;
+            encoder.copy_buffer_to_buffer(staging, ctl, &plan.aux, 0, STAGE_CONTROL);
+            if self.scaler.is_some() {
+                let (from, to) = (ctl + STAGE_CONTROL, AUX_SCALER_CONFIG * 4);
+                encoder.copy_buffer_to_buffer(staging, from, &plan.aux, to, STAGE_SCALER);
+            }
+        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("gpu-optim step"),
+            timestamp_writes: None,
+        });
+        if let Some(r) = &plan.reductions {
+            // Each pre-pass over all tiles, then the per-tensor sums (and for clipping the
+            // global norm) before the update.
+            type Pick = fn(&Launch) -> (Option<&wgpu::ComputePipeline>, (u32, u32));
+            let passes: [(bool, Pick, bool); 2] = [
+                (r.clip, |l| (l.sumsq.as_ref(), l.sumsq_grid), true),
+                (r.two_phase, |l| (l.measure.as_ref(), l.grid), false),
+            ];
+            for (on, pick, global) in passes {
+                if !on {
+                    continue;
+                }
+                for l in &plan.launches {
+                    let (pipeline, grid) = pick(l);
+                    pass.set_pipeline(pipeline.expect("planned with this pass"));
+                    pass.set_bind_group(0, &l.bind_group, &[0]);
+                    pass.dispatch_workgroups(grid.0, grid.1, 1);
+                }
+                pass.set_bind_group(0, &r.bind_group, &[]);
+                pass.set_pipeline(&r.pipelines.per_tensor);
+                pass.dispatch_workgroups(r.grid.0, r.grid.1, 1);
+                if global {
+                    pass.set_pipeline(&r.pipelines.total);
+                    pass.dispatch_workgroups(1, 1, 1);
+                }
+            }
+        }
+        for l in &plan.launches {
+            pass.set_pipeline(&l.main);
+            pass.set_bind_group(0, &l.bind_group, &[0]);
+            pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+        }
+        // Loss scaling (lag > 0): the scale update after the update.
+        if let Some(r) = plan.reductions.as_ref().filter(|_| plan.lag > 0) {
+            pass.set_bind_group(0, &r.bind_group, &[]);
+            pass.set_pipeline(&r.pipelines.scaler_update);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        drop(pass);
+        // The slot is busy until this encoder is submitted (ours) or has run, or is
+        // dropped unsubmitted (the caller's: the callback is dropped with it).
+        if callers {
+            encoder.on_submitted_work_done(move || drop(token));
+        } else {
+            self.held.push(token);
+        }
+        // The step is recorded: the schedules move on to the next step's lr.
+        registry::advance_schedules(&mut self.groups, &mut self.schedules);
+        self.t = t;
+        Ok(())
+    }
+}
