@@ -1,5 +1,6 @@
 //! The bench binary's `--json` output validates against tests/report.schema.json, and
-//! `--plot` writes an SVG. A small run: tiny sizes, two rules, no model.
+//! `--plot` writes an SVG. A small run: tiny sizes, two rules, no model. `--dump-wgsl`
+//! writes valid WGSL, one file per kernel variant.
 
 use serde_json::Value;
 
@@ -118,5 +119,60 @@ fn json_report_matches_schema_and_plot_is_svg() {
         svg.starts_with("<svg") && svg.contains("roofline"),
         "not an SVG plot"
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `--dump-wgsl DIR` writes one file per kernel variant Adam runs in the bench's
+/// configurations, named after the variant, each valid WGSL as it runs (no `override`
+/// left), among them loss scaling's and both dispatch kinds; it times nothing.
+#[test]
+fn dump_wgsl_writes_every_variant_as_valid_wgsl() {
+    let dir = std::env::temp_dir().join(format!("gpu-optim-dump-wgsl-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+        .args(["--rules", "adam", "--dump-wgsl"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("roofline"), "benchmarked: {stdout}");
+    let listed: Vec<&str> = stdout.lines().filter(|l| l.ends_with(".wgsl")).collect();
+    let summary = format!("{} variants written to {}", listed.len(), dir.display());
+    assert!(stdout.contains(&summary), "no `{summary}` in {stdout}");
+
+    let mut names = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let variant = name.strip_suffix(".wgsl").expect("only .wgsl files");
+        assert!(
+            listed.contains(&path.to_str().unwrap()),
+            "{name} not listed"
+        );
+        let src = std::fs::read_to_string(&path).unwrap();
+        assert!(!src.contains("override "), "{name}: an override left");
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::default(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+        assert!(variant.starts_with("adam."), "{name}");
+        assert!(names.insert(variant.to_string()), "{name} twice");
+    }
+    assert_eq!(names.len(), listed.len(), "{stdout}");
+    for part in [".scaler-lag", ".dense.", ".tiles."] {
+        assert!(
+            names.iter().any(|n| n.contains(part)),
+            "no {part} variant among {names:#?}"
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

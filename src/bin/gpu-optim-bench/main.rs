@@ -4,12 +4,14 @@
 //!
 //! `run` calls the sections in order, each in its own file: `rules` (roofline, rules, verify,
 //! CPU twin), `features`, `state8`, `peers`, `model`; `report` prints and writes what they found.
+//! `--dump-wgsl` runs `dump` instead and times nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[cfg(feature = "peer-burn")]
 mod burn_peer;
+mod dump;
 mod features;
 /// The MLP example's training loop: the 8-bit state section's convergence check.
 #[path = "../../../examples/train_mlp/net.rs"]
@@ -115,6 +117,9 @@ struct Args {
     /// Draw bandwidth vs size per rule with the roofline, as SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Write the WGSL of every kernel variant the selected rules run into DIR and exit.
+    #[arg(long, value_name = "DIR")]
+    dump_wgsl: Option<PathBuf>,
 }
 
 /// What every section shares: the device, its timer, the progress bar and the flags.
@@ -213,6 +218,10 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
             "NOTE: this is a software (CPU) device: its figures measure this CPU's memory \
              system, not a GPU."
         );
+    }
+    if let Some(dir) = &args.dump_wgsl {
+        dump::dump_wgsl(&ctx, &args, &rules, dir)?;
+        return Ok(true);
     }
     let timer = Timer::new(&ctx, args.wall_clock);
     println!(

@@ -23,6 +23,53 @@ pub struct ModelReport {
     pub host_us_per_step_k8: f64,
 }
 
+/// GPT-2 small's tensors scaled down 256x (at least 1 element each): the host-cost
+/// measurement's arena (host cost depends on the number and layout of tensors, not on
+/// their sizes).
+pub fn gpt2_small_scaled_lens() -> Vec<usize> {
+    gpt2_small_lens().iter().map(|n| (n / 256).max(1)).collect()
+}
+
+/// The model's batched optimizer over `arena` (GPT-2 small's tensors, in order): AdamW
+/// with weight decay on 2-D tensors only (a second group without it), 8 steps per
+/// submission; one dispatch per tensor when `naive`. Prepared.
+pub fn gpt2_optimizer(
+    ctx: &Context,
+    arena: &Arena,
+    naive: bool,
+) -> Result<Optimizer<Adam>, gpu_optim::Error> {
+    let rule = Adam::adamw();
+    let mut opt = Optimizer::new(ctx, rule.clone())?;
+    opt.set_dispatch_per_tensor(naive)?;
+    opt.set_steps_per_submission(8)?;
+    let no_decay = opt.add_group(Adam {
+        weight_decay: 0.0,
+        ..rule
+    })?;
+    for (i, (_, shape)) in GPT2_SMALL.iter().enumerate() {
+        let g = if shape.len() == 2 {
+            opt.default_group()
+        } else {
+            no_decay
+        };
+        opt.add_tensor(g, arena.param(i), arena.grad(i))?;
+    }
+    opt.prepare()?;
+    Ok(opt)
+}
+
+/// The host-cost measurement's optimizer: AdamW over all of `arena` in one group, 8 steps
+/// per submission.
+pub fn host_cost_optimizer(
+    ctx: &Context,
+    arena: &Arena,
+) -> Result<Optimizer<Adam>, gpu_optim::Error> {
+    let mut opt = Optimizer::new(ctx, Adam::adamw())?;
+    opt.set_steps_per_submission(8)?;
+    opt.add_arena(arena, opt.default_group())?;
+    Ok(opt)
+}
+
 /// GPT-2 small with AdamW (decay on 2-D tensors only): one flat buffer vs the 148 tensors
 /// batched vs one dispatch per tensor; host cost per step on the batched optimizer.
 pub fn model_workload(
@@ -40,25 +87,7 @@ pub fn model_workload(
     bar.inc(1);
 
     let arena = Arena::new(ctx, &lens)?;
-    let build = |naive: bool| -> Result<Optimizer<Adam>, gpu_optim::Error> {
-        let mut opt = Optimizer::new(ctx, rule.clone())?;
-        opt.set_dispatch_per_tensor(naive)?;
-        opt.set_steps_per_submission(8)?;
-        let no_decay = opt.add_group(Adam {
-            weight_decay: 0.0,
-            ..rule.clone()
-        })?;
-        for (i, (_, shape)) in GPT2_SMALL.iter().enumerate() {
-            let g = if shape.len() == 2 {
-                opt.default_group()
-            } else {
-                no_decay
-            };
-            opt.add_tensor(g, arena.param(i), arena.grad(i))?;
-        }
-        opt.prepare()?;
-        Ok(opt)
-    };
+    let build = |naive: bool| gpt2_optimizer(ctx, &arena, naive);
     bar.set_message("model: 148 tensors");
     let mut multi_opt = build(false)?;
     let multi = bench::time_steps(timer, &mut multi_opt, reps, k)?;
@@ -73,11 +102,8 @@ pub fn model_workload(
 
     // Host cost does not depend on tensor sizes, only on their number and layout: measure
     // it on the same 148 tensors scaled down 256x so the GPU keeps up.
-    let small: Vec<usize> = lens.iter().map(|n| (n / 256).max(1)).collect();
-    let arena = Arena::new(ctx, &small)?;
-    let mut opt = Optimizer::new(ctx, rule.clone())?;
-    opt.set_steps_per_submission(8)?;
-    opt.add_arena(&arena, opt.default_group())?;
+    let arena = Arena::new(ctx, &gpt2_small_scaled_lens())?;
+    let mut opt = host_cost_optimizer(ctx, &arena)?;
     let h1 = bench::host_cost(ctx, &mut opt, 50, 1)?;
     let h8 = bench::host_cost(ctx, &mut opt, 20, 8)?;
     Ok(ModelReport {
