@@ -176,3 +176,38 @@ fn dump_wgsl_writes_every_variant_as_valid_wgsl() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Regression: at small sizes the default K is 64 steps per submission, more than loss
+/// scaling's 32 candidate scalars per slot cover, and the GradScaler feature row made the
+/// whole run exit 2 ("needs 65 candidate scalars ... the uniform limit allows 32"). Its
+/// rows now run at most what the scaler accepts and report the K they used.
+#[test]
+fn small_sizes_with_default_steps_do_not_fail_on_the_scaler_row() {
+    let dir = std::env::temp_dir().join(format!("gpu-optim-small-k-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("r.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+        .args(["--rules", "adam", "--sizes", "2^12", "--reps", "1"])
+        .args(["--verify-steps", "1", "--no-model", "--no-cpu", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let features = report["features"].as_array().unwrap();
+    assert_eq!(features.len(), 5, "{features:#?}");
+    for f in features {
+        let k = f["steps_per_submission"].as_u64().unwrap();
+        if f["feature"].as_str().unwrap().contains("GradScaler") {
+            assert!((1..=31).contains(&k), "{f}");
+        } else {
+            assert_eq!(k, 64, "{f}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -2,7 +2,7 @@
 //! the plain Adam step? Reads the rules' rows, never changes them; writes no table or file.
 
 use gpu_optim::bench::{self, Sample, Setup};
-use gpu_optim::{Adam, AnyRule, Dtype, GradScaler};
+use gpu_optim::{Adam, AnyRule, Arena, Context, Dtype, GradScaler, Optimizer};
 use serde::Serialize;
 
 use crate::rules::RuleRow;
@@ -14,6 +14,34 @@ pub struct FeatureRow {
     pub params: usize,
     pub step: Sample,
     pub over_plain: f64,
+    /// Steps recorded per submission: the run's K at this size, or fewer with loss scaling
+    /// where its candidates per slot allow fewer (see [`max_steps_with_scaler`]).
+    pub steps_per_submission: usize,
+}
+
+/// The most steps per submission `rule` with `scaler` and one param group accepts on this
+/// device: its loss scaling variant's candidates per slot less one (a slot covers every
+/// step of a submission not yet acknowledged). The library caps the candidates at 32
+/// (`kernel::MAX_LAG`, not public), fewer where the uniform limit leaves less room, so
+/// this is at most 31; read from the planned variant of a one-element optimizer.
+pub fn max_steps_with_scaler(
+    ctx: &Context,
+    rule: &AnyRule,
+    scaler: GradScaler,
+) -> Result<usize, gpu_optim::Error> {
+    let arena = Arena::new(ctx, &[1])?;
+    let mut opt = Optimizer::new(ctx, rule.clone())?;
+    opt.set_steps_per_submission(1)?;
+    opt.add_arena(&arena, opt.default_group())?;
+    opt.set_grad_scaler(scaler)?;
+    opt.prepare()?;
+    let lag = opt
+        .kernel_variants()
+        .iter()
+        .map(|v| v.lag)
+        .min()
+        .unwrap_or(0);
+    Ok((lag as usize).saturating_sub(1).max(1))
 }
 
 /// The training-loop feature rows (none when no size is up to 2^24 or Adam was not timed).
@@ -45,10 +73,12 @@ pub fn feature_rows(
                 value: None,
             });
             // A scale of 1: the random grads stand for already-scaled ones.
-            let scaler = Some(GradScaler {
+            let unit_scaler = GradScaler {
                 init_scale: 1.0,
                 ..GradScaler::default()
-            });
+            };
+            let scaler = Some(unit_scaler);
+            let scaler_k = k_for(n).min(max_steps_with_scaler(ctx, &rule, unit_scaler)?);
             let arena = bench::random_arena(ctx, n)?;
             for (name, setup) in [
                 (
@@ -75,13 +105,22 @@ pub fn feature_rows(
                 ),
             ] {
                 bar.set_message(name);
-                let t =
-                    bench::time_rule_on(ctx, timer, &rule, &arena, args.reps, k_for(n), &setup)?;
+                // Loss scaling takes fewer steps per submission than a small size's
+                // default K (64 at 2^18 and below): its row runs at most what it accepts,
+                // and says so. Its ratio to the plain step then also holds a little more
+                // submission overhead per step.
+                let k = if setup.scaler.is_some() {
+                    scaler_k
+                } else {
+                    k_for(n)
+                };
+                let t = bench::time_rule_on(ctx, timer, &rule, &arena, args.reps, k, &setup)?;
                 features.push(FeatureRow {
                     feature: name.into(),
                     params: n,
                     step: t.step,
                     over_plain: t.step.median / plain,
+                    steps_per_submission: k,
                 });
             }
             // Mixed precision: the caller's bf16 params and grads, the f32 master here.
@@ -109,6 +148,7 @@ pub fn feature_rows(
                     params: n,
                     step: t.step,
                     over_plain: t.step.median / plain,
+                    steps_per_submission: k_for(n),
                 });
             }
         }

@@ -51,7 +51,8 @@ Figures:
                 submitting a step (K=1 and K=8).
   features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
                 with both, and with bf16 / f16 params and grads through an f32 master
-                copy: time relative to the plain f32 step at the same size.
+                copy: time relative to the plain f32 step at the same size; K steps per
+                submission, at most what loss scaling accepts (31) in its rows.
   8-bit state   Adam, AdamW and Lion with bitsandbytes-style 8-bit block-wise state: bytes
                 per param (p, g, 1-byte codes and per-block absmax), GB/s, % of roofline,
                 time vs the f32-state rule, state bytes per param, the verifier (GPU vs
@@ -83,7 +84,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "2^16,2^20,2^24,2^25")]
     sizes: Vec<String>,
     /// Steps recorded per submission (default: enough to make each submission ~2^24 params,
-    /// at most 64).
+    /// at most 64; rows with loss scaling: at most what it accepts, 31).
     #[arg(long)]
     steps: Option<usize>,
     /// Timed repetitions per figure (median reported).

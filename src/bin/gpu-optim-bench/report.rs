@@ -214,11 +214,12 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         for f in features {
             writeln!(
                 out,
-                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain",
+                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain  K={}",
                 f.feature,
                 fmt_size(f.params),
                 f.step.median * 1e3,
-                f.over_plain
+                f.over_plain,
+                f.steps_per_submission
             )?;
         }
     }
