@@ -1,16 +1,18 @@
 //! How is a dispatch bound? Builds the plan on the device: the layout's buffers, pipelines
 //! and one bind group per dispatch; it runs nothing.
 
-use crate::device::record::{Staging, STAGE_CONTROL, STAGE_SCALER};
+use crate::device::record::Staging;
 use crate::device::state::StateSet;
 use crate::error::{Error, Result};
 use crate::kernel::cache as kernel;
-use crate::kernel::{KernelVariant, Q8Kernel, BINDINGS, MAX_LAG};
+use crate::kernel::{KernelVariant, Q8Kernel, BINDINGS};
 use crate::optimizer::Optimizer;
 use crate::plan::aux::{AUX_SCALE, AUX_SUMS_AT};
 use crate::plan::layout::{self, LaunchInfo, LayoutLimits, Placement};
+use crate::plan::program::StepProgram;
+use crate::plan::scalars::SlotShape;
 use crate::quant::{self};
-use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
+use crate::rules::{UpdateRule, MAX_SLOTS};
 use std::collections::BTreeMap;
 
 /// One dispatch.
@@ -35,24 +37,22 @@ pub(crate) struct Plan {
     /// The uniform slot the kernels read: this step's scalars, copied from `staging`.
     pub(crate) hyper_buf: wgpu::Buffer,
     pub(crate) hyper_size: u64,
+    /// The slot's shape: padded group count, loss scaling's candidates (0: none).
+    pub(crate) shape: SlotShape,
     pub(crate) staging: Staging,
     /// Device-side step scalars (`aux` in the shaders).
     pub(crate) aux: wgpu::Buffer,
     /// The reduction passes: gradient clipping (when set before planning) and a two-phase
     /// rule's first pass.
     pub(crate) reductions: Option<Reductions>,
-    /// Loss scaling: candidates of per-step scalars per slot (0: none), the padded group
-    /// count they are laid out by, and where the device's step counters are read back.
-    pub(crate) lag: u32,
-    pub(crate) groups_p2: u32,
+    /// The passes of a step, in order (plan/program.rs).
+    pub(crate) program: StepProgram,
+    /// Loss scaling: where the device's step counters are read back.
     pub(crate) ack_buf: Option<wgpu::Buffer>,
 }
 
+/// The reduction kernels' bindings (the per-tile pre-passes are the launches' pipelines).
 pub(crate) struct Reductions {
-    /// Clipping's pre-pass runs (the pipelines are the launches'); also for loss scaling.
-    pub(crate) clip: bool,
-    /// A two-phase rule's first pass runs.
-    pub(crate) two_phase: bool,
     pub(crate) pipelines: kernel::ReducePipelines,
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) grid: (u32, u32),
@@ -135,43 +135,20 @@ impl<R: UpdateRule> Optimizer<R> {
         // may not be bound both read-only and read-write in one dispatch.
         let dummy = ctx.create_zeroed("gpu-optim unused slot", 4)?;
         let dummy_ro = ctx.create_zeroed("gpu-optim unused tiles", 4)?;
-        // Per-group scalars: a uniform array sized to a power of two (fewer pipelines).
-        // With loss scaling, `lag` candidates of them per slot and a header (common.wgsl).
-        let n_groups = (self.groups.len() as u32).next_power_of_two();
-        let hsize = std::mem::size_of::<Hyper>() as u64;
-        let room = (limits.max_uniform_buffer_binding_size / hsize).saturating_sub(1);
-        let lag = match self.scaler {
-            None => 0,
-            Some(_) => {
-                let lag = (room / n_groups as u64).min(MAX_LAG as u64) as u32;
-                // A slot must cover every step of a submission not yet acknowledged.
-                if lag <= self.ring {
-                    return Err(Error::InvalidState(format!(
-                        "loss scaling with {} param groups and {} steps per submission needs \
-                         {} candidate scalars per step; the uniform limit allows {lag}: use \
-                         fewer steps per submission",
-                        self.groups.len(),
-                        self.ring,
-                        self.ring + 1
-                    )));
-                }
-                lag
-            }
-        };
-        let hyper_size = (n_groups as u64 * lag.max(1) as u64 + 1) * hsize;
-        if hyper_size > limits.max_uniform_buffer_binding_size {
-            return Err(Error::InvalidState(format!(
-                "{} param groups need {hyper_size} bytes of uniforms; this device allows {}",
-                self.groups.len(),
-                limits.max_uniform_buffer_binding_size
-            )));
-        }
+        // The uniform slot of per-step scalars (plan/scalars.rs).
+        let shape = SlotShape::new(
+            self.groups.len(),
+            self.scaler.is_some(),
+            self.ring,
+            limits.max_uniform_buffer_binding_size,
+        )?;
+        let (n_groups, lag, hyper_size) = (shape.groups_p2, shape.lag, shape.hyper_size);
         let hyper_buf = self.buffer(
             "gpu-optim per-step scalars",
             hyper_size,
             wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         );
-        let stage_stride = (hyper_size + STAGE_CONTROL + STAGE_SCALER).div_ceil(16) * 16;
+        let stage_stride = shape.stage_stride();
         let staging = Staging {
             buf: self.buffer(
                 "gpu-optim per-step scalars (staging)",
@@ -414,8 +391,6 @@ impl<R: UpdateRule> Optimizer<R> {
                     ],
                 });
                 Some(Reductions {
-                    clip: global,
-                    two_phase,
                     pipelines,
                     bind_group,
                     grid: (gx, (n_tensors as u32).div_ceil(gx)),
@@ -431,8 +406,8 @@ impl<R: UpdateRule> Optimizer<R> {
             staging,
             aux,
             reductions,
-            lag,
-            groups_p2: n_groups,
+            shape,
+            program: StepProgram::new(global, two_phase, lag > 0),
             ack_buf,
         })
     }

@@ -18,10 +18,11 @@
 //! by `shaders/reduce.wgsl` into a device buffer (`aux`) the update reads. Nothing is read
 //! back to the host in a step.
 
-use crate::device::bind::Launch;
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
 use crate::plan::aux::{AUX_EXECUTED, AUX_SCALER_CONFIG};
+use crate::plan::program::Pass;
+use crate::plan::scalars::{StepScalars, STAGE_CONTROL, STAGE_SCALER};
 use crate::registry;
 use crate::rules::UpdateRule;
 
@@ -32,11 +33,6 @@ pub(crate) struct Staging {
     pub(crate) tokens: Vec<std::sync::Arc<()>>,
     pub(crate) next: usize,
 }
-
-/// Layout of a staging slot after the scalars (bytes from `hyper_size`): clipping's words
-/// (aux[0..2]) then the loss scaler's settings (aux[10..14]).
-pub(crate) const STAGE_CONTROL: u64 = 8;
-pub(crate) const STAGE_SCALER: u64 = 16;
 
 impl<R: UpdateRule> Optimizer<R> {
     /// `k` steps on the current gradients, submitted in command buffers of up to
@@ -148,13 +144,10 @@ impl<R: UpdateRule> Optimizer<R> {
         let t = self.t.checked_add(1).ok_or_else(|| {
             Error::InvalidState("the step count is at its maximum (u64::MAX)".into())
         })?;
-        let (lag, gp2) = {
-            let p = self.plan.as_ref().expect("prepared");
-            (p.lag, p.groups_p2 as usize)
-        };
-        // Candidate j is for j more skips than the host knows of: the rule's step number
-        // t − skipped − j; the lr follows the steps called, t. Without loss scaling there
-        // is one candidate, for t.
+        let shape = self.plan.as_ref().expect("prepared").shape;
+        let lag = shape.lag;
+        // Candidate j is for j more skips than the host knows of. Without loss scaling
+        // there is one candidate, for t.
         let (skipped, reach) = match lag {
             0 => (0, 0),
             _ => {
@@ -164,45 +157,23 @@ impl<R: UpdateRule> Optimizer<R> {
             }
         };
         let slot = self.take_slot()?;
-        self.scratch.clear();
-        // Candidates (GROUPS each), then the header: a.x the skips assumed for candidate
-        // 0 (loss scaling), a.y stochastic rounding's step key (bits).
-        let header = gp2 * lag.max(1) as usize;
-        self.scratch.resize(header + 1, [0.0; 16]);
-        if let Some(seed) = self.stochastic {
-            self.scratch[header][1] = f32::from_bits(crate::half::step_key(t, seed));
-        }
-        if let Some(seed) = self.state_format.stochastic_seed() {
-            self.scratch[header][2] = f32::from_bits(crate::half::step_key(t, seed));
-        }
-        for (g, rule) in self.groups.iter().enumerate() {
-            for j in 0..=reach {
-                if let Some(tr) = t.checked_sub(skipped + j).filter(|&x| x >= 1) {
-                    self.scratch[j as usize * gp2 + g] = rule.hyper(tr);
-                }
-            }
-        }
-        self.scratch[header][0] = skipped as f32;
+        let scalars = StepScalars {
+            rules: &self.groups,
+            t,
+            skipped,
+            reach,
+            sr_seed: self.stochastic,
+            q8_seed: self.state_format.stochastic_seed(),
+            clip: self.clip,
+            scaler: self.scaler,
+        };
+        scalars.write(&shape, &mut self.scratch, &mut self.stage);
         let plan = self.plan.as_ref().expect("prepared");
         let stride = plan.staging.buf.size() / plan.staging.tokens.len() as u64;
         let at = slot as u64 * stride;
-        let bytes = &mut self.stage;
-        bytes.clear();
-        bytes.extend_from_slice(bytemuck::cast_slice(&self.scratch));
-        bytes.truncate(plan.hyper_size as usize);
-        let c = self.clip.unwrap_or_default();
-        let control = [c.max_norm.unwrap_or(0.0), c.value.unwrap_or(0.0)];
-        bytes.extend_from_slice(bytemuck::cast_slice(&control));
-        let sc = self.scaler.unwrap_or_default();
-        let on = self.scaler.is_some() as u32 as f32;
-        let words = [
-            on,
-            sc.growth_factor,
-            sc.backoff_factor,
-            sc.growth_interval as f32,
-        ];
-        bytes.extend_from_slice(bytemuck::cast_slice(&words));
-        self.ctx.queue().write_buffer(&plan.staging.buf, at, bytes);
+        self.ctx
+            .queue()
+            .write_buffer(&plan.staging.buf, at, &self.stage);
         let token = plan.staging.tokens[slot].clone();
         let staging = &plan.staging.buf;
         encoder.copy_buffer_to_buffer(staging, at, &plan.hyper_buf, 0, plan.hyper_size);
@@ -218,43 +189,49 @@ impl<R: UpdateRule> Optimizer<R> {
             label: Some("gpu-optim step"),
             timestamp_writes: None,
         });
-        if let Some(r) = &plan.reductions {
-            // Each pre-pass over all tiles, then the per-tensor sums (and for clipping the
-            // global norm) before the update.
-            type Pick = fn(&Launch) -> (Option<&wgpu::ComputePipeline>, (u32, u32));
-            let passes: [(bool, Pick, bool); 2] = [
-                (r.clip, |l| (l.sumsq.as_ref(), l.sumsq_grid), true),
-                (r.two_phase, |l| (l.measure.as_ref(), l.grid), false),
-            ];
-            for (on, pick, global) in passes {
-                if !on {
-                    continue;
+        // The program's passes in its order (plan/program.rs): the per-tile pre-passes over
+        // every dispatch, each followed by its reductions, then the update, then the scale.
+        let reduce = || {
+            plan.reductions
+                .as_ref()
+                .expect("planned with the reductions")
+        };
+        for step in &plan.program.0 {
+            match step {
+                Pass::GradNorm | Pass::Measure => {
+                    let norm = *step == Pass::GradNorm;
+                    for l in &plan.launches {
+                        let (pipeline, grid) = match norm {
+                            true => (l.sumsq.as_ref(), l.sumsq_grid),
+                            false => (l.measure.as_ref(), l.grid),
+                        };
+                        pass.set_pipeline(pipeline.expect("planned with this pass"));
+                        pass.set_bind_group(0, &l.bind_group, &[0]);
+                        pass.dispatch_workgroups(grid.0, grid.1, 1);
+                    }
+                    let r = reduce();
+                    pass.set_bind_group(0, &r.bind_group, &[]);
+                    pass.set_pipeline(&r.pipelines.per_tensor);
+                    pass.dispatch_workgroups(r.grid.0, r.grid.1, 1);
+                    if norm {
+                        pass.set_pipeline(&r.pipelines.total);
+                        pass.dispatch_workgroups(1, 1, 1);
+                    }
                 }
-                for l in &plan.launches {
-                    let (pipeline, grid) = pick(l);
-                    pass.set_pipeline(pipeline.expect("planned with this pass"));
-                    pass.set_bind_group(0, &l.bind_group, &[0]);
-                    pass.dispatch_workgroups(grid.0, grid.1, 1);
+                Pass::Update => {
+                    for l in &plan.launches {
+                        pass.set_pipeline(&l.main);
+                        pass.set_bind_group(0, &l.bind_group, &[0]);
+                        pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
+                    }
                 }
-                pass.set_bind_group(0, &r.bind_group, &[]);
-                pass.set_pipeline(&r.pipelines.per_tensor);
-                pass.dispatch_workgroups(r.grid.0, r.grid.1, 1);
-                if global {
-                    pass.set_pipeline(&r.pipelines.total);
+                Pass::ScalerUpdate => {
+                    let r = reduce();
+                    pass.set_bind_group(0, &r.bind_group, &[]);
+                    pass.set_pipeline(&r.pipelines.scaler_update);
                     pass.dispatch_workgroups(1, 1, 1);
                 }
             }
-        }
-        for l in &plan.launches {
-            pass.set_pipeline(&l.main);
-            pass.set_bind_group(0, &l.bind_group, &[0]);
-            pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
-        }
-        // Loss scaling (lag > 0): the scale update after the update.
-        if let Some(r) = plan.reductions.as_ref().filter(|_| plan.lag > 0) {
-            pass.set_bind_group(0, &r.bind_group, &[]);
-            pass.set_pipeline(&r.pipelines.scaler_update);
-            pass.dispatch_workgroups(1, 1, 1);
         }
         drop(pass);
         // The slot is busy until this encoder is submitted (ours) or has run, or is

@@ -144,7 +144,7 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn grad_stats(&mut self) -> Result<GradStats> {
         self.prepare()?;
         let plan = self.plan.as_ref().expect("prepared");
-        if plan.reductions.as_ref().is_none_or(|r| !r.clip) {
+        if !plan.program.has(crate::plan::program::Pass::GradNorm) {
             return Err(Error::InvalidState(
                 "grad_stats needs set_grad_clip before the first step".into(),
             ));

@@ -19,10 +19,14 @@ impl<R: UpdateRule> Optimizer<R> {
     /// uniform limit allows once the optimizer is prepared.
     pub fn set_steps_per_submission(&mut self, k: u32) -> Result<()> {
         check_steps_per_submission(k)?;
-        if let Some(p) = self.plan.as_ref().filter(|p| p.lag > 0 && k >= p.lag) {
+        if let Some(p) = self
+            .plan
+            .as_ref()
+            .filter(|p| p.shape.lag > 0 && k >= p.shape.lag)
+        {
             return Err(Error::InvalidState(format!(
                 "loss scaling covers at most {} steps per submission here, not {k}",
-                p.lag - 1
+                p.shape.lag - 1
             )));
         }
         self.ring = k;
