@@ -12,6 +12,38 @@
 //! - [`CpuModel`] ([`cpu_model`]): the whole optimizer step on the host — groups,
 //!   schedules, clipping, loss scaling, 16-bit params, 8-bit state — to check a whole run.
 //! - [`verify()`]: GPU vs CPU reference, max abs/rel/ulp error per buffer.
+//! - [`KernelVariant`]: which WGSL runs for a configuration, by name, with its full text
+//!   ([`Optimizer::kernel_variants`]; `gpu-optim-bench --dump-wgsl DIR` writes them).
+//!
+//! ## One step through the rooms
+//! Each module answers one question and may not touch what the next answers:
+//!
+//! | room | answers |
+//! |---|---|
+//! | `optimizer.rs` | the public API: a thin facade over the rooms below |
+//! | `registry.rs` | what did the caller register? groups, tensors, range rules (pure) |
+//! | `plan/settings.rs` | which features are on, and are they valid? |
+//! | `plan/layout.rs` | where does each element go? launch groups, windows, tiles (pure) |
+//! | `plan/program.rs` | in which order do the passes run? (pure) |
+//! | `plan/scalars.rs` | what goes in this step's uniform slot? (pure) |
+//! | `plan/aux.rs` | what is each device scratch word? |
+//! | `kernel/variant.rs` | which kernel text runs? (pure) |
+//! | `kernel/cache.rs` | compiled once per context? |
+//! | `device/state.rs` | what does the device hold? state, master copies, 8-bit codes |
+//! | `device/bind.rs` | how is a dispatch bound? buffers and bind groups of the plan |
+//! | `device/record.rs` | how is a step recorded? replays the program |
+//! | `device/scaler.rs` | what has the device skipped? the loss scaler's read-back |
+//! | `cpu_model/` | the same step on the host, following the same program |
+//! | `rules/` | each rule's hyperparameters, scalars, element math and twin, beside its shader |
+//!
+//! The first [`Optimizer::step`] (or [`Optimizer::prepare`]) plans once: the registry's
+//! tensors go through `plan/layout` into launch groups and windows, `plan/scalars` sizes
+//! the uniform slot, `plan/program` lists the passes, `kernel/variant` names each
+//! dispatch's kernel and `kernel/cache` compiles it, `device/state` allocates the state
+//! and `device/bind` binds every dispatch. Every step after that: `device/scaler` takes in
+//! the skip counts read back so far, `plan/scalars` writes this step's scalars into a ring
+//! slot, and `device/record` copies them into place and replays the program into one
+//! compute pass: no allocation, no bind group, no read-back.
 //!
 //! ```
 //! use gpu_optim::{Adam, Arena, Context, Optimizer};

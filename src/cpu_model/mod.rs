@@ -14,6 +14,9 @@
 //! two-phase rule's per-tensor norms (LAMB); there the device differs by the verifier's
 //! op-count tolerance (see [`mod@crate::verify`]).
 //!
+//! The model runs the same step program as the device (`plan/program.rs`), pass by
+//! pass (`step.rs`); this file holds what it registers and its setters.
+//!
 //! ```
 //! # fn main() -> gpu_optim::Result<()> {
 //! use gpu_optim::{CpuModel, Dtype, GradClip, LrSchedule, Sgd};
@@ -28,14 +31,16 @@
 //! # Ok(()) }
 //! ```
 
+mod step;
+
 use crate::clip::{GradClip, GradStats};
 use crate::error::{Error, Result};
-use crate::half::{self, Dtype};
-use crate::kernel::MAX_LAG;
+use crate::half::Dtype;
+use crate::plan::scalars::SlotShape;
 use crate::quant::{Q8State, StateFormat};
 use crate::registry::{self, GroupSchedule, Span};
 use crate::registry::{GroupId, TensorId};
-use crate::rules::{signed_slots, UpdateRule, MAX_SLOTS};
+use crate::rules::{signed_slots, UpdateRule};
 use crate::scaler::{CpuGradScaler, GradScaler};
 use crate::schedule::LrSchedule;
 
@@ -383,31 +388,13 @@ impl<R: UpdateRule> CpuModel<R> {
         if self.tensors.is_empty() {
             return Err(Error::InvalidState("no tensors registered".into()));
         }
-        let n_groups = (self.groups.len() as u32).next_power_of_two() as u64;
-        let hsize = std::mem::size_of::<crate::Hyper>() as u64;
-        let max_uniform = self.limits.max_uniform_buffer_binding_size;
-        let room = (max_uniform / hsize).saturating_sub(1);
-        let lag = match self.scaler {
-            None => 0,
-            Some(_) => {
-                let lag = (room / n_groups).min(MAX_LAG as u64) as u32;
-                if lag <= self.ring {
-                    return Err(Error::InvalidState(format!(
-                        "loss scaling with {} param groups and {} steps per submission needs \
-                         more candidate scalars per step than the uniform limit allows",
-                        self.groups.len(),
-                        self.ring
-                    )));
-                }
-                lag
-            }
-        };
-        if (n_groups * lag.max(1) as u64 + 1) * hsize > max_uniform {
-            return Err(Error::InvalidState(format!(
-                "{} param groups need more uniforms than this device allows",
-                self.groups.len()
-            )));
-        }
+        let shape = SlotShape::new(
+            self.groups.len(),
+            self.scaler.is_some(),
+            self.ring,
+            self.limits.max_uniform_buffer_binding_size,
+        )?;
+        let lag = shape.lag;
         self.lag = lag;
         let stochastic = self.stochastic;
         for t in self.tensors.iter_mut().filter(|t| !t.ready) {
@@ -421,161 +408,6 @@ impl<R: UpdateRule> CpuModel<R> {
         }
         self.planned = true;
         self.started = true;
-        Ok(())
-    }
-
-    /// One step with `grads[i]` for tensor `i` (as the grad buffers hold them: 16-bit
-    /// grads are rounded to their type here). [`crate::Optimizer::step`]'s passes in its
-    /// order: the gradient reduction (clipping, loss scaling's non-finite check), the
-    /// update (skipped as a whole on a non-finite gradient with a loss scaler), the scale
-    /// update, then the schedules move on. Errors: the device's refusals at its first step,
-    /// or grads of the wrong number or lengths (nothing changes then).
-    pub fn step(&mut self, grads: &[Vec<f32>]) -> Result<()> {
-        if grads.len() != self.tensors.len() {
-            return Err(Error::LengthMismatch {
-                what: "grads (tensors)".into(),
-                got: grads.len(),
-                expected: self.tensors.len(),
-            });
-        }
-        for (i, (g, t)) in grads.iter().zip(&self.tensors).enumerate() {
-            if g.len() != t.len {
-                return Err(Error::LengthMismatch {
-                    what: format!("tensor {i} grads"),
-                    got: g.len(),
-                    expected: t.len,
-                });
-            }
-        }
-        self.prepare()?;
-        // A checkpoint may carry any step count: its last step is refused, not wrapped.
-        let t = self.t.checked_add(1).ok_or_else(|| {
-            Error::InvalidState("the step count is at its maximum (u64::MAX)".into())
-        })?;
-        let g: Vec<Vec<f32>> = grads
-            .iter()
-            .zip(&self.tensors)
-            .map(|(g, x)| x.dtypes.1.round(g))
-            .collect();
-        // The reduction pass: non-finite count and norm of the unscaled, value-clipped
-        // grads (shaders/common.wgsl grad_sumsq, shaders/reduce.wgsl total).
-        let mut skip = false;
-        let mut factor = (1.0f32, 1.0f32, 1.0f32); // (1/scale, clip coefficient, product)
-        let clip = self.clip.unwrap_or_default();
-        let value = clip.value.unwrap_or(0.0);
-        if self.reduction {
-            let inv = self.scaler.as_ref().map_or(1.0, |s| 1.0 / s.scale);
-            let mut sum = 0f64;
-            let mut nonfinite = 0u32;
-            for &x in g.iter().flatten() {
-                if !x.is_finite() {
-                    nonfinite += 1;
-                }
-                let mut y = x * inv;
-                if value > 0.0 {
-                    y = clamp_keep_nan(y, value);
-                }
-                sum += (y as f64) * (y as f64);
-            }
-            let norm = (sum as f32).sqrt();
-            let coef = match clip.max_norm {
-                Some(m) => min_keep_nan(1.0, m / (norm + 1e-6)),
-                None => 1.0,
-            };
-            self.stats = Some(GradStats { norm, nonfinite });
-            if self.scaler.is_some() {
-                self.executed += 1;
-                if nonfinite > 0 {
-                    self.skipped += 1;
-                    skip = true;
-                }
-            }
-            factor = (inv, coef, inv * coef);
-        }
-        if !skip {
-            let applied = t - self.skipped;
-            let sr_key = self.stochastic;
-            let q8_seed = self.state_format.stochastic_seed();
-            for (x, g) in self.tensors.iter_mut().zip(&g) {
-                let rule = &self.groups[x.group];
-                let h = rule.hyper(applied);
-                let slots = x.state.len();
-                // The gradient as the update kernel sees it (`clipped` in common.wgsl).
-                let clipped = |gi: f32| {
-                    if !self.reduction {
-                        gi
-                    } else if value > 0.0 {
-                        clamp_keep_nan(gi * factor.0, value) * factor.1
-                    } else {
-                        gi * factor.2
-                    }
-                };
-                let mut p: Vec<f32> = match &x.master {
-                    Some(m) => m.clone(),
-                    None => x.values.clone(),
-                };
-                // Element i's state in registers, as the kernel holds it.
-                let mut s = [0f32; MAX_SLOTS];
-                let load = |s: &mut [f32; MAX_SLOTS], st: &[Vec<f32>], i: usize| {
-                    for (r, v) in s.iter_mut().zip(st) {
-                        *r = v[i];
-                    }
-                };
-                let store = |s: &[f32; MAX_SLOTS], st: &mut [Vec<f32>], i: usize| {
-                    for (r, v) in s.iter().zip(st) {
-                        v[i] = *r;
-                    }
-                };
-                let mut sums = [0f32; 2];
-                if rule.kernel().two_phase {
-                    // The device sums in f32 in a fixed tree order; f64 here, rounded once.
-                    let mut acc = [0f64; 2];
-                    for i in 0..x.len {
-                        load(&mut s, &x.state, i);
-                        let c = rule.measure(&h, p[i], clipped(g[i]), &mut s[..slots]);
-                        store(&s, &mut x.state, i);
-                        acc[0] += c[0] as f64;
-                        acc[1] += c[1] as f64;
-                    }
-                    sums = [acc[0] as f32, acc[1] as f32];
-                }
-                for i in 0..x.len {
-                    load(&mut s, &x.state, i);
-                    p[i] = rule.apply(&h, p[i], clipped(g[i]), &mut s[..slots], sums);
-                    store(&s, &mut x.state, i);
-                }
-                if x.q8.is_some() {
-                    let signed = signed_slots(rule);
-                    let q = Q8State::quantize_at(&x.state, &signed, q8_seed.map(|sd| (t, sd)));
-                    x.state = q.dequantize(&signed);
-                    x.q8 = Some(q);
-                }
-                let pd = x.dtypes.0;
-                match (&mut x.master, pd, sr_key) {
-                    (Some(m), _, _) => {
-                        x.values = pd.round(&p);
-                        *m = p;
-                    }
-                    (None, Dtype::Bf16, Some(seed)) => {
-                        let at = x.layout.param_offset;
-                        x.values = p
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &v)| {
-                                let r = half::stochastic_bits(at + i as u64, t, seed);
-                                Dtype::Bf16.decode(half::f32_to_bf16_stochastic(v, r))
-                            })
-                            .collect();
-                    }
-                    _ => x.values = p,
-                }
-            }
-        }
-        if let Some(s) = &mut self.scaler {
-            s.update(skip);
-        }
-        registry::advance_schedules(&mut self.groups, &mut self.schedules);
-        self.t = t;
         Ok(())
     }
 
@@ -702,23 +534,5 @@ pub(crate) fn needs_master(d: Dtype, stochastic: Option<u32>) -> bool {
         Dtype::F32 => false,
         Dtype::F16 => true,
         Dtype::Bf16 => stochastic.is_none(),
-    }
-}
-
-/// torch's `clamp(x, -v, v)`: NaN stays NaN.
-fn clamp_keep_nan(x: f32, v: f32) -> f32 {
-    if x.is_nan() {
-        x
-    } else {
-        x.clamp(-v, v)
-    }
-}
-
-/// `min(a, b)` where a NaN operand gives NaN (torch's `clamp(max=1)` of a NaN coefficient).
-fn min_keep_nan(a: f32, b: f32) -> f32 {
-    if a.is_nan() || b.is_nan() {
-        f32::NAN
-    } else {
-        a.min(b)
     }
 }
