@@ -209,7 +209,6 @@ impl<R: UpdateRule> Optimizer<R> {
 
     /// Version 2: the structure must match; the settings are parsed (and in strict mode
     /// compared).
-
     fn check_v2(
         &self,
         meta: &HashMap<String, String>,
