@@ -70,6 +70,13 @@ impl<R: UpdateRule> Optimizer<R> {
         for (k, v) in rank.values_mut().enumerate() {
             *v = k;
         }
+        // The distinct kernels of the groups' rules, in group order.
+        let mut kernels = Vec::new();
+        for g in &self.groups {
+            if !kernels.contains(&g.kernel()) {
+                kernels.push(g.kernel());
+            }
+        }
         self.tensors
             .iter()
             .map(|t| Placement {
@@ -82,6 +89,10 @@ impl<R: UpdateRule> Optimizer<R> {
                 len: t.param.len as u64,
                 dtypes: t.dtypes,
                 group: t.group as u32,
+                kernel: kernels
+                    .iter()
+                    .position(|k| *k == self.groups[t.group].kernel())
+                    .expect("every group's kernel listed"),
                 q8: self.state_format.quantizes(t.param.len),
             })
             .collect()
@@ -90,8 +101,6 @@ impl<R: UpdateRule> Optimizer<R> {
     pub(crate) fn build_plan(&self) -> Result<Plan> {
         let ctx = &self.ctx;
         let limits = ctx.limits();
-        let rule = &self.groups[0];
-        let slots = rule.state_slots().len();
         let wg = kernel::workgroup_size(ctx);
         let layout_limits = LayoutLimits {
             storage_align: limits.min_storage_buffer_offset_alignment as u64,
@@ -129,7 +138,6 @@ impl<R: UpdateRule> Optimizer<R> {
                 "8-bit state needs a workgroup size that is a multiple of 64, not {wg}"
             )));
         }
-        let signed_mask = crate::rules::signed_mask(rule);
 
         // Stand-ins for bindings a dispatch does not use; one per access mode, as a buffer
         // may not be bound both read-only and read-write in one dispatch.
@@ -164,7 +172,9 @@ impl<R: UpdateRule> Optimizer<R> {
         let ranges = &lay.tile_ranges;
         let base = lay.n_tiles;
         let pending = &lay.launches;
-        let two_phase = rule.kernel().two_phase;
+        // Any group's rule with a first pass adds the measure pass (today every group runs
+        // group 0's kernel: registry::check_compatible).
+        let two_phase = self.groups.iter().any(|g| g.kernel().two_phase);
         // Loss scaling runs clipping's reduction (with no clipping values: norm only).
         let global = self.clip.is_some() || self.scaler.is_some();
         let reduce = global || two_phase;
@@ -257,16 +267,18 @@ impl<R: UpdateRule> Optimizer<R> {
         ];
         let mut launches = Vec::with_capacity(pending.len());
         for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
+            // The launch's rule: its tensors' group's (a launch group holds one kernel).
+            let rule = &self.groups[self.tensors[lay.sets[p.set].members[0]].group];
             let key = KernelVariant {
                 kernel: rule.kernel(),
                 width: p.width,
-                slots: slots as u32,
+                slots: rule.state_slots().len() as u32,
                 workgroup: wg,
                 clip: global,
                 dense: p.dense,
                 groups: n_groups,
                 q8: p.q8.then_some(Q8Kernel {
-                    signed: signed_mask,
+                    signed: crate::rules::signed_mask(rule),
                     stochastic: self.state_format.stochastic_seed().is_some(),
                 }),
                 lag,
@@ -278,7 +290,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 true => Some(kernel::pipeline(ctx, &key, "grad_sumsq")?),
                 false => None,
             };
-            let measure = match two_phase {
+            let measure = match rule.kernel().two_phase {
                 true => Some(kernel::pipeline(ctx, &key, "measure_pass")?),
                 false => None,
             };

@@ -205,7 +205,9 @@ impl<R: UpdateRule> Optimizer<R> {
                             true => (l.sumsq.as_ref(), l.sumsq_grid),
                             false => (l.measure.as_ref(), l.grid),
                         };
-                        pass.set_pipeline(pipeline.expect("planned with this pass"));
+                        // A dispatch whose kernel has no first pass takes no part in it.
+                        let Some(pipeline) = pipeline else { continue };
+                        pass.set_pipeline(pipeline);
                         pass.set_bind_group(0, &l.bind_group, &[0]);
                         pass.dispatch_workgroups(grid.0, grid.1, 1);
                     }

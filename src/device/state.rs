@@ -312,11 +312,12 @@ impl<R: UpdateRule> Optimizer<R> {
         placements: &[Placement],
     ) -> Result<Vec<StateSet>> {
         let ctx = &self.ctx;
-        let rule = &self.groups[0];
-        let slots = rule.state_slots().len();
         let t = |i: usize| &self.tensors[i];
         let mut states = Vec::with_capacity(lay.sets.len());
         for set in &lay.sets {
+            // The launch group's rule (its tensors share one kernel and its state slots).
+            let rule = &self.groups[t(set.members[0]).group];
+            let slots = rule.state_slots().len();
             let mut state = StateSet {
                 buffers: Vec::with_capacity(slots),
                 absmax: None,

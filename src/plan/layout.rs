@@ -79,6 +79,9 @@ pub(crate) struct Placement {
     pub len: u64,
     pub dtypes: (Dtype, Dtype),
     pub group: u32,
+    /// Which kernel its group's rule runs (an index into the optimizer's distinct
+    /// kernels): tensors of different kernels never share a launch group.
+    pub kernel: usize,
     /// 8-bit state.
     pub q8: bool,
 }
@@ -195,15 +198,15 @@ pub(crate) fn layout(
     let max_groups = limits.max_groups;
     let max_tiles = (max_groups * max_groups).min(u32::MAX as u64);
 
-    // Launch groups: same param buffer, same grad buffer, same grad-param distance, same
-    // element types; a tensor with 8-bit state is a launch group of its own.
-    type Key = (usize, usize, i64, (Dtype, Dtype), Option<usize>);
+    // Launch groups: same kernel, same param buffer, same grad buffer, same grad-param
+    // distance, same element types; a tensor with 8-bit state is a launch group of its own.
+    type Key = (usize, usize, usize, i64, (Dtype, Dtype), Option<usize>);
     let mut lgroups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (i, t) in tensors.iter().enumerate() {
         let delta = t.grad_offset as i64 - t.param_offset as i64;
         let q8 = t.q8.then_some(i);
         lgroups
-            .entry((t.param_buf, t.grad_buf, delta, t.dtypes, q8))
+            .entry((t.kernel, t.param_buf, t.grad_buf, delta, t.dtypes, q8))
             .or_default()
             .push(i);
     }
@@ -211,7 +214,7 @@ pub(crate) fn layout(
     let mut sets = Vec::new();
     let mut tensor_state = vec![(0usize, 0u64); tensors.len()];
     let mut launches: Vec<LaunchLayout> = Vec::new();
-    for ((_, _, delta, dtypes, q8), mut members) in lgroups {
+    for ((_, _, _, delta, dtypes, q8), mut members) in lgroups {
         let q8 = q8.is_some();
         let (ep, eg) = (dtypes.0.size(), dtypes.1.size());
         let (align_p, align_g) = (align_b / ep, align_b / eg);
@@ -485,6 +488,7 @@ mod tests {
                     len,
                     dtypes,
                     group,
+                    kernel: group as usize % 2,
                     q8,
                 });
             }
@@ -526,6 +530,8 @@ mod tests {
             for tile in &l.tiles {
                 let t = &tensors[tile.tensor as usize];
                 prop_assert_eq!(tile.group, t.group, "tile of tensor {}", tile.tensor);
+                let first = &tensors[set.members[0]];
+                prop_assert_eq!(t.kernel, first.kernel, "one kernel per dispatch");
                 if l.dense {
                     prop_assert_eq!(
                         (h.group, h.end, h.tensor),
