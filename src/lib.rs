@@ -85,7 +85,7 @@ pub mod workloads;
 pub use arena::{Arena, ARENA_ALIGN};
 pub use checkpoint::LoadMode;
 pub use clip::{cpu_grad_clip, GradClip, GradStats};
-pub use context::{list_adapters, BufferRange, Context, ContextOptions};
+pub use context::{list_adapters, BufferRange, Context, ContextOptions, Download, ReadBack};
 pub use cpu_model::{CpuModel, HostLayout};
 pub use error::{Error, Result};
 pub use half::Dtype;

@@ -73,10 +73,10 @@ pub struct Optimizer<R: UpdateRule> {
     pub(crate) scaler: Option<GradScaler>,
     /// bf16 params without a master copy, rounded stochastically with this seed.
     pub(crate) stochastic: Option<u32>,
-    /// The device's (steps executed, steps skipped) as last read back, and a read-back in
-    /// flight (0 pending, 1 mapped, 2 failed).
+    /// The device's (steps executed, steps skipped) as last read back, and the read-back
+    /// in flight (`device/scaler.rs`).
     pub(crate) ack: (u64, u64),
-    pub(crate) pending_ack: Option<std::sync::Arc<std::sync::atomic::AtomicU8>>,
+    pub(crate) pending_ack: Option<crate::context::ReadBack>,
 }
 
 impl<R: UpdateRule> std::fmt::Debug for Optimizer<R> {

@@ -68,13 +68,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 };
                 ctx.queue().submit([enc.finish()]);
                 if let Some(b) = ack {
-                    let flag = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
-                    let f = flag.clone();
-                    b.map_async(wgpu::MapMode::Read, .., move |r| {
-                        let v = if r.is_ok() { 1 } else { 2 };
-                        f.store(v, std::sync::atomic::Ordering::Release);
-                    });
-                    self.pending_ack = Some(flag);
+                    self.pending_ack = Some(ctx.map_read_async(&b, 0, 8));
                 }
                 Ok(())
             });

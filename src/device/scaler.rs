@@ -75,11 +75,14 @@ impl<R: UpdateRule> Optimizer<R> {
     /// Takes in a finished read-back of the device's step counters, if any; waits for one
     /// in flight if `wait`.
     pub(crate) fn settle_ack(&mut self, wait: bool) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        let Some(flag) = self.pending_ack.clone() else {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let Some(read) = self.pending_ack.as_mut() else {
             return Ok(());
         };
-        if flag.load(Ordering::Acquire) == 0 {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut got = std::pin::Pin::new(&mut *read).poll(&mut cx);
+        if got.is_pending() {
             let kind = if wait {
                 wgpu::PollType::wait_indefinitely()
             } else {
@@ -89,30 +92,25 @@ impl<R: UpdateRule> Optimizer<R> {
                 .device()
                 .poll(kind)
                 .map_err(|e| Error::DeviceLost(e.to_string()))?;
+            got = std::pin::Pin::new(&mut *read).poll(&mut cx);
         }
-        let state = flag.load(Ordering::Acquire);
-        if state == 0 {
+        let Poll::Ready(r) = got else {
             return Ok(());
-        }
+        };
         self.pending_ack = None;
-        let buf = self
-            .plan
-            .as_ref()
-            .and_then(|p| p.ack_buf.clone())
-            .expect("planned");
-        if state == 1 {
-            let view = buf
-                .get_mapped_range(..)
-                .map_err(|e| Error::Readback(e.to_string()))?;
-            let v: Vec<f32> = bytemuck::pod_collect_to_vec(&view);
-            drop(view);
-            // A newer count never goes back (a load may have set one meanwhile).
-            if v[0] as u64 >= self.ack.0 {
-                self.ack = (v[0] as u64, v[1] as u64);
+        match r {
+            Ok(b) => {
+                let v: Vec<f32> = bytemuck::pod_collect_to_vec(&b);
+                // A newer count never goes back (a load may have set one meanwhile).
+                if v[0] as u64 >= self.ack.0 {
+                    self.ack = (v[0] as u64, v[1] as u64);
+                }
+                Ok(())
             }
+            // A failed map is dropped, as before: a later read-back brings the counts.
+            Err(Error::Readback(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        buf.unmap();
-        Ok(())
     }
 
     /// Makes sure the host knows the device's skip count as of a step recent enough that
