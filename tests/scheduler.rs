@@ -154,3 +154,56 @@ fn a_whole_model_is_one_dispatch() {
     opt.prepare().unwrap();
     assert_eq!(opt.dispatches_per_step(), 1);
 }
+
+/// The scheduler redesign changed no plan: for GPT-2 small's 148 tensors (AdamW, two
+/// groups), the dispatches per step and the buffers, bind groups and pipelines created by
+/// planning and four steps are those of 4951a76, the main before it (measured there with
+/// this same program): one dispatch per 128 MiB window, or one per tensor piece.
+#[test]
+fn gpt2_set_plans_as_before_the_redesign() {
+    let ctx = common::ctx();
+    let lens = gpu_optim::workloads::gpt2_small_lens();
+    let cases = [
+        ("batched", false, false, Dtype::F32, 4, [4, 10, 2]),
+        ("per tensor", true, false, Dtype::F32, 149, [149, 10, 0]),
+        ("clip + scaler", false, true, Dtype::F32, 4, [5, 13, 5]),
+        ("bf16", false, false, Dtype::Bf16, 4, [4, 11, 2]),
+    ];
+    for (name, per_tensor, features, dt, dispatches, [bind_groups, buffers, pipelines]) in cases {
+        let before = ctx.creation_counts();
+        let arena = Arena::with_dtypes(&ctx, &lens, dt, dt).unwrap();
+        let mut opt = Optimizer::new(&ctx, Adam::adamw()).unwrap();
+        let g1 = opt
+            .add_group(Adam {
+                lr: 5e-4,
+                ..Adam::adamw()
+            })
+            .unwrap();
+        for i in 0..arena.len() {
+            let g = if i % 2 == 0 { opt.default_group() } else { g1 };
+            opt.add_tensor_as(g, arena.param(i), dt, arena.grad(i), dt)
+                .unwrap();
+        }
+        opt.set_dispatch_per_tensor(per_tensor).unwrap();
+        if features {
+            let clip = GradClip {
+                max_norm: Some(1.0),
+                value: None,
+            };
+            opt.set_grad_clip(clip).unwrap();
+            opt.set_grad_scaler(GradScaler::default()).unwrap();
+            opt.set_steps_per_submission(8).unwrap();
+        }
+        opt.step().unwrap();
+        opt.step_many(3).unwrap();
+        ctx.wait().unwrap();
+        let after = ctx.creation_counts();
+        let made =
+            |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+        assert_eq!(opt.dispatches_per_step(), dispatches, "{name}");
+        assert_eq!(made("bind_group"), bind_groups, "{name}: bind groups");
+        assert_eq!(made("buffer"), buffers, "{name}: buffers");
+        // Pipelines are cached per context: the counts are of the ones new to this case.
+        assert_eq!(made("pipeline"), pipelines, "{name}: pipelines");
+    }
+}
