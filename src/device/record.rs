@@ -20,7 +20,7 @@
 
 use crate::error::{Error, Result};
 use crate::optimizer::Optimizer;
-use crate::plan::aux::{AUX_EXECUTED, AUX_SCALER_CONFIG};
+use crate::plan::aux::{AUX_CONTROL, AUX_EXECUTED, AUX_SCALER_CONFIG};
 use crate::plan::program::Pass;
 use crate::plan::scalars::{StepScalars, STAGE_CONTROL, STAGE_SCALER};
 use crate::registry;
@@ -173,7 +173,7 @@ impl<R: UpdateRule> Optimizer<R> {
         encoder.copy_buffer_to_buffer(staging, at, &plan.hyper_buf, 0, plan.hyper_size);
         if plan.reductions.is_some() {
             let ctl = at + plan.hyper_size;
-            encoder.copy_buffer_to_buffer(staging, ctl, &plan.aux, 0, STAGE_CONTROL);
+            encoder.copy_buffer_to_buffer(staging, ctl, &plan.aux, AUX_CONTROL * 4, STAGE_CONTROL);
             if self.scaler.is_some() {
                 let (from, to) = (ctl + STAGE_CONTROL, AUX_SCALER_CONFIG * 4);
                 encoder.copy_buffer_to_buffer(staging, from, &plan.aux, to, STAGE_SCALER);
