@@ -54,32 +54,42 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn json_report_matches_schema_and_plot_is_svg() {
-    let dir = std::env::temp_dir().join(format!("gpu-optim-bench-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (json, svg) = (dir.join("r.json"), dir.join("r.svg"));
+/// Runs the bench binary with `args`; asserts it exited 0 and returns its stdout.
+fn run_bench(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
-        .args([
-            "--sizes",
-            "2^12,2^14",
-            "--rules",
-            "sgd,adam-amsgrad,lion",
-            "--reps",
-            "2",
-        ])
-        .args(["--verify-steps", "3", "--no-model", "--no-cpu", "--json"])
-        .arg(&json)
-        .arg("--plot")
-        .arg(&svg)
+        .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn json_report_matches_schema_and_plot_is_svg() {
+    let dir = std::env::temp_dir().join(format!("gpu-optim-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("r.json"), dir.join("r.svg"));
+    let stdout = run_bench(&[
+        "--sizes",
+        "2^12,2^14",
+        "--rules",
+        "sgd,adam-amsgrad,lion",
+        "--reps",
+        "2",
+        "--verify-steps",
+        "3",
+        "--no-model",
+        "--no-cpu",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
     assert!(
         stdout.contains("roofline") && stdout.contains("adam-amsgrad"),
         "{stdout}"
@@ -129,17 +139,7 @@ fn json_report_matches_schema_and_plot_is_svg() {
 fn dump_wgsl_writes_every_variant_as_valid_wgsl() {
     let dir = std::env::temp_dir().join(format!("gpu-optim-dump-wgsl-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
-        .args(["--rules", "adam", "--dump-wgsl"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_bench(&["--rules", "adam", "--dump-wgsl", dir.to_str().unwrap()]);
     assert!(!stdout.contains("roofline"), "benchmarked: {stdout}");
     let listed: Vec<&str> = stdout.lines().filter(|l| l.ends_with(".wgsl")).collect();
     let summary = format!("{} variants written to {}", listed.len(), dir.display());
@@ -186,18 +186,20 @@ fn small_sizes_with_default_steps_do_not_fail_on_the_scaler_row() {
     let dir = std::env::temp_dir().join(format!("gpu-optim-small-k-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("r.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
-        .args(["--rules", "adam", "--sizes", "2^12", "--reps", "1"])
-        .args(["--verify-steps", "1", "--no-model", "--no-cpu", "--json"])
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_bench(&[
+        "--rules",
+        "adam",
+        "--sizes",
+        "2^12",
+        "--reps",
+        "1",
+        "--verify-steps",
+        "1",
+        "--no-model",
+        "--no-cpu",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let features = report["features"].as_array().unwrap();
     assert_eq!(features.len(), 5, "{features:#?}");
