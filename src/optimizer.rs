@@ -9,17 +9,15 @@
 //! scalars reach the kernels: `device/record.rs`.
 
 use crate::arena::Arena;
-use crate::clip::GradClip;
 use crate::context::{BufferRange, Context};
 use crate::device::bind::Plan;
 use crate::device::state::Snapshot;
 use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::kernel::KernelVariant;
-use crate::quant::StateFormat;
+use crate::plan::settings::StepSettings;
 use crate::registry::{self, GroupId, GroupSchedule, TensorId};
 use crate::rules::{Hyper, UpdateRule};
-use crate::scaler::GradScaler;
 use crate::schedule::LrSchedule;
 
 #[derive(Clone, Debug)]
@@ -57,7 +55,6 @@ pub struct Optimizer<R: UpdateRule> {
     /// State kept on the host while planning again (see `unplan`).
     pub(crate) snapshot: Option<Snapshot>,
     pub(crate) t: u64,
-    pub(crate) ring: u32,
     pub(crate) scratch: Vec<Hyper>,
     /// One staging slot's bytes.
     pub(crate) stage: Vec<u8>,
@@ -65,14 +62,10 @@ pub struct Optimizer<R: UpdateRule> {
     pub(crate) held: Vec<std::sync::Arc<()>>,
     /// (lr, schedule epoch) per group before a `step_many` batch, to undo a failed one.
     pub(crate) undo: Vec<(f64, u64)>,
-    pub(crate) per_tensor: bool,
     /// Buffers known to belong to this optimizer's device.
     pub(crate) on_device: std::collections::BTreeSet<wgpu::Buffer>,
-    pub(crate) clip: Option<GradClip>,
-    pub(crate) state_format: StateFormat,
-    pub(crate) scaler: Option<GradScaler>,
-    /// bf16 params without a master copy, rounded stochastically with this seed.
-    pub(crate) stochastic: Option<u32>,
+    /// Which features the steps run (plan/settings.rs).
+    pub(crate) settings: StepSettings,
     /// The device's (steps executed, steps skipped) as last read back, and the read-back
     /// in flight (`device/scaler.rs`).
     pub(crate) ack: (u64, u64),
@@ -102,17 +95,12 @@ impl<R: UpdateRule> Optimizer<R> {
             started: false,
             snapshot: None,
             t: 0,
-            ring: 16,
             scratch: Vec::new(),
             stage: Vec::new(),
             held: Vec::new(),
             undo: Vec::new(),
-            per_tensor: false,
             on_device: Default::default(),
-            clip: None,
-            state_format: StateFormat::F32,
-            scaler: None,
-            stochastic: None,
+            settings: StepSettings::default(),
             ack: (0, 0),
             pending_ack: None,
         })
@@ -238,7 +226,7 @@ impl<R: UpdateRule> Optimizer<R> {
         param.check_sized(&format!("tensor {i} params"), st, pd.size())?;
         grad.check_sized(&format!("tensor {i} grads"), st, gd.size())?;
         let (p, g) = (span(&param, pd), span(&grad, gd));
-        let q8 = self.state_format.quantizes(param.len);
+        let q8 = self.settings.state_format.quantizes(param.len);
         registry::check_pair(i, &p, &g, q8)?;
         self.check_device(i, &param.buffer, "params")?;
         self.check_device(i, &grad.buffer, "grads")?;

@@ -54,23 +54,23 @@ impl<R: UpdateRule> Optimizer<R> {
         };
         // Clipping and loss scaling decide which passes a prepared optimizer runs.
         if self.is_prepared() {
-            if settings.clip.is_some() != self.clip.is_some() {
+            if settings.clip.is_some() != self.settings.clip.is_some() {
                 return Err(err(
                     path,
                     format!(
                         "grad_clip is {:?} in the file, {:?} in this prepared optimizer \
                          (clipping on or off is fixed at the first step)",
-                        settings.clip, self.clip
+                        settings.clip, self.settings.clip
                     ),
                 ));
             }
-            if settings.scaler.is_some() != self.scaler.is_some() {
+            if settings.scaler.is_some() != self.settings.scaler.is_some() {
                 return Err(err(
                     path,
                     format!(
                         "grad_scaler is {:?} in the file, {:?} in this prepared optimizer \
                          (loss scaling on or off is fixed at the first step)",
-                        settings.scaler, self.scaler
+                        settings.scaler, self.settings.scaler
                     ),
                 ));
             }
@@ -173,15 +173,20 @@ impl<R: UpdateRule> Optimizer<R> {
         let before = (
             self.groups.clone(),
             self.schedules.clone(),
-            self.clip,
-            self.scaler,
+            self.settings.clip,
+            self.settings.scaler,
         );
         self.groups = settings.groups;
         self.schedules = settings.schedules;
-        self.clip = settings.clip;
-        self.scaler = settings.scaler;
+        self.settings.clip = settings.clip;
+        self.settings.scaler = settings.scaler;
         if let Err(e) = self.prepare() {
-            (self.groups, self.schedules, self.clip, self.scaler) = before;
+            (
+                self.groups,
+                self.schedules,
+                self.settings.clip,
+                self.settings.scaler,
+            ) = before;
             return Err(e);
         }
         for (i, slot, data) in writes {
@@ -291,8 +296,8 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         if mode == LoadMode::Strict {
             for (key, theirs, mine) in [
-                ("grad_clip", json(&clip), json(&self.clip)),
-                ("grad_scaler", json(&scaler), json(&self.scaler)),
+                ("grad_clip", json(&clip), json(&self.settings.clip)),
+                ("grad_scaler", json(&scaler), json(&self.settings.scaler)),
             ] {
                 if theirs != mine {
                     return Err(err(

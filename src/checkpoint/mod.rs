@@ -132,8 +132,11 @@ impl<R: UpdateRule> Optimizer<R> {
             })
             .collect();
         m.insert("tensors".into(), layout.join(","));
-        m.insert("state_format".into(), json(&self.state_format));
-        m.insert("stochastic_rounding".into(), json(&self.stochastic));
+        m.insert("state_format".into(), json(&self.settings.state_format));
+        m.insert(
+            "stochastic_rounding".into(),
+            json(&self.settings.stochastic),
+        );
         m
     }
 
@@ -150,8 +153,8 @@ impl<R: UpdateRule> Optimizer<R> {
             };
             m.insert(format!("schedule.{i}"), json(&saved));
         }
-        m.insert("grad_clip".into(), json(&self.clip));
-        m.insert("grad_scaler".into(), json(&self.scaler));
+        m.insert("grad_clip".into(), json(&self.settings.clip));
+        m.insert("grad_scaler".into(), json(&self.settings.scaler));
         m
     }
 
@@ -207,7 +210,7 @@ impl<R: UpdateRule> Optimizer<R> {
         self.prepare()?;
         let slots = self.groups[0].state_slots();
         let mut blobs: Vec<(String, Vec<u8>, Dtype)> = Vec::new();
-        if self.scaler.is_some() {
+        if self.settings.scaler.is_some() {
             let w = self.scaler_words()?;
             blobs.push((
                 "scaler".into(),

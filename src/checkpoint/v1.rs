@@ -28,12 +28,15 @@ impl<R: UpdateRule> Optimizer<R> {
             .map(|t| format!("{}:{}", t.group, t.param.len))
             .collect();
         want.insert("tensors".into(), layout.join(","));
-        want.insert("grad_clip".into(), format!("{:?}", self.clip));
-        want.insert("state_format".into(), format!("{:?}", self.state_format));
-        want.insert("grad_scaler".into(), format!("{:?}", self.scaler));
+        want.insert("grad_clip".into(), format!("{:?}", self.settings.clip));
+        want.insert(
+            "state_format".into(),
+            format!("{:?}", self.settings.state_format),
+        );
+        want.insert("grad_scaler".into(), format!("{:?}", self.settings.scaler));
         want.insert(
             "stochastic_rounding".into(),
-            format!("{:?}", self.stochastic),
+            format!("{:?}", self.settings.stochastic),
         );
         for (i, g) in self.groups.iter().enumerate() {
             let s = &self.schedules[i];
@@ -70,8 +73,8 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(Settings {
             groups,
             schedules,
-            clip: self.clip,
-            scaler: self.scaler,
+            clip: self.settings.clip,
+            scaler: self.settings.scaler,
         })
     }
 }

@@ -93,7 +93,7 @@ impl<R: UpdateRule> Optimizer<R> {
                     .iter()
                     .position(|k| *k == self.groups[t.group].kernel())
                     .expect("every group's kernel listed"),
-                q8: self.state_format.quantizes(t.param.len),
+                q8: self.settings.state_format.quantizes(t.param.len),
             })
             .collect()
     }
@@ -109,7 +109,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 .min(limits.max_buffer_size),
             max_groups: limits.max_compute_workgroups_per_dimension as u64,
             workgroup: wg,
-            per_tensor: self.per_tensor,
+            per_tensor: self.settings.per_tensor,
         };
         layout::check_window(&layout_limits)?;
         if limits.max_storage_buffers_per_shader_stage < 8 {
@@ -146,8 +146,8 @@ impl<R: UpdateRule> Optimizer<R> {
         // The uniform slot of per-step scalars (plan/scalars.rs).
         let shape = SlotShape::new(
             self.groups.len(),
-            self.scaler.is_some(),
-            self.ring,
+            self.settings.scaler.is_some(),
+            self.settings.steps_per_submission,
             limits.max_uniform_buffer_binding_size,
         )?;
         let (n_groups, lag, hyper_size) = (shape.groups_p2, shape.lag, shape.hyper_size);
@@ -160,10 +160,12 @@ impl<R: UpdateRule> Optimizer<R> {
         let staging = Staging {
             buf: self.buffer(
                 "gpu-optim per-step scalars (staging)",
-                stage_stride * self.ring as u64,
+                stage_stride * self.settings.steps_per_submission as u64,
                 wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             ),
-            tokens: (0..self.ring).map(|_| std::sync::Arc::new(())).collect(),
+            tokens: (0..self.settings.steps_per_submission)
+                .map(|_| std::sync::Arc::new(()))
+                .collect(),
             next: 0,
         };
 
@@ -176,7 +178,7 @@ impl<R: UpdateRule> Optimizer<R> {
         // group 0's kernel: registry::check_compatible).
         let two_phase = self.groups.iter().any(|g| g.kernel().two_phase);
         // Loss scaling runs clipping's reduction (with no clipping values: norm only).
-        let global = self.clip.is_some() || self.scaler.is_some();
+        let global = self.settings.clip.is_some() || self.settings.scaler.is_some();
         let reduce = global || two_phase;
         let aux = if reduce {
             self.buffer(
@@ -189,7 +191,7 @@ impl<R: UpdateRule> Optimizer<R> {
         } else {
             dummy.clone()
         };
-        let ack_buf = match &self.scaler {
+        let ack_buf = match &self.settings.scaler {
             Some(sc) => {
                 ctx.queue().write_buffer(
                     &aux,
@@ -279,11 +281,11 @@ impl<R: UpdateRule> Optimizer<R> {
                 groups: n_groups,
                 q8: p.q8.then_some(Q8Kernel {
                     signed: crate::rules::signed_mask(rule),
-                    stochastic: self.state_format.stochastic_seed().is_some(),
+                    stochastic: self.settings.state_format.stochastic_seed().is_some(),
                 }),
                 lag,
                 dtypes: p.dtypes,
-                sr: self.stochastic.is_some(),
+                sr: self.settings.stochastic.is_some(),
             };
             let main = kernel::pipeline(ctx, &key, "main")?;
             let sumsq = match global {

@@ -44,7 +44,7 @@ impl<R: UpdateRule> Optimizer<R> {
         self.prepare()?;
         let mut left = k;
         while left > 0 {
-            let n = left.min(self.ring);
+            let n = left.min(self.settings.steps_per_submission);
             let t0 = self.t;
             self.undo.clear();
             for (g, s) in self.groups.iter().zip(&self.schedules) {
@@ -156,10 +156,10 @@ impl<R: UpdateRule> Optimizer<R> {
             t,
             skipped,
             reach,
-            sr_seed: self.stochastic,
-            q8_seed: self.state_format.stochastic_seed(),
-            clip: self.clip,
-            scaler: self.scaler,
+            sr_seed: self.settings.stochastic,
+            q8_seed: self.settings.state_format.stochastic_seed(),
+            clip: self.settings.clip,
+            scaler: self.settings.scaler,
         };
         scalars.write(&shape, &mut self.scratch, &mut self.stage);
         let plan = self.plan.as_ref().expect("prepared");
@@ -174,7 +174,7 @@ impl<R: UpdateRule> Optimizer<R> {
         if plan.reductions.is_some() {
             let ctl = at + plan.hyper_size;
             encoder.copy_buffer_to_buffer(staging, ctl, &plan.aux, AUX_CONTROL * 4, STAGE_CONTROL);
-            if self.scaler.is_some() {
+            if self.settings.scaler.is_some() {
                 let (from, to) = (ctl + STAGE_CONTROL, AUX_SCALER_CONFIG * 4);
                 encoder.copy_buffer_to_buffer(staging, from, &plan.aux, to, STAGE_SCALER);
             }

@@ -33,7 +33,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// This is the step number the rule's bias corrections use. Reads back only with loss
     /// scaling.
     pub fn applied_steps(&mut self) -> Result<u64> {
-        if self.scaler.is_none() {
+        if self.settings.scaler.is_none() {
             return Ok(self.t);
         }
         let w = self.scaler_words()?;
@@ -43,7 +43,7 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     pub(crate) fn scaler_plan(&mut self) -> Result<()> {
-        if self.scaler.is_none() {
+        if self.settings.scaler.is_none() {
             return Err(Error::InvalidState(
                 "no loss scaler: call set_grad_scaler before the first step".into(),
             ));

@@ -36,7 +36,7 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn is_quantized(&self, t: TensorId) -> bool {
         self.tensors
             .get(t.0)
-            .is_some_and(|x| self.state_format.quantizes(x.param.len))
+            .is_some_and(|x| self.settings.state_format.quantizes(x.param.len))
     }
 
     /// Whether tensor `t`'s params have an f32 master copy.
@@ -47,7 +47,7 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     pub(crate) fn needs_master(&self, d: Dtype) -> bool {
-        crate::cpu_model::needs_master(d, self.stochastic)
+        crate::cpu_model::needs_master(d, self.settings.stochastic)
     }
 
     /// The f32 master copy of tensor `t`'s 16-bit params.
@@ -270,7 +270,7 @@ impl<R: UpdateRule> Optimizer<R> {
             };
             tensors.push((state, master));
         }
-        let scaler = match self.scaler {
+        let scaler = match self.settings.scaler {
             Some(_) => Some(self.scaler_words()?),
             None => None,
         };

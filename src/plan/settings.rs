@@ -9,6 +9,37 @@ use crate::registry;
 use crate::rules::UpdateRule;
 use crate::scaler::GradScaler;
 
+/// The step's features, one value: what the setters below change and the plan reads.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct StepSettings {
+    /// Gradient clipping ([`GradClip`]), or none.
+    pub clip: Option<GradClip>,
+    /// Loss scaling ([`GradScaler`]), or none.
+    pub scaler: Option<GradScaler>,
+    /// f32 or 8-bit block-wise state.
+    pub state_format: StateFormat,
+    /// bf16 params without a master copy, rounded stochastically with this seed.
+    pub stochastic: Option<u32>,
+    /// Steps `step_many` records per command buffer: the first size of the ring of
+    /// per-step scalar slots.
+    pub steps_per_submission: u32,
+    /// One dispatch per tensor piece (the bench's naive baseline).
+    pub per_tensor: bool,
+}
+
+impl Default for StepSettings {
+    fn default() -> Self {
+        StepSettings {
+            clip: None,
+            scaler: None,
+            state_format: StateFormat::F32,
+            stochastic: None,
+            steps_per_submission: 16,
+            per_tensor: false,
+        }
+    }
+}
+
 impl<R: UpdateRule> Optimizer<R> {
     /// How many steps [`Optimizer::step_many`] records into one command buffer (default
     /// 16), and the ring of per-step scalar slots' first size. [`Optimizer::record_step`]
@@ -29,20 +60,20 @@ impl<R: UpdateRule> Optimizer<R> {
                 p.shape.lag - 1
             )));
         }
-        self.ring = k;
+        self.settings.steps_per_submission = k;
         Ok(())
     }
 
     /// How many steps [`Optimizer::step_many`] records into one command buffer.
     pub fn steps_per_submission(&self) -> u32 {
-        self.ring
+        self.settings.steps_per_submission
     }
 
     /// One dispatch per tensor instead of batching: the naive baseline the bench compares
     /// against. Never faster; there for measurement.
     pub fn set_dispatch_per_tensor(&mut self, on: bool) -> Result<()> {
         self.frozen("set_dispatch_per_tensor")?;
-        self.per_tensor = on;
+        self.settings.per_tensor = on;
         Ok(())
     }
 
@@ -83,13 +114,13 @@ impl<R: UpdateRule> Optimizer<R> {
             );
             registry::check_vec4(i, &p, &g, format.quantizes(t.param.len))?;
         }
-        self.state_format = format;
+        self.settings.state_format = format;
         Ok(())
     }
 
     /// How this optimizer stores state.
     pub fn state_format(&self) -> StateFormat {
-        self.state_format
+        self.settings.state_format
     }
 
     /// Clips gradients on the device in every step (see [`GradClip`]). Turning clipping on
@@ -99,14 +130,14 @@ impl<R: UpdateRule> Optimizer<R> {
         validate_clip(&clip)?;
         let on = clip != GradClip::default();
         // The reduction pass exists (or not) since the first step: clip or scaler were on.
-        if self.started && self.clip.is_none() && self.scaler.is_none() {
+        if self.started && self.settings.clip.is_none() && self.settings.scaler.is_none() {
             if on {
                 return Err(Error::InvalidState(
                     "gradient clipping must be enabled before the first step".into(),
                 ));
             }
         } else {
-            self.clip = Some(clip);
+            self.settings.clip = Some(clip);
         }
         Ok(())
     }
@@ -141,9 +172,9 @@ impl<R: UpdateRule> Optimizer<R> {
     pub fn set_grad_scaler(&mut self, scaler: GradScaler) -> Result<()> {
         scaler.validate()?;
         if self.started {
-            check_running_scaler(self.scaler.as_ref(), &scaler)?;
+            check_running_scaler(self.settings.scaler.as_ref(), &scaler)?;
         }
-        self.scaler = Some(scaler);
+        self.settings.scaler = Some(scaler);
         Ok(())
     }
 
@@ -157,7 +188,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// master. Before the first step.
     pub fn set_stochastic_rounding(&mut self, seed: Option<u32>) -> Result<()> {
         self.frozen("set_stochastic_rounding")?;
-        self.stochastic = seed;
+        self.settings.stochastic = seed;
         Ok(())
     }
 }
