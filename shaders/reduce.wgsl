@@ -1,8 +1,8 @@
-// The reductions between a clipped step's passes (src/scheduler.rs): per-tile partial
-// sums (written by `grad_sumsq` in common.wgsl) to per-tensor sums, then to the global
+// The reductions of a step's GradNorm and Measure passes (src/plan/program.rs): per-tile
+// partial sums (written by `grad_sumsq` in common.wgsl) to per-tensor sums, then to the global
 // gradient norm and the clip coefficient. Fixed summation order: deterministic.
 //
-// aux (binding 1), shared with common.wgsl:
+// aux (binding 1), shared with common.wgsl (the map: src/plan/aux.rs):
 //   [0] max_norm, [1] clip_value (host), [2] total norm, [3] clip coefficient,
 //   [4] non-finite count; the loss scaler (src/scaler.rs): [5] scale, [6] growth
 //   tracker, [7] found_inf this step, [8] steps executed, [9] steps skipped (counts in
