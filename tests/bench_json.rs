@@ -1,5 +1,5 @@
 //! The bench binary's `--json` output validates against tests/report.schema.json, and
-//! `--plot` writes an SVG. A small run: tiny sizes, two rules, no model. `--dump-wgsl`
+//! `--plot` writes an SVG. A small run: tiny sizes, three rules, no model. `--dump-wgsl`
 //! writes valid WGSL, one file per kernel variant.
 
 use serde_json::Value;
@@ -115,6 +115,17 @@ fn json_report_matches_schema_and_plot_is_svg() {
         .iter()
         .all(|v| v["passed"] == true));
     assert_eq!(report["rules"][1]["bytes_per_param"], 36);
+    // The generality tax: only sgd of these rules has a minimal anchor kernel; one row per
+    // size, bit-exact with the crate's step, with a finite ratio.
+    assert!(stdout.contains("generality tax"), "{stdout}");
+    let anchors = report["anchors"].as_array().unwrap();
+    assert_eq!(anchors.len(), 2, "{anchors:#?}");
+    for a in anchors {
+        assert_eq!(a["rule"], "sgd", "{a}");
+        assert_eq!(a["bit_exact"], true, "{a}");
+        assert_eq!(a["max_ulps"], 0, "{a}");
+        assert!(a["ratio"]["median"].as_f64().unwrap() > 0.0, "{a}");
+    }
 
     // The validator itself rejects a broken report.
     let mut broken = report.clone();
@@ -201,6 +212,12 @@ fn small_sizes_with_default_steps_do_not_fail_on_the_scaler_row() {
         json.to_str().unwrap(),
     ]);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Adam's minimal anchor kernel: bit-exact with the crate's step, timed at this size.
+    let anchors = report["anchors"].as_array().unwrap();
+    assert_eq!(anchors.len(), 1, "{anchors:#?}");
+    assert_eq!(anchors[0]["rule"], "adam");
+    assert_eq!(anchors[0]["bit_exact"], true, "{anchors:#?}");
+    assert_eq!(anchors[0]["steps_per_submission"], 64);
     let features = report["features"].as_array().unwrap();
     assert_eq!(features.len(), 5, "{features:#?}");
     for f in features {

@@ -3,12 +3,13 @@
 //! means.
 //!
 //! `run` calls the sections in order, each in its own file: `rules` (roofline, rules, verify,
-//! CPU twin), `features`, `state8`, `peers`, `model`; `report` prints and writes what they found.
+//! CPU twin), `anchors` (the generality tax), `features`, `state8`, `peers`, `model`; `report` prints and writes what they found.
 //! `--dump-wgsl` runs `dump` instead and times nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod anchors;
 #[cfg(feature = "peer-burn")]
 mod burn_peer;
 mod dump;
@@ -46,6 +47,12 @@ Figures:
                 error, max ulps, and the max scaled error |d|/(eps32*max(|ref|,rms)), which
                 must stay within the rule's tolerance (op count x steps); FAIL otherwise.
   cpu           the CPU reference (one thread) at the same size: what the GPU buys.
+  ours/minimal  the generality tax: our step vs a minimal hand-written kernel for SGD, SGD
+                momentum and Adam at torch defaults (one vec4 per invocation, scalars in a
+                uniform; no tiles, groups, flags or features) on the same buffers, timed
+                alternately with the same timer: median of the per-repetition ratios;
+                verify ok when both give the same bits after a few steps from the same
+                start, else DIFF and the max ulps.
   model         GPT-2 small's 148 tensors (124M params) in one arena vs one flat buffer
                 of the same size, and vs one dispatch per tensor; host cost of encoding and
                 submitting a step (K=1 and K=8).
@@ -232,8 +239,11 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     );
 
     let model_jobs = if args.no_model { 0 } else { 3 };
-    let total =
-        sizes.len() * (1 + rules.len()) + rules.len() * (1 + !args.no_cpu as usize) + model_jobs;
+    let anchored = anchors::anchored(&rules).len();
+    let total = sizes.len() * (1 + rules.len() + anchored)
+        + rules.len() * (1 + !args.no_cpu as usize)
+        + anchored
+        + model_jobs;
     let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {pos}/{len} {msg}").unwrap(),
     );
@@ -247,6 +257,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let (roofs, rows) = rules::roofline_and_rules(&s, &sizes, &rules)?;
     let verifies = rules::verify_rows(&s, &rules)?;
     let cpus = rules::cpu_rows(&s, &sizes, &rules, &rows)?;
+    let anchors = anchors::anchor_rows(&s, &sizes, &rules)?;
     let features = features::feature_rows(&s, &sizes, &rows)?;
     let state8 = state8::state8_rows(&s, &sizes, &rules, &roofs, &rows)?;
     let peers = peers::peer_rows(&s, &sizes, &rules, &rows)?;
@@ -268,6 +279,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         rules: rows,
         verify: verifies,
         cpu: cpus,
+        anchors,
         model,
         features,
         state8,

@@ -8,6 +8,7 @@ use gpu_optim::bench::{self, Roofline, TimingMethod};
 use gpu_optim::Context;
 use serde::Serialize;
 
+use crate::anchors::{AnchorRow, ANCHOR_VERIFY_LEN, ANCHOR_VERIFY_STEPS};
 use crate::features::FeatureRow;
 use crate::model::ModelReport;
 use crate::peers::PeerRow;
@@ -73,6 +74,8 @@ pub struct Report {
     pub rules: Vec<RuleRow>,
     pub verify: Vec<VerifyRow>,
     pub cpu: Vec<CpuRow>,
+    /// The generality tax: the crate's step vs a minimal kernel, same buffers, interleaved.
+    pub anchors: Vec<AnchorRow>,
     pub model: Option<ModelReport>,
     pub features: Vec<FeatureRow>,
     pub state8: Vec<State8Row>,
@@ -86,6 +89,7 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         rules: rows,
         verify: verifies,
         cpu: cpus,
+        anchors,
         model,
         features,
         state8,
@@ -172,6 +176,42 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
                 c.cpu.median * 1e3,
                 c.gpu_median * 1e3,
                 c.gpu_speedup
+            )?;
+        }
+    }
+    if !anchors.is_empty() {
+        writeln!(
+            out,
+            "\ngenerality tax: ours vs a minimal kernel (same buffers, interleaved)"
+        )?;
+        writeln!(
+            out,
+            "  (median of {} alternating repetitions; anchor verify: bit for bit vs ours after \
+             {ANCHOR_VERIFY_STEPS} steps, {} params)",
+            report.reps.max(1),
+            fmt_size(ANCHOR_VERIFY_LEN)
+        )?;
+        writeln!(
+            out,
+            "  {:<14} {:>8} {:>4} {:>10} {:>11} {:>13} {:>17}  anchor verify",
+            "rule", "params", "K", "ours ms", "minimal ms", "ours/minimal", "[min - max]"
+        )?;
+        for a in anchors {
+            writeln!(
+                out,
+                "  {:<14} {:>8} {:>4} {:>10.3} {:>11.3} {:>12.3}x {:>17}  {}",
+                a.rule,
+                fmt_size(a.params),
+                a.steps_per_submission,
+                a.ours.median * 1e3,
+                a.anchor.median * 1e3,
+                a.ratio.median,
+                format!("[{:.3} - {:.3}]", a.ratio.min, a.ratio.max),
+                if a.bit_exact {
+                    "ok".to_string()
+                } else {
+                    format!("DIFF (max ulps {})", a.max_ulps)
+                }
             )?;
         }
     }
