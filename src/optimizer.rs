@@ -345,14 +345,19 @@ impl<R: UpdateRule> Optimizer<R> {
 
     /// The kernel variant of each planned dispatch, in dispatch order (empty before
     /// [`Optimizer::prepare`] or the first step): what runs, by [`KernelVariant::name`],
-    /// and its WGSL ([`KernelVariant::wgsl`]).
+    /// and its WGSL ([`KernelVariant::wgsl`]). Clipping's pre-pass and a two-phase rule's
+    /// first pass run the same variants through other entry points (`grad_sumsq`,
+    /// `measure_pass`), followed by the reduction kernels (`shaders/reduce.wgsl`).
     pub fn kernel_variants(&self) -> Vec<KernelVariant> {
         self.plan.as_ref().map_or(Vec::new(), |p| {
             p.launches.iter().map(|l| l.variant).collect()
         })
     }
 
-    /// Number of dispatches one step records (after the first step or [`Optimizer::prepare`]).
+    /// Number of update dispatches one step records (after the first step or
+    /// [`Optimizer::prepare`]). Clipping or loss scaling add a pre-pass over the same
+    /// dispatches and 2 reduction dispatches, a two-phase rule (LAMB) its first pass and 1,
+    /// loss scaling 1 more for the scale update; they are not counted here.
     pub fn dispatches_per_step(&self) -> usize {
         self.plan.as_ref().map_or(0, |p| p.launches.len())
     }

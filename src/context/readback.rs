@@ -88,9 +88,21 @@ impl Context {
     /// before anything is submitted, and the future resolves with them at once.
     ///
     /// The copy is submitted now and sees all work submitted before. Natively the future
-    /// completes only once the device is polled (see the module docs: poll with
-    /// `ctx.device().poll(wgpu::PollType::Poll)` or [`Context::wait`]); in a browser
-    /// `.await` it.
+    /// completes only once the device is polled (see [`ReadBack`]: poll with
+    /// `ctx.device().poll(wgpu::PollType::Poll)` or [`Context::wait`]), and any executor
+    /// then takes its value; in a browser `.await` it.
+    ///
+    /// ```
+    /// # fn main() -> gpu_optim::Result<()> {
+    /// use gpu_optim::{BufferRange, Context};
+    /// let ctx = Context::new()?;
+    /// let buf = ctx.create_buffer("x", &[1.0, 2.0, 3.0])?;
+    /// let read = ctx.download_async(&BufferRange::whole(&buf, 3));
+    /// ctx.wait()?; // natively, the device runs the map's callback
+    /// let v = pollster::block_on(read)?; // any executor; in a browser, `.await`
+    /// assert_eq!(v, [1.0, 2.0, 3.0]);
+    /// # Ok(()) }
+    /// ```
     pub fn download_async(&self, src: &BufferRange) -> Download {
         self.download_as_async(src, Dtype::F32)
     }
@@ -194,7 +206,7 @@ impl Context {
     /// `offset` must be a multiple of 8 (`wgpu::MAP_ALIGNMENT`), `size` of 4, and the
     /// range inside the buffer; the buffer must not be mapped or being mapped already (the
     /// future then resolves with [`Error::Readback`]). Refusals as
-    /// [`Context::read_back_async`]'s; driven the same way (see the module docs).
+    /// [`Context::read_back_async`]'s; driven the same way (see [`ReadBack`]).
     pub fn map_read_async(&self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> ReadBack {
         if size == 0 {
             return ReadBack::ready(Ok(Vec::new()));
@@ -235,8 +247,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The future of a read-back's bytes: see the module docs ("Read-back") and
-/// [`Context::read_back_async`]. `'static` (it owns what it reads) and, natively, `Send`.
+/// The future of a read-back's bytes ([`Context::read_back_async`],
+/// [`Context::map_read_async`]). `'static` (it owns what it reads) and, natively, `Send`.
+/// It is the one read-back: the blocking forms ([`Context::download`] and the others)
+/// start one, wait for the device and take its value.
 ///
 /// Natively it completes only once the device is polled (`device.poll`, [`Context::wait`]);
 /// polling the future never polls the device. Polling it again after it has completed

@@ -202,7 +202,8 @@ impl KernelVariant {
     }
 
     /// The finite set of variants of one rule that the WGSL identity and naga tests walk
-    /// (and `--dump-wgsl` writes): element types {f32, bf16/bf16, f16/f16, bf16/f32} (bf16
+    /// (`--dump-wgsl` writes the variants the bench's configurations actually run, a few
+    /// of these): element types {f32, bf16/bf16, f16/f16, bf16/f32} (bf16
     /// params also rounded stochastically without a master) × state {f32, 8-bit nearest,
     /// 8-bit stochastic} × {plain, clip, clip + loss scaler} × groups {1, 2, 8} × width
     /// {1, 4} × {tiles, dense}, where legal (width 1: f32 params, grads and state only;
