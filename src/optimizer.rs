@@ -49,6 +49,8 @@ pub struct Optimizer<R: UpdateRule> {
     pub(crate) groups: Vec<R>,
     pub(crate) schedules: Vec<GroupSchedule>,
     pub(crate) tensors: Vec<Tensor>,
+    /// The tensors' byte ranges, for the overlap check of the next one.
+    pub(crate) ranges: registry::RangeIndex<wgpu::Buffer>,
     pub(crate) plan: Option<Plan>,
     /// Prepared at least once: the kernel settings are fixed.
     pub(crate) started: bool,
@@ -91,6 +93,7 @@ impl<R: UpdateRule> Optimizer<R> {
             groups: vec![rule],
             schedules: vec![GroupSchedule::default()],
             tensors: Vec::new(),
+            ranges: Default::default(),
             plan: None,
             started: false,
             snapshot: None,
@@ -230,11 +233,9 @@ impl<R: UpdateRule> Optimizer<R> {
         registry::check_pair(i, &p, &g, q8)?;
         self.check_device(i, &param.buffer, "params")?;
         self.check_device(i, &grad.buffer, "grads")?;
-        for (j, t) in self.tensors.iter().enumerate() {
-            let (tp, tg) = (span(&t.param, t.dtypes.0), span(&t.grad, t.dtypes.1));
-            registry::check_disjoint((i, &p, &g), (j, &tp, &tg))?;
-        }
+        self.ranges.check(i, &p, &g)?;
         self.unplan()?; // after steps: plan again, keeping the state
+        self.ranges.insert(i, &p, &g);
         self.tensors.push(Tensor {
             group: group.0,
             param,

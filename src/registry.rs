@@ -5,6 +5,8 @@
 //! device [`crate::Optimizer`] and the host [`crate::CpuModel`] so that both accept and
 //! refuse the same calls; it makes no wgpu call.
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::rules::UpdateRule;
@@ -137,26 +139,81 @@ pub(crate) fn check_vec4<B: PartialEq>(
     })
 }
 
-/// New tensor `i` against registered tensor `j`: no range of one overlaps a range of the
-/// other.
-pub(crate) fn check_disjoint<B: PartialEq>(
-    (i, param, grad): (usize, &Span<'_, B>, &Span<'_, B>),
-    (j, tp, tg): (usize, &Span<'_, B>, &Span<'_, B>),
-) -> Result<()> {
-    for (a, b, what) in [
-        (tp, param, "params"),
-        (tg, grad, "grads"),
-        (tp, grad, "params of one / grads of the other"),
-        (tg, param, "grads of one / params of the other"),
-    ] {
-        if a.overlaps(b) {
-            return Err(Error::BadRange {
-                what: format!("tensor {i}"),
-                why: format!("its {what} overlap tensor {j}'s"),
-            });
+/// Every registered tensor's byte ranges, by buffer, so that a new tensor's overlap with
+/// any of them is found in O(log n) (registering n tensors is O(n log n), not all pairs).
+/// The ranges held are pairwise disjoint: each tensor is checked before it is inserted.
+#[derive(Clone, Debug)]
+pub(crate) struct RangeIndex<B> {
+    /// Per buffer: start byte -> (end byte, tensor, is the grad range).
+    by_buffer: BTreeMap<B, BTreeMap<u64, (u64, usize, bool)>>,
+}
+
+impl<B: Ord + Clone> Default for RangeIndex<B> {
+    fn default() -> Self {
+        RangeIndex {
+            by_buffer: BTreeMap::new(),
         }
     }
-    Ok(())
+}
+
+impl<B: Ord + Clone> RangeIndex<B> {
+    /// The registered ranges sharing a byte with `s`: (tensor, is the grad range).
+    fn overlapping(&self, s: &Span<'_, B>) -> Vec<(usize, bool)> {
+        let e = s.dtype.size();
+        let (a, b) = (s.offset * e, (s.offset + s.len as u64) * e);
+        let Some(m) = self.by_buffer.get(s.buffer).filter(|_| s.len > 0) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        // The range starting at or before `a` (the only earlier one that can reach it),
+        // then every range starting inside.
+        if let Some((_, &(end, j, g))) = m.range(..=a).next_back() {
+            if end > a {
+                out.push((j, g));
+            }
+        }
+        out.extend(m.range(a + 1..b).map(|(_, &(_, j, g))| (j, g)));
+        out
+    }
+
+    /// New tensor `i`: no range of it overlaps a registered tensor's range. Refuses, as
+    /// all pairs in order would, naming the lowest tensor it overlaps and, for it, the
+    /// first of params/params, grads/grads, params/grads, grads/params that overlap.
+    pub fn check(&self, i: usize, param: &Span<'_, B>, grad: &Span<'_, B>) -> Result<()> {
+        let on_param = self.overlapping(param);
+        let on_grad = self.overlapping(grad);
+        let Some(j) = on_param.iter().chain(&on_grad).map(|&(j, _)| j).min() else {
+            return Ok(());
+        };
+        let what = if on_param.contains(&(j, false)) {
+            "params"
+        } else if on_grad.contains(&(j, true)) {
+            "grads"
+        } else if on_grad.contains(&(j, false)) {
+            "params of one / grads of the other"
+        } else {
+            "grads of one / params of the other"
+        };
+        Err(Error::BadRange {
+            what: format!("tensor {i}"),
+            why: format!("its {what} overlap tensor {j}'s"),
+        })
+    }
+
+    /// Adds tensor `i`'s ranges (after [`RangeIndex::check`]); empty ones overlap nothing.
+    pub fn insert(&mut self, i: usize, param: &Span<'_, B>, grad: &Span<'_, B>) {
+        for (s, is_grad) in [(param, false), (grad, true)] {
+            if s.len == 0 {
+                continue;
+            }
+            let e = s.dtype.size();
+            let (a, b) = (s.offset * e, (s.offset + s.len as u64) * e);
+            self.by_buffer
+                .entry(s.buffer.clone())
+                .or_default()
+                .insert(a, (b, i, is_grad));
+        }
+    }
 }
 
 /// A param group's lr schedule and where it stands (torch's scheduler object, and the
@@ -264,4 +321,79 @@ pub(crate) fn check_compatible<R: UpdateRule>(group: usize, rule: &R, first: &R)
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The all-pairs check the index replaced: tensor `i` against registered tensor `j`.
+    fn check_disjoint(
+        (i, param, grad): (usize, &Span<'_, usize>, &Span<'_, usize>),
+        (j, tp, tg): (usize, &Span<'_, usize>, &Span<'_, usize>),
+    ) -> Result<()> {
+        for (a, b, what) in [
+            (tp, param, "params"),
+            (tg, grad, "grads"),
+            (tp, grad, "params of one / grads of the other"),
+            (tg, param, "grads of one / params of the other"),
+        ] {
+            if a.overlaps(b) {
+                return Err(Error::BadRange {
+                    what: format!("tensor {i}"),
+                    why: format!("its {what} overlap tensor {j}'s"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    type Range = (usize, u64, usize, bool); // buffer, offset, len, f32 (else bf16)
+
+    fn span(buffers: &[usize], (b, offset, len, f32): Range) -> Span<'_, usize> {
+        Span {
+            buffer: &buffers[b],
+            bytes: u64::MAX,
+            offset,
+            len,
+            dtype: if f32 { Dtype::F32 } else { Dtype::Bf16 },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Registering tensors one by one, the index accepts and refuses exactly as the
+        /// all-pairs check against every registered tensor did, with the same message.
+        #[test]
+        fn range_index_decides_as_all_pairs(
+            tensors in proptest::collection::vec(
+                ((0usize..3, 0u64..200, 0usize..40, any::<bool>()),
+                 (0usize..3, 0u64..200, 0usize..40, any::<bool>())),
+                1..40,
+            )
+        ) {
+            let buffers = [0usize, 1, 2];
+            let mut index = RangeIndex::default();
+            let mut registered: Vec<(Span<'_, usize>, Span<'_, usize>)> = Vec::new();
+            for &(p, g) in &tensors {
+                let (p, g) = (span(&buffers, p), span(&buffers, g));
+                if p.overlaps(&g) {
+                    continue; // check_pair refuses these before the index is asked
+                }
+                let i = registered.len();
+                let want = registered
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(j, (tp, tg))| check_disjoint((i, &p, &g), (j, tp, tg)))
+                    .map_err(|e| e.to_string());
+                let got = index.check(i, &p, &g).map_err(|e| e.to_string());
+                prop_assert_eq!(&got, &want);
+                if got.is_ok() {
+                    index.insert(i, &p, &g);
+                    registered.push((p, g));
+                }
+            }
+        }
+    }
 }

@@ -108,6 +108,8 @@ pub struct CpuModel<R: UpdateRule> {
     groups: Vec<R>,
     schedules: Vec<GroupSchedule>,
     tensors: Vec<HostTensor>,
+    /// The tensors' byte ranges, for the overlap check of the next one.
+    ranges: registry::RangeIndex<usize>,
     /// Planned for the current set of tensors and groups (the device's plan exists).
     planned: bool,
     /// Prepared at least once: kernel settings are fixed.
@@ -141,6 +143,7 @@ impl<R: UpdateRule> CpuModel<R> {
             groups: vec![rule],
             schedules: vec![GroupSchedule::default()],
             tensors: Vec::new(),
+            ranges: Default::default(),
             planned: false,
             started: false,
             lag: 0,
@@ -260,10 +263,8 @@ impl<R: UpdateRule> CpuModel<R> {
         p.check_inside(&format!("tensor {i} params"))?;
         g.check_inside(&format!("tensor {i} grads"))?;
         registry::check_pair(i, &p, &g, self.state_format.quantizes(len))?;
-        for (j, t) in self.tensors.iter().enumerate() {
-            let (tp, tg) = spans(&t.layout, t.len, t.dtypes);
-            registry::check_disjoint((i, &p, &g), (j, &tp, &tg))?;
-        }
+        self.ranges.check(i, &p, &g)?;
+        self.ranges.insert(i, &p, &g);
         let rule = &self.groups[group.0];
         self.planned = false;
         let mut tensor = HostTensor {
