@@ -230,3 +230,37 @@ fn small_sizes_with_default_steps_do_not_fail_on_the_scaler_row() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// One size: the plot is a bar per rule with the roofline as a line across them, its
+/// value in the legend, instead of a line through a single point.
+#[test]
+fn one_size_plot_has_a_bar_per_rule_and_the_roofline() {
+    let dir = std::env::temp_dir().join(format!("gpu-optim-one-size-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("r.json"), dir.join("r.svg"));
+    run_bench(&[
+        "--sizes",
+        "2^14",
+        "--rules",
+        "sgd,adam,lion",
+        "--reps",
+        "1",
+        "--verify-steps",
+        "1",
+        "--no-model",
+        "--no-cpu",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("2^14 parameters"), "{svg}");
+    assert!(svg.contains("roofline (best copy) "), "{svg}");
+    let texts: Vec<&str> = svg.lines().collect();
+    for rule in ["sgd", "adam", "lion"] {
+        assert!(texts.contains(&rule), "no {rule} label in {svg}");
+    }
+    assert_eq!(svg.matches("% of roofline").count(), 3, "{svg}");
+    std::fs::remove_dir_all(&dir).ok();
+}

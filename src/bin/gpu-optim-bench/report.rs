@@ -360,15 +360,30 @@ pub fn write_files(args: &Args, report: &Report) -> Result<(), Box<dyn std::erro
     Ok(())
 }
 
+/// Rule names in the order the rows first name them.
+fn rule_names(report: &Report) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in &report.rules {
+        if !names.contains(&r.timing.rule.as_str()) {
+            names.push(&r.timing.rule);
+        }
+    }
+    names
+}
+
+/// Bandwidth vs size per rule with the roofline; with one size, a bar per rule instead (a
+/// line through one point is a dot, and every tick of a one-size axis reads the same).
 fn plot(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
-    use plotters::prelude::*;
     bench::register_plot_font();
-    let root = SVGBackend::new(path, (1000, 620)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let log2 = |n: usize| (n as f64).log2();
-    let xs: Vec<f64> = report.roofline.iter().map(|r| log2(r.params)).collect();
-    let x0 = xs.iter().cloned().fold(f64::INFINITY, f64::min) - 0.5;
-    let x1 = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.5;
+    if report.roofline.len() == 1 {
+        plot_one_size(path, report)
+    } else {
+        plot_sizes(path, report)
+    }
+}
+
+/// The GB/s axis's range: every figure drawn, with room above and below (log scale).
+fn gbps_range(report: &Report) -> (f64, f64) {
     let ys = report
         .roofline
         .iter()
@@ -378,20 +393,74 @@ fn plot(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error
         (lo.min(y), hi.max(y))
     });
     // Log scale: in-cache copies can run 10x faster than the memory-bound rules.
-    let (lo, hi) = (lo * 0.7, hi * 1.5);
+    (lo * 0.7, hi * 1.5)
+}
+
+/// Log-axis ticks: 1, 2 and 5 times the powers of ten within `lo..hi` (1 to 9 times when
+/// that gives fewer than three), and the 1-to-9 multiples for the light grid. Plotters'
+/// own log-axis labels leave out everything below 10, where a software device's rules lie.
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let within = |ms: &[f64]| {
+        let mut ts = Vec::new();
+        let mut e = lo.log10().floor() as i32;
+        while 10f64.powi(e) <= hi {
+            ts.extend(
+                ms.iter()
+                    .map(|m| m * 10f64.powi(e))
+                    .filter(|t| (lo..=hi).contains(t)),
+            );
+            e += 1;
+        }
+        ts
+    };
+    let all = within(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    let bold = within(&[1.0, 2.0, 5.0]);
+    (if bold.len() < 3 { all.clone() } else { bold }, all)
+}
+
+/// A tick's GB/s with as many decimals as it needs: `0.5`, `2`, `20`.
+fn fmt_gbps(y: f64) -> String {
+    let digits = (-y.log10().floor()).max(0.0) as usize;
+    format!("{y:.digits$}")
+}
+
+fn plot_sizes(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (1000, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let log2 = |n: usize| (n as f64).log2();
+    let xs: Vec<f64> = report.roofline.iter().map(|r| log2(r.params)).collect();
+    let x0 = xs.iter().cloned().fold(f64::INFINITY, f64::min) - 0.5;
+    let x1 = xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max) + 0.5;
+    let (lo, hi) = gbps_range(report);
+    let (ticks, grid) = log_ticks(lo, hi);
     let title = format!("gpu-optim on {}", report.adapter.name);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, (lo..hi).log_scale())?;
+        .build_cartesian_2d(
+            x0..x1,
+            (lo..hi)
+                .log_scale()
+                .with_key_points(ticks)
+                .with_light_points(grid),
+        )?;
     chart
         .configure_mesh()
         .x_desc("parameters")
         .y_desc("effective bandwidth, GB/s (log scale)")
-        .x_label_formatter(&|x| format!("2^{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.1}"))
+        // Powers of two only: a tick between two of them would read as one of them.
+        .x_labels((x1 - x0).ceil() as usize + 1)
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 {
+                format!("2^{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|y| fmt_gbps(*y))
         .draw()?;
     let line = |pts: Vec<(f64, f64)>, style: ShapeStyle| LineSeries::new(pts, style);
     let roof: Vec<_> = report
@@ -414,13 +483,7 @@ fn plot(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error
         .draw_series(line(copyk, grey))?
         .label("copy kernel")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
-    let mut names: Vec<&str> = Vec::new();
-    for r in &report.rules {
-        if !names.contains(&r.timing.rule.as_str()) {
-            names.push(&r.timing.rule);
-        }
-    }
-    for (i, name) in names.iter().enumerate() {
+    for (i, name) in rule_names(report).iter().enumerate() {
         let style = Palette99::pick(i).stroke_width(2);
         let pts: Vec<(f64, f64)> = report
             .rules
@@ -434,6 +497,104 @@ fn plot(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, style.filled())))?;
     }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// One size: a horizontal bar per rule (its GB/s, labelled with the % of roofline), the
+/// roofline and the copy kernel as vertical lines across all of them.
+fn plot_one_size(path: &PathBuf, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let roof = &report.roofline[0];
+    let names = rule_names(report);
+    let n = names.len();
+    // One row per rule, and the segmented axis's extra top row: the legend's.
+    let root =
+        SVGBackend::new(path, (1000, (130 + 34 * (n + 1).max(4)) as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (lo, hi) = gbps_range(report);
+    let (ticks, grid) = log_ticks(lo, hi);
+    let title = format!(
+        "gpu-optim on {}, {} parameters",
+        report.adapter.name,
+        fmt_size(roof.params)
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(210)
+        .build_cartesian_2d(
+            (lo..hi)
+                .log_scale()
+                .with_key_points(ticks)
+                .with_light_points(grid),
+            (0..n).into_segmented(),
+        )?;
+    // The first rule at the top, as in the table.
+    let row = |i: usize| n - 1 - i;
+    // The rule names are drawn beside their bars below, not as axis labels: a label would
+    // also tick the legend's row, and without ticks the labels touch the bars.
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .set_tick_mark_size(LabelAreaPosition::Left, 0)
+        .x_desc("effective bandwidth, GB/s (log scale)")
+        .x_label_formatter(&|x| fmt_gbps(*x))
+        .y_label_formatter(&|_| String::new())
+        .draw()?;
+    let name_style = ("sans-serif", 15)
+        .into_font()
+        .into_text_style(&root)
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    for (i, name) in names.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(lo, SegmentValue::CenterOf(row(i))));
+        root.draw(&Text::new(name.to_string(), (x - 8, y), name_style.clone()))?;
+    }
+    let font = ("sans-serif", 14).into_font();
+    for (i, name) in names.iter().enumerate() {
+        let Some(r) = report.rules.iter().find(|r| r.timing.rule == *name) else {
+            continue;
+        };
+        let y = row(i);
+        let color = Palette99::pick(i);
+        let mut bar = Rectangle::new(
+            [
+                (lo, SegmentValue::Exact(y)),
+                (r.timing.gbps, SegmentValue::Exact(y + 1)),
+            ],
+            color.filled(),
+        );
+        bar.set_margin(5, 5, 0, 0);
+        chart.draw_series([bar])?;
+        let label = format!(
+            "{:.2} GB/s, {:.0}% of roofline",
+            r.timing.gbps, r.pct_roofline
+        );
+        chart.draw_series(
+            [EmptyElement::at((r.timing.gbps, SegmentValue::CenterOf(y)))
+                + Text::new(label, (6, -7), font.clone())],
+        )?;
+    }
+    // Up to the legend's row, not through it.
+    let vline = |x: f64| vec![(x, SegmentValue::Exact(0)), (x, SegmentValue::Exact(n))];
+    let black = BLACK.stroke_width(3);
+    let grey = BLACK.mix(0.45).stroke_width(2);
+    chart
+        .draw_series([PathElement::new(vline(roof.gbps()), black)])?
+        .label(format!("roofline (best copy) {:.1} GB/s", roof.gbps()))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], black));
+    chart
+        .draw_series([PathElement::new(vline(roof.copy_kernel_gbps), grey)])?
+        .label(format!("copy kernel {:.1} GB/s", roof.copy_kernel_gbps))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
