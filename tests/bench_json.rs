@@ -1,6 +1,7 @@
 //! The bench binary's `--json` output validates against tests/report.schema.json, and
 //! `--plot` writes an SVG. A small run: tiny sizes, three rules, no model. `--dump-wgsl`
-//! writes valid WGSL, one file per kernel variant.
+//! writes valid WGSL, one file per kernel variant. The header says what the device is
+//! (GL, no adapter).
 
 use serde_json::Value;
 
@@ -115,6 +116,24 @@ fn json_report_matches_schema_and_plot_is_svg() {
         .iter()
         .all(|v| v["passed"] == true));
     assert_eq!(report["rules"][1]["bytes_per_param"], 36);
+    // The machine: a software device's figures are its CPU's.
+    let machine = &report["machine"];
+    assert!(
+        !machine["cpu_model"].as_str().unwrap().is_empty(),
+        "{machine}"
+    );
+    assert!(machine["cpu_cores"].as_u64().unwrap() >= 1, "{machine}");
+    assert_eq!(machine["os"], std::env::consts::OS);
+    assert_eq!(machine["arch"], std::env::consts::ARCH);
+    let adapter = &report["adapter"];
+    assert!(
+        !adapter["backend"].as_str().unwrap().is_empty(),
+        "{adapter}"
+    );
+    if adapter["software"] == true {
+        let cpu = format!("cpu: {}", machine["cpu_model"].as_str().unwrap());
+        assert!(stdout.contains(&cpu), "no `{cpu}` in {stdout}");
+    }
     // The generality tax: only sgd of these rules has a minimal anchor kernel; one row per
     // size, bit-exact with the crate's step, with a finite ratio.
     assert!(stdout.contains("generality tax"), "{stdout}");
@@ -262,5 +281,51 @@ fn one_size_plot_has_a_bar_per_rule_and_the_roofline() {
         assert!(texts.contains(&rule), "no {rule} label in {svg}");
     }
     assert_eq!(svg.matches("% of roofline").count(), 3, "{svg}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// No adapter matches: a clear message, what wgpu does see and what to install, exit
+/// status 2, no panic.
+#[test]
+fn no_adapter_is_a_clear_error_not_a_panic() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+        .args(["--adapter", "no-such-adapter-anywhere", "--rules", "sgd"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("no GPU adapter found"), "{stderr}");
+    assert!(stderr.contains("mesa-vulkan-drivers"), "{stderr}");
+    assert!(stderr.contains("wgpu sees"), "{stderr}");
+}
+
+/// wgpu's GL backend, where this machine has one (Mesa's llvmpipe through EGL): the bench
+/// says what it found, that it is slow, and what to install instead. `--dump-wgsl` stops
+/// after the header, so nothing is timed on GL.
+#[test]
+fn gl_backend_says_what_it_found_and_what_to_install() {
+    let list = run_bench(&["--backend", "gl", "--list-adapters"]);
+    if list.trim().is_empty() {
+        eprintln!("no GL adapter here; skipped");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gpu-optim-gl-{}", std::process::id()));
+    let stdout = run_bench(&[
+        "--backend",
+        "gl",
+        "--rules",
+        "sgd",
+        "--dump-wgsl",
+        dir.to_str().unwrap(),
+    ]);
+    for words in [
+        "WARNING: this run is on wgpu's GL backend: ",
+        "sudo apt install mesa-vulkan-drivers",
+        "--backend vulkan",
+        "Metal",
+    ] {
+        assert!(stdout.contains(words), "no `{words}` in {stdout}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

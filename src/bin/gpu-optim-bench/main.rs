@@ -14,6 +14,7 @@ mod anchors;
 mod burn_peer;
 mod dump;
 mod features;
+mod machine;
 /// The MLP example's training loop: the 8-bit state section's convergence check.
 #[path = "../../../examples/train_mlp/net.rs"]
 mod mlp;
@@ -27,6 +28,7 @@ use clap::Parser;
 use gpu_optim::bench::Timer;
 use gpu_optim::{list_adapters, AnyRule, Context, ContextOptions, UpdateRule};
 use indicatif::{ProgressBar, ProgressStyle};
+use machine::MachineReport;
 use report::{AdapterReport, LimitsReport, Report};
 
 const ABOUT: &str = "Speed and correctness of every gpu-optim rule on this device.
@@ -69,7 +71,10 @@ Figures:
                 --features peer-burn, Burn's Adam on its wgpu backend: their time per step
                 and ours / theirs at the same size.
 
-Exit status is 1 if any correctness check fails.";
+The header names the adapter (backend, driver) and, on a software device, the CPU; on
+wgpu's GL backend it says what that means and what to install.
+
+Exit status is 1 if any correctness check fails, 2 on an error (no adapter, bad flag).";
 
 #[derive(Parser, Debug)]
 #[command(name = "gpu-optim-bench", version, about = ABOUT)]
@@ -119,10 +124,10 @@ struct Args {
     /// Time with the host clock even where timestamps exist.
     #[arg(long)]
     wall_clock: bool,
-    /// Write every figure, the adapter, limits and crate version as JSON.
+    /// Write every figure, the machine (CPU), adapter, limits and crate version as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Draw bandwidth vs size per rule with the roofline, as SVG.
+    /// Draw bandwidth vs size per rule with the roofline, as SVG (one size: a bar per rule).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// Write the WGSL of every kernel variant the selected rules run into DIR and exit.
@@ -210,23 +215,21 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let rules = parse_rules(&args.rules)?;
 
-    let ctx = Context::with_options(&ContextOptions {
+    let ctx = match Context::with_options(&ContextOptions {
         adapter_name: args.adapter.clone(),
         backends,
         workgroup_size: args.workgroup,
         ..Default::default()
-    })?;
-    let info = ctx.adapter_info().clone();
-    println!(
-        "adapter: {} ({:?}, {:?}; driver {} {})",
-        info.name, info.backend, info.device_type, info.driver, info.driver_info
-    );
-    if ctx.is_software() {
-        println!(
-            "NOTE: this is a software (CPU) device: its figures measure this CPU's memory \
-             system, not a GPU."
-        );
-    }
+    }) {
+        Ok(ctx) => ctx,
+        Err(e @ gpu_optim::Error::NoAdapter { .. }) => {
+            return Err(format!("{e}\n{}", machine::no_adapter_help()).into())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let machine = MachineReport::this();
+    let explicit_backend = backends.is_some() || wgpu::Backends::from_env().is_some();
+    machine::print_header(&ctx, &machine, explicit_backend);
     if let Some(dir) = &args.dump_wgsl {
         dump::dump_wgsl(&ctx, &args, &rules, dir)?;
         return Ok(true);
@@ -270,6 +273,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
 
     let report = Report {
         crate_version: env!("CARGO_PKG_VERSION"),
+        machine,
         adapter: AdapterReport::of(&ctx),
         limits: LimitsReport::of(&ctx),
         timing: timer.method(),

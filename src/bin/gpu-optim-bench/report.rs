@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::anchors::{AnchorRow, ANCHOR_VERIFY_LEN, ANCHOR_VERIFY_STEPS};
 use crate::features::FeatureRow;
+use crate::machine::MachineReport;
 use crate::model::ModelReport;
 use crate::peers::PeerRow;
 use crate::rules::{CpuRow, RuleRow, VerifyRow, VERIFY_LEN};
@@ -65,6 +66,8 @@ impl LimitsReport {
 #[derive(Serialize)]
 pub struct Report {
     pub crate_version: &'static str,
+    /// The host: CPU model and cores (a software device's figures are this CPU's).
+    pub machine: MachineReport,
     pub adapter: AdapterReport,
     pub limits: LimitsReport,
     pub timing: TimingMethod,
