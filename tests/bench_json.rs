@@ -1,7 +1,7 @@
 //! The bench binary's `--json` output validates against tests/report.schema.json, and
 //! `--plot` writes an SVG. A small run: tiny sizes, three rules, no model. `--dump-wgsl`
 //! writes valid WGSL, one file per kernel variant. The header says what the device is
-//! (GL, no adapter).
+//! (GL, no adapter), and a slow device's default run is trimmed and says so.
 
 use serde_json::Value;
 
@@ -134,6 +134,14 @@ fn json_report_matches_schema_and_plot_is_svg() {
         let cpu = format!("cpu: {}", machine["cpu_model"].as_str().unwrap());
         assert!(stdout.contains(&cpu), "no `{cpu}` in {stdout}");
     }
+    // Sizes and repetitions given: the time budget keeps them exactly.
+    assert_eq!(report["reps"], 2);
+    let budget = report["time_budget"].as_array().unwrap();
+    assert!(
+        budget.iter().all(|n| !n.as_str().unwrap().contains("sizes")
+            && !n.as_str().unwrap().contains("repetitions")),
+        "{budget:#?}"
+    );
     // The generality tax: only sgd of these rules has a minimal anchor kernel; one row per
     // size, bit-exact with the crate's step, with a finite ratio.
     assert!(stdout.contains("generality tax"), "{stdout}");
@@ -246,6 +254,73 @@ fn small_sizes_with_default_steps_do_not_fail_on_the_scaler_row() {
         } else {
             assert_eq!(k, 64, "{f}");
         }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A slow device's default run (no --sizes, --reps, --steps or --full) is trimmed by the
+/// time budget, and says so on stdout and in the JSON; on a GPU nothing is trimmed.
+#[test]
+fn default_run_on_a_slow_device_is_trimmed_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("gpu-optim-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("r.json"), dir.join("r.svg"));
+    let stdout = run_bench(&[
+        "--rules",
+        "sgd",
+        "--verify-steps",
+        "1",
+        "--no-cpu",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let adapter = &report["adapter"];
+    let slow = adapter["software"] == true || adapter["backend"] == "Gl";
+    let budget: Vec<&str> = report["time_budget"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let sizes: Vec<u64> = report["roofline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["params"].as_u64().unwrap())
+        .collect();
+    if slow {
+        assert!(stdout.contains("time budget: "), "{stdout}");
+        assert!(stdout.contains("--full"), "{stdout}");
+        for note in &budget {
+            assert!(stdout.contains(note), "`{note}` not on stdout: {stdout}");
+        }
+        assert!(budget.iter().any(|n| n.contains("2^22")), "{budget:#?}");
+        assert_eq!(sizes, [1 << 16, 1 << 20, 1 << 22]);
+        assert_eq!(report["reps"], 3);
+        assert!(report["model"].is_null());
+        // K = 2^22 / params, at most 64.
+        let k: Vec<u64> = report["steps_per_submission"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[1].as_u64().unwrap())
+            .collect();
+        assert_eq!(k, [64, 4, 1]);
+    } else {
+        assert!(budget.is_empty(), "{budget:#?}");
+        assert!(!stdout.contains("time budget"), "{stdout}");
+        assert_eq!(sizes.len(), 4);
+    }
+    // The plot of several sizes labels only powers of two on its x axis.
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let texts: Vec<&str> = svg.lines().collect();
+    for n in &sizes {
+        let label = format!("2^{}", n.trailing_zeros());
+        let count = texts.iter().filter(|l| **l == label).count();
+        assert_eq!(count, 1, "{label} in {svg}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -408,7 +408,8 @@ pub fn anchor_rows(
         ctx,
         timer,
         bar,
-        args,
+        reps,
+        ..
     } = *s;
     let rules = anchored(rules);
     let mut checks = Vec::new();
@@ -430,7 +431,7 @@ pub fn anchor_rows(
             let (mut opt, t) = crate_optimizer(ctx, rule, &arena, k)?;
             let mut anchor = anchor_on(ctx, rule, &arena, &mut opt, t, k)?;
             let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..args.reps.max(1) {
+            for _ in 0..reps.max(1) {
                 let a = timer.time(1, k, |enc| {
                     for _ in 0..k {
                         opt.record_step(enc)?;

@@ -54,7 +54,8 @@ pub fn feature_rows(
         ctx,
         timer,
         bar,
-        args,
+        reps,
+        ..
     } = *s;
     let k_for = |n| s.k_for(n);
     // Training-loop features relative to the plain step, at the largest size up to 2^24:
@@ -114,7 +115,7 @@ pub fn feature_rows(
                 } else {
                     k_for(n)
                 };
-                let t = bench::time_rule_on(ctx, timer, &rule, &arena, args.reps, k, &setup)?;
+                let t = bench::time_rule_on(ctx, timer, &rule, &arena, reps, k, &setup)?;
                 features.push(FeatureRow {
                     feature: name.into(),
                     params: n,
@@ -139,7 +140,7 @@ pub fn feature_rows(
                     timer,
                     &rule,
                     &arena,
-                    args.reps,
+                    reps,
                     k_for(n),
                     &Setup::default(),
                 )?;

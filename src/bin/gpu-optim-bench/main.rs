@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod anchors;
+mod budget;
 #[cfg(feature = "peer-burn")]
 mod burn_peer;
 mod dump;
@@ -72,7 +73,10 @@ Figures:
                 and ours / theirs at the same size.
 
 The header names the adapter (backend, driver) and, on a software device, the CPU; on
-wgpu's GL backend it says what that means and what to install.
+wgpu's GL backend it says what that means and what to install. On a slow device (software
+or GL) a time budget trims what is left at its default (sizes 2^16,2^20,2^22, ~2^22 params
+per submission, 3 repetitions, no model, 8-bit state for adam only) and says so; --full
+runs everything.
 
 Exit status is 1 if any correctness check fails, 2 on an error (no adapter, bad flag).";
 
@@ -92,16 +96,22 @@ struct Args {
     /// Rules to run, comma-separated (default: all). Names as listed in the table.
     #[arg(long, value_delimiter = ',')]
     rules: Vec<String>,
-    /// Sizes in parameters, comma-separated; `2^24` or `16777216`.
-    #[arg(long, value_delimiter = ',', default_value = "2^16,2^20,2^24,2^25")]
+    /// Sizes in parameters, comma-separated; `2^24` or `16777216` (default 2^16,2^20,2^24,2^25;
+    /// 2^16,2^20,2^22 under a slow device's time budget, which says so).
+    #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
     /// Steps recorded per submission (default: enough to make each submission ~2^24 params,
-    /// at most 64; rows with loss scaling: at most what it accepts, 31).
+    /// 2^22 under a slow device's time budget, at most 64; rows with loss scaling: at most
+    /// what it accepts, 31).
     #[arg(long)]
     steps: Option<usize>,
-    /// Timed repetitions per figure (median reported).
-    #[arg(long, default_value_t = 5)]
-    reps: usize,
+    /// Timed repetitions per figure (median reported; default 5, fewer on a slow device
+    /// under the time budget, which says so).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// The whole default run even on a slow device (software or GL): no time budget.
+    #[arg(long)]
+    full: bool,
     /// Steps run by the correctness check.
     #[arg(long, default_value_t = 10)]
     verify_steps: u32,
@@ -124,7 +134,8 @@ struct Args {
     /// Time with the host clock even where timestamps exist.
     #[arg(long)]
     wall_clock: bool,
-    /// Write every figure, the machine (CPU), adapter, limits and crate version as JSON.
+    /// Write every figure, the machine (CPU), adapter, limits, time budget and crate version
+    /// as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Draw bandwidth vs size per rule with the roofline, as SVG (one size: a bar per rule).
@@ -141,13 +152,19 @@ struct Shared<'a> {
     timer: &'a Timer,
     bar: &'a ProgressBar,
     args: &'a Args,
+    /// Timed repetitions per figure: `--reps`, else the time budget's.
+    reps: usize,
+    /// Params per submission without `--steps`: 2^24, less under the time budget.
+    params_per_submission: usize,
 }
 
 impl Shared<'_> {
     /// Steps recorded per submission at `n` params: `--steps`, else ~2^24 params per
-    /// submission, 1 to 64.
+    /// submission (2^22 under the time budget), 1 to 64.
     fn k_for(&self, n: usize) -> usize {
-        self.args.steps.unwrap_or(((1usize << 24) / n).clamp(1, 64))
+        self.args
+            .steps
+            .unwrap_or((self.params_per_submission / n).clamp(1, 64))
     }
 }
 
@@ -197,6 +214,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<bool, Box<dyn std::error::Error>> {
+    let t0 = std::time::Instant::now();
     let args = Args::parse();
     let backends = args.backend.as_deref().map(wgpu::Backends::from_comma_list);
     if args.list_adapters {
@@ -234,14 +252,19 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         dump::dump_wgsl(&ctx, &args, &rules, dir)?;
         return Ok(true);
     }
+    let plan = budget::plan(&ctx, &args, sizes);
+    for line in plan.describe() {
+        println!("{line}");
+    }
+    let (sizes, reps) = (plan.sizes.clone(), plan.reps);
     let timer = Timer::new(&ctx, args.wall_clock);
     println!(
         "timing: {:?}; median of {} repetitions after a warm-up\n",
         timer.method(),
-        args.reps
+        reps
     );
 
-    let model_jobs = if args.no_model { 0 } else { 3 };
+    let model_jobs = if plan.model { 3 } else { 0 };
     let anchored = anchors::anchored(&rules).len();
     let total = sizes.len() * (1 + rules.len() + anchored)
         + rules.len() * (1 + !args.no_cpu as usize)
@@ -255,6 +278,8 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         timer: &timer,
         bar: &bar,
         args: &args,
+        reps,
+        params_per_submission: plan.params_per_submission,
     };
 
     let (roofs, rows) = rules::roofline_and_rules(&s, &sizes, &rules)?;
@@ -262,12 +287,12 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let cpus = rules::cpu_rows(&s, &sizes, &rules, &rows)?;
     let anchors = anchors::anchor_rows(&s, &sizes, &rules)?;
     let features = features::feature_rows(&s, &sizes, &rows)?;
-    let state8 = state8::state8_rows(&s, &sizes, &rules, &roofs, &rows)?;
+    let state8 = state8::state8_rows(&s, &sizes, &plan.state8_rules(&rules), &roofs, &rows)?;
     let peers = peers::peer_rows(&s, &sizes, &rules, &rows)?;
-    let model = if args.no_model {
-        None
+    let model = if plan.model {
+        Some(model::model_workload(&ctx, &timer, &bar, reps)?)
     } else {
-        Some(model::model_workload(&ctx, &timer, &bar, args.reps)?)
+        None
     };
     bar.finish_and_clear();
 
@@ -277,8 +302,9 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         adapter: AdapterReport::of(&ctx),
         limits: LimitsReport::of(&ctx),
         timing: timer.method(),
+        time_budget: plan.notes,
         steps_per_submission: sizes.iter().map(|&n| (n, s.k_for(n))).collect(),
-        reps: args.reps,
+        reps,
         roofline: roofs,
         rules: rows,
         verify: verifies,
@@ -291,5 +317,6 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     };
     let all_ok = report::print_tables(&report)?;
     report::write_files(&args, &report)?;
+    println!("\nran {:.0} s", t0.elapsed().as_secs_f64());
     Ok(all_ok)
 }

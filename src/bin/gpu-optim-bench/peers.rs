@@ -124,12 +124,14 @@ pub fn peer_rows(
     rules: &[AnyRule],
     rows: &[RuleRow],
 ) -> Result<Vec<PeerRow>, Box<dyn std::error::Error>> {
-    let Shared { bar, args, .. } = *s;
+    let Shared {
+        bar, args, reps, ..
+    } = *s;
     bar.set_message("peers");
     let mut peer_rows = torch_peer(args, sizes)?;
     peer_rows.extend(burn_rows(
         sizes,
-        args.reps,
+        reps,
         rules.iter().any(|r| r.name() == "adam"),
     ));
     let peers: Vec<PeerRow> = peer_rows

@@ -71,6 +71,9 @@ pub struct Report {
     pub adapter: AdapterReport,
     pub limits: LimitsReport,
     pub timing: TimingMethod,
+    /// What the default run's time budget trimmed on a slow device, one sentence each;
+    /// empty when nothing was (explicit `--sizes` / `--reps`, `--full`, or a fast device).
+    pub time_budget: Vec<String>,
     pub steps_per_submission: Vec<(usize, usize)>,
     pub reps: usize,
     pub roofline: Vec<Roofline>,

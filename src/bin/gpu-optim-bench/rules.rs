@@ -50,7 +50,8 @@ pub fn roofline_and_rules(
         ctx,
         timer,
         bar,
-        args,
+        reps,
+        ..
     } = *s;
     let k_for = |n| s.k_for(n);
     // Roofline and rules per size.
@@ -58,20 +59,13 @@ pub fn roofline_and_rules(
     let mut rows = Vec::new();
     for &n in sizes {
         bar.set_message(format!("copy {}", fmt_size(n)));
-        let roof = bench::roofline(ctx, timer, n, args.reps, k_for(n))?;
+        let roof = bench::roofline(ctx, timer, n, reps, k_for(n))?;
         bar.inc(1);
         let arena = bench::random_arena(ctx, n)?;
         for rule in rules {
             bar.set_message(format!("{} {}", rule.name(), fmt_size(n)));
-            let t = bench::time_rule_on(
-                ctx,
-                timer,
-                rule,
-                &arena,
-                args.reps,
-                k_for(n),
-                &Setup::default(),
-            )?;
+            let t =
+                bench::time_rule_on(ctx, timer, rule, &arena, reps, k_for(n), &Setup::default())?;
             rows.push(RuleRow {
                 roofline_gbps: roof.gbps(),
                 pct_roofline: 100.0 * t.gbps / roof.gbps(),

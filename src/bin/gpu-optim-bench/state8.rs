@@ -51,6 +51,8 @@ pub fn state8_rows(
         timer,
         bar,
         args,
+        reps,
+        ..
     } = *s;
     let k_for = |n| s.k_for(n);
     // 8-bit state: speed against the f32 rule and the roofline at the largest size up to
@@ -73,7 +75,7 @@ pub fn state8_rows(
                 format: f,
                 ..Setup::default()
             };
-            let t = bench::time_rule_on(ctx, timer, rule, &arena, args.reps, k_for(n), &setup)?;
+            let t = bench::time_rule_on(ctx, timer, rule, &arena, reps, k_for(n), &setup)?;
             let plain = rows
                 .iter()
                 .find(|r| r.timing.rule == rule.name() && r.timing.params == n)
@@ -101,8 +103,7 @@ pub fn state8_rows(
                 },
                 ..Setup::default()
             };
-            let t_sr =
-                bench::time_rule_on(ctx, timer, rule, &arena, args.reps, k_for(n), &sr_setup)?;
+            let t_sr = bench::time_rule_on(ctx, timer, rule, &arena, reps, k_for(n), &sr_setup)?;
             let mut plan = VerifyPlan::flat(rule.clone(), 100_003, args.verify_steps);
             plan.state_format = f;
             let check = verify(ctx, &plan)?;
