@@ -19,6 +19,8 @@ struct GradFactors {
     /// The clip coefficient, and inv × coef.
     coef: f32,
     both: f32,
+    /// Clipping's value bound (0: none).
+    value: f32,
 }
 
 impl<R: UpdateRule> CpuModel<R> {
@@ -66,7 +68,11 @@ impl<R: UpdateRule> CpuModel<R> {
             inv: 1.0,
             coef: 1.0,
             both: 1.0,
+            value: 0.0,
         };
+        // The gradients as the update kernel sees them, once per step (after the
+        // reduction, which gives their factors).
+        let mut clipped: Option<Vec<Vec<f32>>> = None;
         // A two-phase rule's per-tensor sums, from its first pass.
         let mut sums = vec![[0f32; 2]; self.tensors.len()];
         for pass in &program.0 {
@@ -84,13 +90,15 @@ impl<R: UpdateRule> CpuModel<R> {
                     }
                 }
                 Pass::Measure if !skip => {
-                    for (i, gi) in g.iter().enumerate() {
-                        sums[i] = self.measure(i, gi, t, factors);
+                    let c = clipped.get_or_insert_with(|| self.clip_all(&g, factors));
+                    for (i, ci) in c.iter().enumerate() {
+                        sums[i] = self.measure(i, ci, t);
                     }
                 }
                 Pass::Update if !skip => {
-                    for (i, gi) in g.iter().enumerate() {
-                        self.update(i, gi, t, factors, sums[i]);
+                    let c = clipped.get_or_insert_with(|| self.clip_all(&g, factors));
+                    for (i, ci) in c.iter().enumerate() {
+                        self.update(i, ci, t, sums[i]);
                     }
                 }
                 Pass::ScalerUpdate => {
@@ -134,20 +142,26 @@ impl<R: UpdateRule> CpuModel<R> {
             inv,
             coef,
             both: inv * coef,
+            value,
         };
         (factors, GradStats { norm, nonfinite })
     }
 
-    /// Element `gi` as the update kernel sees it (`clipped` in common.wgsl).
-    fn clipped(&self, gi: f32, f: GradFactors) -> f32 {
-        let value = self.clip.unwrap_or_default().value.unwrap_or(0.0);
-        if !self.reduction {
-            gi
-        } else if value > 0.0 {
-            clamp_keep_nan(gi * f.inv, value) * f.coef
-        } else {
-            gi * f.both
-        }
+    /// Every gradient as the update kernel sees it (`clipped` in common.wgsl): unscaled,
+    /// clamped by value, scaled by the clip coefficient, when the reduction runs.
+    fn clip_all(&self, g: &[Vec<f32>], f: GradFactors) -> Vec<Vec<f32>> {
+        let clip = |gi: f32| {
+            if !self.reduction {
+                gi
+            } else if f.value > 0.0 {
+                clamp_keep_nan(gi * f.inv, f.value) * f.coef
+            } else {
+                gi * f.both
+            }
+        };
+        g.iter()
+            .map(|t| t.iter().map(|&gi| clip(gi)).collect())
+            .collect()
     }
 
     /// The rule's step number: steps applied so far, this one included.
@@ -155,11 +169,11 @@ impl<R: UpdateRule> CpuModel<R> {
         t - self.skipped
     }
 
-    /// A two-phase rule's first pass over tensor `i`: updates its state, returns its two
-    /// sums (the device sums in f32 in a fixed tree order; f64 here, rounded once).
-    fn measure(&mut self, i: usize, g: &[f32], t: u64, f: GradFactors) -> [f32; 2] {
+    /// A two-phase rule's first pass over tensor `i` with its clipped gradient: updates
+    /// its state, returns its two sums (the device sums in f32 in a fixed tree order; f64
+    /// here, rounded once).
+    fn measure(&mut self, i: usize, clipped: &[f32], t: u64) -> [f32; 2] {
         let h = self.groups[self.tensors[i].group].hyper(self.applied(t));
-        let clipped: Vec<f32> = g.iter().map(|&gi| self.clipped(gi, f)).collect();
         let x = &mut self.tensors[i];
         let rule = &self.groups[x.group];
         let slots = x.state.len();
@@ -176,11 +190,11 @@ impl<R: UpdateRule> CpuModel<R> {
         [acc[0] as f32, acc[1] as f32]
     }
 
-    /// The update pass over tensor `i`: every element through the rule's twin, 8-bit state
-    /// requantized, 16-bit params rounded (to nearest from the master, or stochastically).
-    fn update(&mut self, i: usize, g: &[f32], t: u64, f: GradFactors, sums: [f32; 2]) {
+    /// The update pass over tensor `i` with its clipped gradient: every element through
+    /// the rule's twin, 8-bit state requantized, 16-bit params rounded (to nearest from
+    /// the master, or stochastically).
+    fn update(&mut self, i: usize, clipped: &[f32], t: u64, sums: [f32; 2]) {
         let h = self.groups[self.tensors[i].group].hyper(self.applied(t));
-        let clipped: Vec<f32> = g.iter().map(|&gi| self.clipped(gi, f)).collect();
         let sr_key = self.stochastic;
         let q8_seed = self.state_format.stochastic_seed();
         let x = &mut self.tensors[i];

@@ -14,9 +14,10 @@ pub(crate) const BINDINGS: u32 = 11;
 /// Binding of 8-bit state's quantization map, a uniform.
 pub(crate) const QMAP_BINDING: u32 = 10;
 /// Binding of the f32 master copy of 16-bit params: only in the mixed-precision layout
-/// (a ninth storage buffer, more than WebGPU's default limit of 8).
-#[allow(dead_code)] // named for the layout's docs; the master is the last binding
-pub(crate) const MASTER_BINDING: u32 = 11;
+/// (a ninth storage buffer, more than WebGPU's default limit of 8), the one after
+/// [`BINDINGS`] (`shaders/parts/param_master_*.wgsl` declare it; a test holds them to it).
+#[cfg(test)]
+pub(crate) const MASTER_BINDING: u32 = BINDINGS;
 /// Binding of the per-dispatch geometry, a uniform.
 pub(crate) const LAUNCH_BINDING: u32 = 8;
 /// Binding of the per-step scalars (a uniform), the only one with a dynamic offset.

@@ -367,6 +367,9 @@ pub(crate) mod tests {
                 }
             }
         }
+        // The master accessors bind the master copy where the layout puts it.
+        let master = format!("@binding({})", super::super::MASTER_BINDING);
+        assert!(PARAM_MASTER_BF16.contains(&master) && PARAM_MASTER_F16.contains(&master));
         parse(include_str!("../../shaders/copy.wgsl"));
         parse(include_str!("../../shaders/reduce.wgsl"));
     }
