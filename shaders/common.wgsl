@@ -89,14 +89,68 @@ fn tile_at(t: u32) -> Tile {
     return tiles[t];
 }
 
+// Words of Hyper the host fixed for this pipeline (src/kernel/variant.rs: FixedWords):
+// where bit k of FIXED is set, word k (a.x = 0 ... d.w = 15) is bitcast<f32>(FWk), the
+// same bits the step's uniform holds, so the branches that test it (maximize, amsgrad,
+// weight decay while 0) are decided when the pipeline is compiled. Only words used in no
+// arithmetic are fixed (src/rules/mod.rs: Kernel::branch_words, zero_words).
+override FIXED: u32 = 0u;
+override FW0: u32 = 0u;
+override FW1: u32 = 0u;
+override FW2: u32 = 0u;
+override FW3: u32 = 0u;
+override FW4: u32 = 0u;
+override FW5: u32 = 0u;
+override FW6: u32 = 0u;
+override FW7: u32 = 0u;
+override FW8: u32 = 0u;
+override FW9: u32 = 0u;
+override FW10: u32 = 0u;
+override FW11: u32 = 0u;
+override FW12: u32 = 0u;
+override FW13: u32 = 0u;
+override FW14: u32 = 0u;
+override FW15: u32 = 0u;
+
+fn fixed_word(k: u32, x: f32, bits: u32) -> f32 {
+    return select(x, bitcast<f32>(bits), ((FIXED >> k) & 1u) != 0u);
+}
+
+fn fixed(h: Hyper) -> Hyper {
+    if FIXED == 0u {
+        return h;
+    }
+    return Hyper(
+        vec4<f32>(fixed_word(0u, h.a.x, FW0), fixed_word(1u, h.a.y, FW1), fixed_word(2u, h.a.z, FW2), fixed_word(3u, h.a.w, FW3)),
+        vec4<f32>(fixed_word(4u, h.b.x, FW4), fixed_word(5u, h.b.y, FW5), fixed_word(6u, h.b.z, FW6), fixed_word(7u, h.b.w, FW7)),
+        vec4<f32>(fixed_word(8u, h.c.x, FW8), fixed_word(9u, h.c.y, FW9), fixed_word(10u, h.c.z, FW10), fixed_word(11u, h.c.w, FW11)),
+        vec4<f32>(fixed_word(12u, h.d.x, FW12), fixed_word(13u, h.d.y, FW13), fixed_word(14u, h.d.z, FW14), fixed_word(15u, h.d.w, FW15)),
+    );
+}
+
+// The shifts of this dispatch's bindings (p, g, s), in vectors: zero constants when the
+// pipeline is for dispatches whose bindings all start at their first element (SHIFTED
+// false; lavapipe pays ~8% of an SGD step for reading them).
+override SHIFTED: bool = true;
+
+fn shifts() -> vec3<u32> {
+    if SHIFTED {
+        return vec3<u32>(launch.p_shift, launch.g_shift, launch.s_shift);
+    }
+    return vec3<u32>(0u);
+}
+
 // Group `group`'s scalars for this step: with loss scaling, the candidate for the number
 // of steps the device skipped since the host's last count.
+// With one group the index is the constant 0 (lavapipe indexes a uniform array by a
+// run-time value lane by lane). Words the pipeline fixed come from its constants.
 fn hyper_of(group: u32) -> Hyper {
+    let g = select(group, 0u, GROUPS == 1u);
     if !SCALER {
-        return hyper[group];
+        return fixed(hyper[g]);
     }
     let j = u32(max(aux[AUX_STEP] - hyper[HEADER].a.x, 0.0));
-    return hyper[min(j, LAG - 1u) * GROUPS + group];
+    return fixed(hyper[min(j, LAG - 1u) * GROUPS + g]);
 }
 
 // Loss scaling found a non-finite gradient in this step: nothing may change.
@@ -264,7 +318,7 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         let e0 = vi * W;
         if e0 < tile.end {
             let live = live_lanes(e0, tile.end);
-            let raw = load_g(vi + launch.g_shift);
+            let raw = load_g(vi + shifts().y);
             // Non-finite values are counted from their bits (WGSL may assume x == x),
             // before unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_
             // finds them (the loss scaler's skip).

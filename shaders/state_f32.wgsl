@@ -42,12 +42,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if TWO_PHASE {
         tensor_sums = vec2<f32>(aux[SUMS_AT + 2u * tile.tensor], aux[SUMS_AT + 2u * tile.tensor + 1u]);
     }
-    let pi = vi + launch.p_shift;
-    let si = vi + launch.s_shift;
+    let pi = vi + shifts().x;
+    let si = vi + shifts().z;
     let p = load_p(pi, si);
     let old = load_state(si);
     var st = old;
-    let p_new = update(h, p, clipped(load_g(vi + launch.g_shift)), &st);
+    let p_new = update(h, p, clipped(load_g(vi + shifts().y)), &st);
     store_p(pi, si, p, p_new, live);
     store_state(si, old, st, live);
 }

@@ -160,7 +160,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let e0 = vi * 4u;
     let inside = e0 < launch.end && !skipped();
     let live = live_lanes(e0, launch.end) & vec4<bool>(inside);
-    let si = vi + launch.s_shift;
+    let si = vi + shifts().z;
     let blk = launch.q_block0 + vi / QB;
     var st: State;
     if inside {
@@ -168,9 +168,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         if SLOTS > 0u { st.s0 = decode(s0[si], absmax[blk], map_at(0u)); }
         if SLOTS > 1u { st.s1 = decode(s1[si], absmax[launch.q_blocks + blk], map_at(1u)); }
         if SLOTS > 2u { st.s2 = decode(s2[si], absmax[2u * launch.q_blocks + blk], map_at(2u)); }
-        let pi = vi + launch.p_shift;
+        let pi = vi + shifts().x;
         let p = load_p(pi, si);
-        let p_new = update(h, p, clipped(load_g(vi + launch.g_shift)), &st);
+        let p_new = update(h, p, clipped(load_g(vi + shifts().y)), &st);
         store_p(pi, si, p, p_new, live);
     }
     // Every lane of the workgroup reaches the barriers, live or not.

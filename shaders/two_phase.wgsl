@@ -20,11 +20,11 @@ fn measure_pass(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     if e0 < tile.end && !skipped() {
         let live = live_lanes(e0, tile.end);
         let h = hyper_of(tile.group);
-        let si = vi + launch.s_shift;
+        let si = vi + shifts().z;
         let old = load_state(si);
         var st = old;
-        let p = load_p(vi + launch.p_shift, si);
-        let c = measure(h, p, clipped(load_g(vi + launch.g_shift)), &st);
+        let p = load_p(vi + shifts().x, si);
+        let c = measure(h, p, clipped(load_g(vi + shifts().y)), &st);
         store_state(si, old, st, live);
         acc = vec2<f32>(lane_sum(select(V(0.0), c.a, live)), lane_sum(select(V(0.0), c.b, live)));
     }

@@ -89,7 +89,9 @@ pub use context::{list_adapters, BufferRange, Context, ContextOptions, Download,
 pub use cpu_model::{CpuModel, HostLayout};
 pub use error::{Error, Result};
 pub use half::Dtype;
-pub use kernel::{shader_source, shader_source_q8, shader_source_typed, KernelVariant, Q8Kernel};
+pub use kernel::{
+    shader_source, shader_source_q8, shader_source_typed, FixedWords, KernelVariant, Q8Kernel,
+};
 pub use optimizer::Optimizer;
 pub use quant::StateFormat;
 pub use registry::{GroupId, TensorId};

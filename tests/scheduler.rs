@@ -207,3 +207,133 @@ fn gpt2_set_plans_as_before_the_redesign() {
         assert_eq!(made("pipeline"), pipelines, "{name}: pipelines");
     }
 }
+
+/// Fixed words (kernel/variant.rs: FixedWords): a dispatch's pipeline takes the branch
+/// words its groups agree on as constants. Switching a flag with `set_group` (Adam to
+/// AdamW to maximize + AMSGrad's sibling without it, weight decay on and off) switches the
+/// pipeline before the next step, and every step stays bit for bit the CPU model's; two
+/// groups that disagree on `maximize` in one dispatch leave that word to run time.
+#[test]
+fn fixed_words_follow_set_group_bit_exactly() {
+    let ctx = common::ctx();
+    // Tensor 1 starts 4 elements into the arena's second range, off the binding
+    // alignment: its own dispatch reads shifts.
+    let arena = Arena::new(&ctx, &[1000, 4099]).unwrap();
+    let lens = [1000usize, 4095];
+    let shifted = |r: BufferRange, i: usize| match i {
+        0 => r,
+        _ => BufferRange::new(&r.buffer, r.offset + 4, 4095),
+    };
+    let params: Vec<BufferRange> = (0..2).map(|i| shifted(arena.param(i), i)).collect();
+    let grads: Vec<BufferRange> = (0..2).map(|i| shifted(arena.grad(i), i)).collect();
+    let mut rng = Rng(9);
+    let mut opt = Optimizer::new(&ctx, Adam::default()).unwrap();
+    let mut model = CpuModel::with_limits(Adam::default(), ctx.limits()).unwrap();
+    opt.set_dispatch_per_tensor(true).unwrap();
+    let other = Adam {
+        maximize: true,
+        ..Adam::default()
+    };
+    let og = opt.add_group(other.clone()).unwrap();
+    let mg = model.add_group(other).unwrap();
+    for (i, &n) in lens.iter().enumerate() {
+        let p = rng.vec(n, 1.0);
+        ctx.upload(&params[i], &p).unwrap();
+        let (g, h) = match i {
+            0 => (opt.default_group(), model.default_group()),
+            _ => (og, mg),
+        };
+        opt.add_tensor(g, params[i].clone(), grads[i].clone())
+            .unwrap();
+        model
+            .add_tensor_at(
+                h,
+                HostLayout {
+                    param_buffer: 0,
+                    param_bytes: params[i].buffer.size(),
+                    param_offset: params[i].offset,
+                    grad_buffer: 1,
+                    grad_bytes: grads[i].buffer.size(),
+                    grad_offset: grads[i].offset,
+                },
+                &p,
+                (Dtype::F32, Dtype::F32),
+            )
+            .unwrap();
+    }
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut step = |opt: &mut Optimizer<Adam>, model: &mut CpuModel<Adam>| {
+        let g: Vec<Vec<f32>> = lens.iter().map(|&n| rng.vec(n, 1.0)).collect();
+        for (i, g) in g.iter().enumerate() {
+            ctx.upload(&grads[i], g).unwrap();
+        }
+        opt.step().unwrap();
+        model.step(&g).unwrap();
+        for i in 0..lens.len() {
+            assert_eq!(
+                bits(&opt.read_params(TensorId(i)).unwrap()),
+                bits(model.params(TensorId(i)).unwrap()),
+                "tensor {i} after step {}",
+                opt.step_count()
+            );
+        }
+    };
+    // The maximize word of each dispatch's pipeline (Adam's h.c.x, word 8).
+    let maximize = |opt: &Optimizer<Adam>| -> Vec<Option<u32>> {
+        opt.kernel_variants().iter().map(|v| v.fixed.0[8]).collect()
+    };
+    step(&mut opt, &mut model);
+    let variants = opt.kernel_variants();
+    assert_eq!(variants.len(), 2);
+    assert!(!variants[0].shifted, "tensor 0 starts its buffers");
+    assert!(variants[1].shifted, "tensor 1 starts off the alignment");
+    assert_eq!(maximize(&opt), [Some(0), Some(1f32.to_bits())]);
+    let changes = [
+        Adam::adamw(),
+        Adam {
+            maximize: true,
+            ..Adam::adamw()
+        },
+        Adam {
+            weight_decay: 0.0,
+            ..Adam::adamw()
+        },
+        Adam::default(),
+    ];
+    for rule in changes {
+        opt.set_group(opt.default_group(), rule.clone()).unwrap();
+        model
+            .set_group(model.default_group(), rule.clone())
+            .unwrap();
+        step(&mut opt, &mut model);
+        step(&mut opt, &mut model);
+        let want = rule.hyper(opt.step_count());
+        let fixed = opt.kernel_variants()[0].fixed;
+        for k in rule.kernel().branch_words {
+            assert_eq!(fixed.0[*k], Some(want[*k].to_bits()), "{rule:?} word {k}");
+        }
+        // Weight decay (word 3) is fixed only while 0: it is also arithmetic.
+        let wd = (rule.weight_decay == 0.0).then_some(0);
+        assert_eq!(fixed.0[3], wd, "{rule:?}");
+    }
+    // One dispatch for both tensors (batched): the groups disagree on maximize only.
+    let mut batched = Optimizer::new(&ctx, Adam::default()).unwrap();
+    let g1 = batched
+        .add_group(Adam {
+            maximize: true,
+            ..Adam::default()
+        })
+        .unwrap();
+    batched
+        .add_tensor(batched.default_group(), params[0].clone(), grads[0].clone())
+        .unwrap();
+    batched
+        .add_tensor(g1, params[1].clone(), grads[1].clone())
+        .unwrap();
+    batched.step().unwrap();
+    let v = batched.kernel_variants();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].fixed.0[8], None, "groups disagree on maximize");
+    assert_eq!(v[0].fixed.0[9], Some(0), "neither decouples weight decay");
+    assert_eq!(v[0].fixed.0[4], None, "1 - beta1 is arithmetic");
+}

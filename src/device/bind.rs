@@ -1,18 +1,19 @@
 //! How is a dispatch bound? Builds the plan on the device: the layout's buffers, pipelines
 //! and one bind group per dispatch; it runs nothing.
 
+use crate::context::Context;
 use crate::device::record::Staging;
 use crate::device::state::StateSet;
 use crate::error::{Error, Result};
 use crate::kernel::cache as kernel;
-use crate::kernel::{KernelVariant, Q8Kernel, BINDINGS};
+use crate::kernel::{FixedWords, KernelVariant, Q8Kernel, BINDINGS};
 use crate::optimizer::Optimizer;
 use crate::plan::aux::{AUX_SCALE, AUX_SUMS_AT};
 use crate::plan::layout::{self, LaunchInfo, LayoutLimits, Placement};
 use crate::plan::program::StepProgram;
 use crate::plan::scalars::SlotShape;
 use crate::quant::{self};
-use crate::rules::{UpdateRule, MAX_SLOTS};
+use crate::rules::{Hyper, UpdateRule, MAX_SLOTS};
 use std::collections::BTreeMap;
 
 /// One dispatch.
@@ -27,6 +28,38 @@ pub(crate) struct Launch {
     pub(crate) measure: Option<wgpu::ComputePipeline>,
     /// Which kernel text and constants its pipelines run.
     pub(crate) variant: KernelVariant,
+    /// The param groups of its tiles (indices into the step's scalars), each once.
+    pub(crate) groups: Vec<u32>,
+}
+
+impl Launch {
+    /// The words of this step's scalars that the pipelines take as constants: the kernel's
+    /// branch words on which every group of the dispatch agrees in every candidate of the
+    /// slot (`scratch` as `StepScalars::write` leaves it: candidate j of group g at
+    /// `j * groups_p2 + g`, for j in 0..=reach).
+    pub(crate) fn agreed(&self, scratch: &[Hyper], groups_p2: usize, reach: usize) -> FixedWords {
+        let candidates = (0..=reach).flat_map(|j| {
+            self.groups
+                .iter()
+                .map(move |&g| &scratch[j * groups_p2 + g as usize])
+        });
+        FixedWords::agreed(&self.variant.kernel, candidates)
+    }
+
+    /// Switches the pipelines to the ones for `fixed` (compiled once per context).
+    pub(crate) fn refix(&mut self, ctx: &Context, fixed: FixedWords) -> Result<()> {
+        let key = KernelVariant {
+            fixed,
+            ..self.variant
+        };
+        let entry = |on: bool, name| on.then(|| kernel::pipeline(ctx, &key, name)).transpose();
+        let main = kernel::pipeline(ctx, &key, "main")?;
+        let sumsq = entry(self.sumsq.is_some(), "grad_sumsq")?;
+        let measure = entry(self.measure.is_some(), "measure_pass")?;
+        (self.main, self.sumsq, self.measure) = (main, sumsq, measure);
+        self.variant = key;
+        Ok(())
+    }
 }
 
 pub(crate) struct Plan {
@@ -271,6 +304,13 @@ impl<R: UpdateRule> Optimizer<R> {
         for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
             // The launch's rule: its tensors' group's (a launch group holds one kernel).
             let rule = &self.groups[self.tensors[lay.sets[p.set].members[0]].group];
+            let groups = p.groups();
+            // The next step's scalars decide the words fixed at first; each step checks.
+            let next = self.t.saturating_add(1);
+            let hypers: Vec<Hyper> = groups
+                .iter()
+                .map(|&g| self.groups[g as usize].hyper(next))
+                .collect();
             let key = KernelVariant {
                 kernel: rule.kernel(),
                 width: p.width,
@@ -286,6 +326,8 @@ impl<R: UpdateRule> Optimizer<R> {
                 lag,
                 dtypes: p.dtypes,
                 sr: self.settings.stochastic.is_some(),
+                fixed: FixedWords::agreed(&rule.kernel(), &hypers),
+                shifted: p.shifted(),
             };
             let main = kernel::pipeline(ctx, &key, "main")?;
             let sumsq = match global {
@@ -372,6 +414,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 sumsq,
                 measure,
                 variant: key,
+                groups,
             });
         }
         let reductions = match reduce {

@@ -162,6 +162,18 @@ impl<R: UpdateRule> Optimizer<R> {
             scaler: self.settings.scaler,
         };
         scalars.write(&shape, &mut self.scratch, &mut self.stage);
+        // A group's flags, weight decay or lerp weight changed (set_group): the dispatches
+        // that took them as constants switch pipelines before this step.
+        let plan = self.plan.as_mut().expect("prepared");
+        for l in &mut plan.launches {
+            let fixed = l.agreed(&self.scratch, shape.groups_p2 as usize, reach as usize);
+            if fixed != l.variant.fixed {
+                let ctx = self.ctx.clone();
+                ctx.scoped("compiling a kernel for new hyperparameters", || {
+                    l.refix(&ctx, fixed)
+                })??;
+            }
+        }
         let plan = self.plan.as_ref().expect("prepared");
         let stride = plan.staging.buf.size() / plan.staging.tokens.len() as u64;
         let at = slot as u64 * stride;

@@ -6,7 +6,7 @@ pub mod variant;
 
 use crate::half::Dtype;
 use crate::rules::Kernel;
-pub use variant::{KernelVariant, Q8Kernel, MAX_LAG};
+pub use variant::{FixedWords, KernelVariant, Q8Kernel, MAX_LAG};
 
 /// Number of bindings in the shared layout (`shaders/common.wgsl`; 9 and 10 are 8-bit
 /// state's absmax and quantization map, `shaders/state_q8.wgsl`).
@@ -37,6 +37,8 @@ fn plain(kernel: &Kernel, width: u32, groups: u32) -> KernelVariant {
         lag: 0,
         dtypes: (Dtype::F32, Dtype::F32),
         sr: false,
+        fixed: FixedWords::NONE,
+        shifted: true,
     }
 }
 

@@ -41,6 +41,49 @@ pub struct Q8Kernel {
     pub stochastic: bool,
 }
 
+/// Words of a step's [`crate::rules::Hyper`] that a pipeline takes as constants: word k
+/// is `Some(bits)` where every group of the dispatch gives it the f32 with these bits
+/// this step, `None` where it is read from the uniform at run time. Only a rule's
+/// [`crate::rules::Kernel::branch_words`] are ever fixed; the values are the bits the
+/// uniform holds, so a fixed pipeline computes exactly what the generic one does (its
+/// driver only drops the branches not taken). [`FixedWords::NONE`]: the generic kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FixedWords(pub [Option<u32>; 16]);
+
+impl FixedWords {
+    /// Nothing fixed: every word read at run time.
+    pub const NONE: FixedWords = FixedWords([None; 16]);
+
+    /// Bit k set where word k is fixed (the kernel's `FIXED` constant).
+    pub fn mask(&self) -> u32 {
+        (self.0.iter().enumerate())
+            .filter(|(_, w)| w.is_some())
+            .map(|(k, _)| 1u32 << k)
+            .sum()
+    }
+
+    /// The words of `kernel`'s scalars that every one of `candidates` (each a group's
+    /// scalars for one possible step) gives the same bits: its branch words at any value,
+    /// its zero words where they are +0.0. The others stay `None`.
+    pub fn agreed<'a>(
+        kernel: &Kernel,
+        candidates: impl IntoIterator<Item = &'a crate::rules::Hyper> + Clone,
+    ) -> FixedWords {
+        let mut out = FixedWords::NONE;
+        let words = (kernel.branch_words.iter().map(|&k| (k, false)))
+            .chain(kernel.zero_words.iter().map(|&k| (k, true)));
+        for (k, zero_only) in words.filter(|&(k, _)| k < 16) {
+            let mut bits = candidates.clone().into_iter().map(|h| h[k].to_bits());
+            if let Some(first) = bits.next() {
+                if bits.all(|b| b == first) && (!zero_only || first == 0) {
+                    out.0[k] = Some(first);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// One compute pipeline's text and constants, all but its entry point (`main`, the
 /// update; `grad_sumsq`, the clipping pre-pass; `measure_pass`, a two-phase rule's first
 /// pass share one text).
@@ -71,6 +114,11 @@ pub struct KernelVariant {
     pub dtypes: (Dtype, Dtype),
     /// bf16 params without a master copy, rounded stochastically.
     pub sr: bool,
+    /// Words of the per-step scalars taken as constants ([`FixedWords::NONE`]: none).
+    pub fixed: FixedWords,
+    /// The dispatch's bindings may start before its first element (the kernel reads the
+    /// shifts from its `Launch`); `false`: they all start at it (shifts are constant 0).
+    pub shifted: bool,
 }
 
 impl KernelVariant {
@@ -99,8 +147,25 @@ impl KernelVariant {
             Dtype::F16 => "f16",
             Dtype::Bf16 => "bf16",
         };
+        let mut special = String::new();
+        if !self.shifted {
+            special.push_str(".unshifted");
+        }
+        if self.fixed != FixedWords::NONE {
+            let bits: Vec<u8> = (self
+                .fixed
+                .0
+                .iter()
+                .flat_map(|w| w.unwrap_or(0).to_le_bytes()))
+            .collect();
+            special.push_str(&format!(
+                ".fixed{:04x}-{:08x}",
+                self.fixed.mask(),
+                crc32fast::hash(&bits)
+            ));
+        }
         format!(
-            "{}.s{}.w{}.{}.{}-{}{}.{state}.{features}.g{}.wg{}",
+            "{}.s{}.w{}.{}.{}-{}{}.{state}.{features}.g{}.wg{}{special}",
             self.kernel.name,
             self.slots,
             self.width,
@@ -155,7 +220,8 @@ impl KernelVariant {
     }
 
     /// The WGSL exactly as it runs, standalone: [`KernelVariant::source`] with every
-    /// `override` declaration replaced by a `const` of this variant's value (what
+    /// `override` declaration replaced by a `const` of this variant's value (or of the
+    /// text's default where [`KernelVariant::constants`] sets none) (what
     /// `gpu-optim-bench --dump-wgsl` writes; naga validates it without pipeline constants).
     pub fn wgsl(&self) -> String {
         let constants = self.constants();
@@ -163,12 +229,16 @@ impl KernelVariant {
         for line in self.source().split_inclusive('\n') {
             let decl = line.strip_prefix("override ").and_then(|rest| {
                 let (name, rest) = rest.split_once(':')?;
-                let ty = rest.split('=').next()?.trim().trim_end_matches(';').trim();
-                let (_, v) = constants.iter().find(|(n, _)| *n == name.trim())?;
-                let value = match ty {
-                    "bool" => (*v != 0.0).to_string(),
-                    "u32" => format!("{}u", *v as u32),
-                    _ => return None,
+                let (ty, default) = rest.split_once('=')?;
+                let ty = ty.trim();
+                let value = match constants.iter().find(|(n, _)| *n == name.trim()) {
+                    // Not set by the pipeline: the text's default.
+                    None => default.trim().trim_end_matches(';').trim().to_string(),
+                    Some((_, v)) => match ty {
+                        "bool" => (*v != 0.0).to_string(),
+                        "u32" => format!("{}u", *v as u32),
+                        _ => return None,
+                    },
                 };
                 Some(format!("const {}: {ty} = {value};\n", name.trim()))
             });
@@ -193,7 +263,18 @@ impl KernelVariant {
             ("TWO_PHASE", self.kernel.two_phase as u32 as f64),
             ("DENSE", self.dense as u32 as f64),
             ("SCALER", (self.lag > 0) as u32 as f64),
+            ("SHIFTED", self.shifted as u32 as f64),
+            ("FIXED", self.fixed.mask() as f64),
         ];
+        const FW: [&str; 16] = [
+            "FW0", "FW1", "FW2", "FW3", "FW4", "FW5", "FW6", "FW7", "FW8", "FW9", "FW10", "FW11",
+            "FW12", "FW13", "FW14", "FW15",
+        ];
+        for (k, w) in self.fixed.0.iter().enumerate() {
+            if let Some(bits) = w {
+                constants.push((FW[k], *bits as f64));
+            }
+        }
         if let Some(q) = self.q8 {
             constants.push(("SIGNED", (q.signed & 0xff) as f64));
             constants.push(("Q8_SR", q.stochastic as u32 as f64));
@@ -208,11 +289,14 @@ impl KernelVariant {
     /// 8-bit stochastic} × {plain, clip, clip + loss scaler} × groups {1, 2, 8} × width
     /// {1, 4} × {tiles, dense}, where legal (width 1: f32 params, grads and state only;
     /// 8-bit state: not for two-phase rules), at workgroup size 256 and the scaler's lag
-    /// under WebGPU's default uniform limit (32 candidates).
+    /// under WebGPU's default uniform limit (32 candidates); each generic (nothing fixed,
+    /// shifts read) and, dense with one group, also with the rule's branch words fixed to
+    /// its first step's values and no shifts.
     pub fn all_for(rule: &AnyRule) -> Vec<KernelVariant> {
         let kernel = rule.kernel();
         let slots = rule.state_slots().len() as u32;
         let signed = crate::rules::signed_mask(rule);
+        let fixed = FixedWords::agreed(&kernel, &[rule.hyper(1)]);
         let dtypes = [
             (Dtype::F32, Dtype::F32, false),
             (Dtype::Bf16, Dtype::Bf16, false),
@@ -236,7 +320,7 @@ impl KernelVariant {
                                 continue;
                             }
                             for dense in [false, true] {
-                                out.push(KernelVariant {
+                                let generic = KernelVariant {
                                     kernel,
                                     width,
                                     slots,
@@ -248,7 +332,19 @@ impl KernelVariant {
                                     lag,
                                     dtypes: (p, g),
                                     sr,
-                                });
+                                    fixed: FixedWords::NONE,
+                                    shifted: true,
+                                };
+                                out.push(generic);
+                                // What one group's aligned tensor runs: its branch words
+                                // fixed, no shifts.
+                                if dense && groups == 1 {
+                                    out.push(KernelVariant {
+                                        fixed,
+                                        shifted: false,
+                                        ..generic
+                                    });
+                                }
                             }
                         }
                     }
@@ -310,7 +406,9 @@ pub(crate) mod tests {
     /// Kernel identity: every variant of the finite set has the WGSL text and the
     /// pipeline-overridable constants recorded in tests/fixtures/wgsl_variants.tsv, which
     /// was written from the run-time assembly of 4951a76 (the main before the scheduler
-    /// redesign, by the test of commit 6f9ad40) with `GPU_OPTIM_BLESS_WGSL=1`. A text is
+    /// redesign, by the test of commit 6f9ad40) with `GPU_OPTIM_BLESS_WGSL=1`, and blessed
+    /// again when the kernels learned fixed words and unshifted bindings (every text
+    /// changed: `hyper_of`, the shifts, the `FIXED` overrides). A text is
     /// recorded by its length and CRC-32 (the full texts are ~70 MB); a change anywhere
     /// in it changes the CRC except with probability 2^-32. Re-bless only for a change
     /// meant to alter the kernels, and say so in its commit.
@@ -337,6 +435,31 @@ pub(crate) mod tests {
         assert_eq!(recorded.len(), lines.len(), "number of variants");
         for (got, want) in lines.iter().zip(&recorded) {
             assert_eq!(got, want);
+        }
+    }
+
+    /// A rule's branch and zero words are the same at every step and lr (a schedule
+    /// moves the lr each step): a fixed pipeline is compiled once, not once per step.
+    /// Each is a word of `Hyper`, listed once.
+    #[test]
+    fn fixed_words_stay_the_same_from_step_to_step() {
+        for rule in AnyRule::catalog() {
+            let kernel = rule.kernel();
+            let mut words = [kernel.branch_words, kernel.zero_words].concat();
+            let n = words.len();
+            words.sort_unstable();
+            words.dedup();
+            assert_eq!(words.len(), n, "{}", rule.name());
+            assert!(words.iter().all(|&k| k < 16), "{}", rule.name());
+            let first = FixedWords::agreed(&kernel, &[rule.hyper(1)]);
+            assert!(first.mask().count_ones() as usize >= kernel.branch_words.len());
+            let mut later = rule.clone();
+            for t in [2, 3, 10, 1000, 100_000] {
+                later.set_lr(rule.lr() * 0.37 / t as f64);
+                let h = [rule.hyper(1), later.hyper(t)];
+                let both = FixedWords::agreed(&kernel, &h);
+                assert_eq!(both, first, "{} at step {t}", rule.name());
+            }
         }
     }
 

@@ -151,6 +151,25 @@ pub(crate) struct LaunchLayout {
     pub sumsq_grid: (u32, u32),
 }
 
+impl LaunchLayout {
+    /// The param groups of its tiles, ascending, each once.
+    pub fn groups(&self) -> Vec<u32> {
+        if self.dense {
+            return vec![self.header.group];
+        }
+        let mut g: Vec<u32> = self.tiles.iter().map(|t| t.group).collect();
+        g.sort_unstable();
+        g.dedup();
+        g
+    }
+
+    /// Whether a binding starts before the dispatch's first element (a shift to read).
+    pub fn shifted(&self) -> bool {
+        let h = &self.header;
+        h.p_shift != 0 || h.g_shift != 0 || h.s_shift != 0
+    }
+}
+
 /// Where every element goes.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {

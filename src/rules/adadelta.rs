@@ -77,6 +77,10 @@ impl UpdateRule for Adadelta {
             name: "adadelta",
             source: include_str!("../../shaders/adadelta.wgsl"),
             two_phase: false,
+            // Flags: maximize.
+            branch_words: &[5],
+            // Tested against 0 before use: weight_decay.
+            zero_words: &[4],
         }
     }
 

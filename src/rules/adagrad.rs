@@ -90,6 +90,10 @@ impl UpdateRule for Adagrad {
             name: "adagrad",
             source: include_str!("../../shaders/adagrad.wgsl"),
             two_phase: false,
+            // Flags: maximize.
+            branch_words: &[3],
+            // Tested against 0 before use: weight_decay.
+            zero_words: &[1],
         }
     }
 

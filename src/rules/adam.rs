@@ -97,6 +97,10 @@ impl UpdateRule for Adam {
             name: "adam",
             source: include_str!("../../shaders/adam.wgsl"),
             two_phase: false,
+            // Flags: maximize, decoupled, amsgrad.
+            branch_words: &[8, 9, 10],
+            // Tested against 0 before use: weight_decay.
+            zero_words: &[3],
         }
     }
 

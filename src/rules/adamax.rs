@@ -61,6 +61,10 @@ impl UpdateRule for Adamax {
             name: "adamax",
             source: include_str!("../../shaders/adamax.wgsl"),
             two_phase: false,
+            // Flags: maximize.
+            branch_words: &[5],
+            // Tested against 0 before use: weight_decay.
+            zero_words: &[4],
         }
     }
 

@@ -88,6 +88,9 @@ impl UpdateRule for Lamb {
             name: "lamb",
             source: include_str!("../../shaders/lamb.wgsl"),
             two_phase: true,
+            // Flags: maximize.
+            branch_words: &[6],
+            zero_words: &[],
         }
     }
 

@@ -81,6 +81,9 @@ impl UpdateRule for Lion {
             name: "lion",
             source: include_str!("../../shaders/lion.wgsl"),
             two_phase: false,
+            // Flags: decay on, maximize.
+            branch_words: &[4, 5],
+            zero_words: &[],
         }
     }
 

@@ -52,6 +52,16 @@ pub struct Kernel {
     /// updates the state and sums two per-element quantities per tensor (on the device,
     /// in a fixed order); `update` then reads the tensor's sums from `tensor_sums`.
     pub two_phase: bool,
+    /// Words of [`UpdateRule::hyper`] (0..16) that the kernel only tests (flags such as
+    /// `maximize`, used in no arithmetic) and that stay the same from step to step while
+    /// the hyperparameters do: a pipeline takes their values as constants where every
+    /// group of a dispatch agrees on them, so the driver drops the branches not taken
+    /// ([`crate::kernel::FixedWords`]). A word in arithmetic must not be listed: a constant
+    /// operand lets a driver fold differently (lavapipe did: 1 ulp off the CPU twin).
+    pub branch_words: &'static [usize],
+    /// Words the kernel tests against 0 and uses in arithmetic only where they are not
+    /// (weight decay, momentum): fixed like [`Kernel::branch_words`], but only while +0.0.
+    pub zero_words: &'static [usize],
 }
 
 /// An optimizer update rule. See the module docs.

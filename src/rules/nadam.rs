@@ -88,6 +88,10 @@ impl UpdateRule for NAdam {
             name: "nadam",
             source: include_str!("../../shaders/nadam.wgsl"),
             two_phase: false,
+            // Flags: maximize, decoupled.
+            branch_words: &[9, 10],
+            // Tested against 0 before use: weight_decay.
+            zero_words: &[7],
         }
     }
 

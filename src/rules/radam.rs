@@ -71,6 +71,10 @@ impl UpdateRule for RAdam {
             name: "radam",
             source: include_str!("../../shaders/radam.wgsl"),
             two_phase: false,
+            // Flags: maximize, decoupled.
+            branch_words: &[9, 10],
+            // Tested against 0 before use: weight_decay.
+            zero_words: &[7],
         }
     }
 

@@ -102,6 +102,10 @@ impl UpdateRule for RmsProp {
             name: "rmsprop",
             source: include_str!("../../shaders/rmsprop.wgsl"),
             two_phase: false,
+            // Flags: maximize, centered.
+            branch_words: &[5, 7],
+            // Tested against 0 before use: weight_decay, momentum.
+            zero_words: &[4, 6],
         }
     }
 

@@ -102,6 +102,10 @@ impl UpdateRule for Sgd {
             name: "sgd",
             source: include_str!("../../shaders/sgd.wgsl"),
             two_phase: false,
+            // Flags: nesterov, maximize.
+            branch_words: &[4, 5],
+            // Tested against 0 before use: momentum, weight_decay.
+            zero_words: &[1, 3],
         }
     }
 
