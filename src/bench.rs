@@ -36,7 +36,8 @@ pub struct Sample {
 }
 
 impl Sample {
-    fn of(mut xs: Vec<f64>) -> Sample {
+    /// The median, min and max of `xs` (not empty).
+    pub fn of(mut xs: Vec<f64>) -> Sample {
         xs.sort_by(f64::total_cmp);
         Sample {
             median: xs[xs.len() / 2],
@@ -410,6 +411,27 @@ pub fn host_cost<R: UpdateRule>(
         let t = Instant::now();
         opt.step_many(k)?;
         xs.push(t.elapsed().as_secs_f64() / k as f64);
+        ctx.wait()?;
+    }
+    Ok(Sample::of(xs))
+}
+
+/// Host time to encode and submit an empty compute pass (not waiting for the GPU), median
+/// over `n` submissions, in seconds: the least a step can cost the host, to hold
+/// [`host_cost`] against in the same run.
+pub fn empty_submit_cost(ctx: &Context, n: usize) -> Result<Sample> {
+    let mut xs = Vec::with_capacity(n);
+    for i in 0..=n {
+        let t = Instant::now();
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        drop(enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("empty"),
+            timestamp_writes: None,
+        }));
+        ctx.queue().submit([enc.finish()]);
+        if i > 0 {
+            xs.push(t.elapsed().as_secs_f64());
+        }
         ctx.wait()?;
     }
     Ok(Sample::of(xs))

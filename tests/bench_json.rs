@@ -404,3 +404,55 @@ fn gl_backend_says_what_it_found_and_what_to_install() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The model section without GPT-2 (trimmed by a software device's budget, or skipped by
+/// `--rules`): the mixed-size sweep over every tensor count, each row with both timings,
+/// its dispatches and its preparation time, and the host cost against an empty submission.
+#[test]
+fn mixed_size_sweep_and_host_cost_are_reported() {
+    let dir = std::env::temp_dir().join(format!("gpu-optim-sweep-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("r.json");
+    let stdout = run_bench(&[
+        "--sizes",
+        "2^12",
+        "--rules",
+        "sgd",
+        "--reps",
+        "1",
+        "--verify-steps",
+        "2",
+        "--no-cpu",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("many small tensors"), "{stdout}");
+    assert!(stdout.contains("host cost of step()"), "{stdout}");
+    let schema: Value = serde_json::from_str(include_str!("report.schema.json")).unwrap();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&schema, &report, "$", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let rows = report["mixed_sizes"].as_array().unwrap();
+    let counts: Vec<u64> = rows
+        .iter()
+        .map(|r| r["tensors"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [10, 100, 1000, 5000, 20000]);
+    for r in rows {
+        let (t, params) = (
+            r["tensors"].as_u64().unwrap(),
+            r["params"].as_u64().unwrap(),
+        );
+        assert!(params >= 64 * t && params <= 4063 * t, "{r}");
+        assert!(r["dispatches"].as_u64().unwrap() >= 1, "{r}");
+        for k in ["batched", "flat"] {
+            assert!(r[k]["median"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        assert!(r["prepare_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let h = &report["host_cost"];
+    assert_eq!(h["tensors"], 148);
+    assert!(h["k1_over_empty"].as_f64().unwrap() > 0.0, "{h}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -24,6 +24,7 @@ mod peers;
 mod report;
 mod rules;
 mod state8;
+mod sweep;
 
 use clap::Parser;
 use gpu_optim::bench::Timer;
@@ -115,7 +116,7 @@ struct Args {
     /// Steps run by the correctness check.
     #[arg(long, default_value_t = 10)]
     verify_steps: u32,
-    /// Skip the GPT-2-small model workload.
+    /// Skip the model workloads: GPT-2 small, the mixed-size sweep and the host cost.
     #[arg(long)]
     no_model: bool,
     /// Skip the CPU reference timing.
@@ -264,7 +265,12 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         reps
     );
 
-    let model_jobs = if plan.model { 3 } else { 0 };
+    let model_jobs = if plan.model { 3 } else { 0 }
+        + if args.no_model {
+            0
+        } else {
+            sweep::MIXED_COUNTS.len() + 1
+        };
     let anchored = anchors::anchored(&rules).len();
     let total = sizes.len() * (1 + rules.len() + anchored)
         + rules.len() * (1 + !args.no_cpu as usize)
@@ -294,6 +300,13 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     } else {
         None
     };
+    let (mixed_sizes, host_cost) = match args.no_model {
+        true => (Vec::new(), None),
+        false => (
+            sweep::mixed_rows(&s)?,
+            Some(sweep::host_cost(&s, sweep::HOST_COST_TENSORS)?),
+        ),
+    };
     bar.finish_and_clear();
 
     let report = Report {
@@ -311,6 +324,8 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         cpu: cpus,
         anchors,
         model,
+        mixed_sizes,
+        host_cost,
         features,
         state8,
         peers,

@@ -15,6 +15,7 @@ use crate::model::ModelReport;
 use crate::peers::PeerRow;
 use crate::rules::{CpuRow, RuleRow, VerifyRow, VERIFY_LEN};
 use crate::state8::{State8Row, MLP_STEPS};
+use crate::sweep::{HostCost, MixedRow};
 use crate::{fmt_size, Args};
 
 #[derive(Serialize)]
@@ -83,6 +84,10 @@ pub struct Report {
     /// The generality tax: the crate's step vs a minimal kernel, same buffers, interleaved.
     pub anchors: Vec<AnchorRow>,
     pub model: Option<ModelReport>,
+    /// Many small tensors batched vs one flat buffer of the same total; preparation time.
+    pub mixed_sizes: Vec<MixedRow>,
+    /// The host's cost of a step vs an empty submission.
+    pub host_cost: Option<HostCost>,
     pub features: Vec<FeatureRow>,
     pub state8: Vec<State8Row>,
     pub peers: Vec<PeerRow>,
@@ -97,6 +102,8 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         cpu: cpus,
         anchors,
         model,
+        mixed_sizes,
+        host_cost,
         features,
         state8,
         peers,
@@ -250,6 +257,63 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
             out,
             "  host encode+submit per step: {:.1} us (K=1), {:.1} us (K=8)",
             m.host_us_per_step_k1, m.host_us_per_step_k8
+        )?;
+    }
+    if !mixed_sizes.is_empty() {
+        writeln!(
+            out,
+            "\nmany small tensors: AdamW over T tensors of 64-4063 elements, batched vs one flat \
+             buffer of the same total\n  (median of {} alternating repetitions; prepare: new + \
+             add_arena + prepare, kernels cached)",
+            report.reps
+        )?;
+        writeln!(
+            out,
+            "  {:>6} {:>10} {:>4} {:>10} {:>10} {:>13} {:>17} {:>11}",
+            "T",
+            "params",
+            "K",
+            "batched ms",
+            "flat ms",
+            "batched/flat",
+            "[min - max]",
+            "prepare ms"
+        )?;
+        for m in mixed_sizes {
+            writeln!(
+                out,
+                "  {:>6} {:>10} {:>4} {:>10.3} {:>10.3} {:>12.3}x {:>17} {:>11.2}",
+                m.tensors,
+                m.params,
+                m.steps_per_submission,
+                m.batched.median * 1e3,
+                m.flat.median * 1e3,
+                m.ratio.median,
+                format!("[{:.3} - {:.3}]", m.ratio.min, m.ratio.max),
+                m.prepare_s * 1e3
+            )?;
+        }
+        if let [.., a, b] = &mixed_sizes[..] {
+            writeln!(
+                out,
+                "  preparation {} -> {} tensors: {:.2}x the time for {:.1}x the tensors",
+                a.tensors,
+                b.tensors,
+                b.prepare_s / a.prepare_s,
+                b.tensors as f64 / a.tensors as f64
+            )?;
+        }
+    }
+    if let Some(h) = host_cost {
+        writeln!(
+            out,
+            "host cost of step() ({} tensors, encode + submit, not waiting): {:.1} us at K=1, \
+             {:.1} us/step at K=8; an empty compute pass {:.1} us: K=1 is {:.2}x it",
+            h.tensors,
+            h.step_k1.median * 1e6,
+            h.step_k8.median * 1e6,
+            h.empty_submit.median * 1e6,
+            h.k1_over_empty
         )?;
     }
     if !features.is_empty() {

@@ -1,0 +1,160 @@
+//! What do many small tensors cost against one flat buffer of the same total, how does
+//! preparing the optimizer grow with their number, and what does the host pay per step
+//! against an empty submission? Uses the device only; writes no table or file.
+
+use crate::Shared;
+use gpu_optim::bench::{self, Sample};
+use gpu_optim::verify::Rng;
+use gpu_optim::{Adam, Arena, Context, Optimizer};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Tensor counts of the mixed-size sweep.
+pub const MIXED_COUNTS: [usize; 5] = [10, 100, 1000, 5000, 20_000];
+
+/// Tensors of the host-cost optimizer (GPT-2 small's count, at the sweep's sizes).
+pub const HOST_COST_TENSORS: usize = 148;
+
+/// One tensor count of the sweep: AdamW over `tensors` tensors of 64-4063 elements in one
+/// group, batched, against one flat tensor of the same total, timed alternately.
+#[derive(Serialize)]
+pub struct MixedRow {
+    pub tensors: usize,
+    pub params: usize,
+    pub steps_per_submission: usize,
+    pub dispatches: usize,
+    /// Seconds per step.
+    pub batched: Sample,
+    pub flat: Sample,
+    /// Per-repetition batched / flat: median, min, max.
+    pub ratio: Sample,
+    /// Seconds to create the optimizer, register the tensors and prepare it (kernels
+    /// already compiled), median of 3.
+    pub prepare_s: f64,
+}
+
+/// The host's cost of a step against the least a submission costs.
+#[derive(Serialize)]
+pub struct HostCost {
+    /// The optimizer's tensors (AdamW, one group, batched).
+    pub tensors: usize,
+    /// Seconds to encode and submit a step (not waiting for the device), median.
+    pub step_k1: Sample,
+    pub step_k8: Sample,
+    /// Seconds to encode and submit an empty compute pass, median.
+    pub empty_submit: Sample,
+    /// step_k1 / empty_submit (medians).
+    pub k1_over_empty: f64,
+}
+
+/// `t` tensor lengths uniform in 64..=4063 (mean ~2,060: a deep model's biases and norms),
+/// the same for every run.
+pub fn mixed_lens(t: usize) -> Vec<usize> {
+    let mut rng = Rng(0x5eed + t as u64);
+    (0..t)
+        .map(|_| 64 + (rng.next_u64() % 4000) as usize)
+        .collect()
+}
+
+/// An arena of `lens` with random params and grads (zeros can run faster).
+fn random_arena(ctx: &Context, lens: &[usize]) -> Result<Arena, gpu_optim::Error> {
+    let arena = Arena::new(ctx, lens)?;
+    let total = arena.params.size() as usize / 4;
+    let mut rng = Rng(7);
+    let chunk = 1 << 20;
+    for start in (0..total).step_by(chunk) {
+        let len = chunk.min(total - start);
+        for (b, scale) in [(&arena.params, 1.0), (&arena.grads, 1e-2)] {
+            let r = gpu_optim::BufferRange::new(b, start as u64, len);
+            ctx.upload(&r, &rng.vec(len, scale))?;
+        }
+    }
+    Ok(arena)
+}
+
+/// AdamW over every tensor of `arena` in one group, `k` steps per submission, prepared.
+fn batched(ctx: &Context, arena: &Arena, k: usize) -> Result<Optimizer<Adam>, gpu_optim::Error> {
+    let mut opt = Optimizer::new(ctx, Adam::adamw())?;
+    opt.set_steps_per_submission(k as u32)?;
+    opt.add_arena(arena, opt.default_group())?;
+    opt.prepare()?;
+    Ok(opt)
+}
+
+/// The sweep over [`MIXED_COUNTS`]: each count's batched and flat steps alternately,
+/// `reps` times, and its preparation time.
+pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error>> {
+    let Shared {
+        ctx,
+        timer,
+        bar,
+        reps,
+        ..
+    } = *s;
+    let mut rows = Vec::new();
+    for t in MIXED_COUNTS {
+        bar.set_message(format!("mixed sizes: {t} tensors"));
+        let lens = mixed_lens(t);
+        let total: usize = lens.iter().sum();
+        let k = s.k_for(total);
+        let arena = random_arena(ctx, &lens)?;
+        // The first build compiles the kernels; the timed ones find them cached.
+        let mut opt = batched(ctx, &arena, k)?;
+        let mut prep = Vec::new();
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let o = batched(ctx, &arena, k)?;
+            prep.push(t0.elapsed().as_secs_f64());
+            drop(o);
+        }
+        prep.sort_by(f64::total_cmp);
+        let flat_arena = bench::random_arena(ctx, total)?;
+        let mut flat = Optimizer::new(ctx, Adam::adamw())?;
+        flat.set_steps_per_submission(k as u32)?;
+        flat.add_arena(&flat_arena, flat.default_group())?;
+        flat.prepare()?;
+        let (mut xs, mut ys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps.max(1) {
+            let a = timer.time(1, k, |enc| (0..k).try_for_each(|_| opt.record_step(enc)))?;
+            let b = timer.time(1, k, |enc| (0..k).try_for_each(|_| flat.record_step(enc)))?;
+            xs.push(a.median);
+            ys.push(b.median);
+            ratios.push(a.median / b.median);
+        }
+        rows.push(MixedRow {
+            tensors: t,
+            params: total,
+            steps_per_submission: k,
+            dispatches: opt.dispatches_per_step(),
+            batched: Sample::of(xs),
+            flat: Sample::of(ys),
+            ratio: Sample::of(ratios),
+            prepare_s: prep[1],
+        });
+        bar.inc(1);
+    }
+    Ok(rows)
+}
+
+/// Host cost of a step at K=1 and K=8 on `tensors` tensors of the sweep's sizes, and of
+/// an empty compute pass, measured alternately in the same run.
+pub fn host_cost(s: &Shared, tensors: usize) -> Result<HostCost, Box<dyn std::error::Error>> {
+    let ctx = s.ctx;
+    let arena = Arena::new(ctx, &mixed_lens(tensors))?;
+    let mut opt = batched(ctx, &arena, 8)?;
+    let (mut k1, mut k8, mut empty) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        k1.push(bench::host_cost(ctx, &mut opt, 20, 1)?.median);
+        k8.push(bench::host_cost(ctx, &mut opt, 5, 8)?.median);
+        empty.push(bench::empty_submit_cost(ctx, 20)?.median);
+    }
+    let (step_k1, step_k8, empty_submit) = (Sample::of(k1), Sample::of(k8), Sample::of(empty));
+    s.bar.inc(1);
+    Ok(HostCost {
+        tensors,
+        step_k1,
+        step_k8,
+        empty_submit,
+        k1_over_empty: step_k1.median / empty_submit.median,
+    })
+}
