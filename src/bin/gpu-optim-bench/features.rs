@@ -2,7 +2,7 @@
 //! the plain Adam step? Reads the rules' rows, never changes them; writes no table or file.
 
 use gpu_optim::bench::{self, Sample, Setup};
-use gpu_optim::{Adam, AnyRule, Arena, Context, Dtype, GradScaler, Optimizer};
+use gpu_optim::{Adam, AnyRule, Arena, Context, Dtype, GradScaler, Optimizer, UpdateRule};
 use serde::Serialize;
 
 use crate::rules::RuleRow;
@@ -14,6 +14,10 @@ pub struct FeatureRow {
     pub params: usize,
     pub step: Sample,
     pub over_plain: f64,
+    /// The time ratio the feature's bytes predict: its bytes per param over the plain
+    /// step's (clipping or loss scaling: one more f32 read of the grads, 32/28 for Adam;
+    /// 16-bit params and grads through an f32 master: 28/28).
+    pub bytes_ratio: f64,
     /// Steps recorded per submission: the run's K at this size, or fewer with loss scaling
     /// where its candidates per slot allow fewer (see [`max_steps_with_scaler`]).
     pub steps_per_submission: usize,
@@ -81,6 +85,10 @@ pub fn feature_rows(
             let scaler = Some(unit_scaler);
             let scaler_k = k_for(n).min(max_steps_with_scaler(ctx, &rule, unit_scaler)?);
             let arena = bench::random_arena(ctx, n)?;
+            let plain_bytes = rule.bytes_per_param() as f64;
+            // The pre-pass reads every f32 grad once more (clipping and the scaler's
+            // inf/NaN check share it); its reductions move a few bytes per tile.
+            let prepass_ratio = (plain_bytes + 4.0) / plain_bytes;
             for (name, setup) in [
                 (
                     "adam + clip_grad_norm(1.0)",
@@ -121,6 +129,7 @@ pub fn feature_rows(
                     params: n,
                     step: t.step,
                     over_plain: t.step.median / plain,
+                    bytes_ratio: prepass_ratio,
                     steps_per_submission: k,
                 });
             }
@@ -149,6 +158,8 @@ pub fn feature_rows(
                     params: n,
                     step: t.step,
                     over_plain: t.step.median / plain,
+                    // Params: 2 bytes written; master: 4 read, 4 written; grads: 2 read.
+                    bytes_ratio: (plain_bytes - 4.0 - 4.0 - 4.0 + 2.0 + 8.0 + 2.0) / plain_bytes,
                     steps_per_submission: k_for(n),
                 });
             }

@@ -59,11 +59,22 @@ Figures:
                 start, else DIFF and the max ulps.
   model         GPT-2 small's 148 tensors (124M params) in one arena vs one flat buffer
                 of the same size, and vs one dispatch per tensor; host cost of encoding and
-                submitting a step (K=1 and K=8).
+                submitting a step (K=1 and K=8). Many small tensors: AdamW over T = 10 ..
+                20,000 tensors of 64-4063 elements batched vs one flat buffer of the same
+                total (alternating), and the time to prepare each; the host cost of a step
+                on 148 of them against an empty compute pass.
   features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
                 with both, and with bf16 / f16 params and grads through an f32 master
                 copy: time relative to the plain f32 step at the same size; K steps per
-                submission, at most what loss scaling accepts (31) in its rows.
+                submission, at most what loss scaling accepts (31) in its rows. bytes: the
+                ratio the feature's bytes predict (clipping and the scaler's check read
+                the grads once more: 32/28; bf16/f16 with the master: 28/28; 8-bit
+                Adam: 16/28). On a software device (lavapipe, llvmpipe) the time ratio
+                exceeds it: its shaders are bound by instructions, not memory, so a
+                feature costs its instructions (the pre-pass's loads, its two workgroup
+                barriers per tile, the reductions' dispatches, 16-bit conversions,
+                8-bit (de)quantization) rather than its bytes; a GPU's ratio is the one to
+                hold to the bytes.
   8-bit state   Adam, AdamW and Lion with bitsandbytes-style 8-bit block-wise state: bytes
                 per param (p, g, 1-byte codes and per-block absmax), GB/s, % of roofline,
                 time vs the f32-state rule, state bytes per param, the verifier (GPU vs

@@ -319,17 +319,24 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
     if !features.is_empty() {
         writeln!(
             out,
-            "\ntraining-loop features (time relative to the plain step, same size)"
+            "\ntraining-loop features (time relative to the plain step, same size; bytes: the \
+             ratio its bytes predict)"
         )?;
         for f in features {
             writeln!(
                 out,
-                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain  K={}",
+                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain  bytes {:.3}x  K={}{}",
                 f.feature,
                 fmt_size(f.params),
                 f.step.median * 1e3,
                 f.over_plain,
-                f.steps_per_submission
+                f.bytes_ratio,
+                f.steps_per_submission,
+                if f.over_plain > 1.15 * f.bytes_ratio {
+                    "  (> bytes: instruction-bound, see --help)"
+                } else {
+                    ""
+                }
             )?;
         }
     }
@@ -340,7 +347,7 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         )?;
         writeln!(
             out,
-            "  {:<8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>13} {:>16}",
+            "  {:<8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8} {:>6} {:>13} {:>16}",
             "rule",
             "params",
             "B/param",
@@ -348,6 +355,7 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
             "GB/s",
             "% roof",
             "vs f32",
+            "bytes",
             "state B/param",
             "MLP loss 8b/f32"
         )?;
@@ -355,7 +363,7 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         for r in state8 {
             writeln!(
                 out,
-                "  {:<8} {:>8} {:>9.2} {:>10.3} {:>8.1} {:>7.0}% {:>7.2}x {:>6.2} (f32 {:.0}) {:>7.4}/{:.4} = {:.3}",
+                "  {:<8} {:>8} {:>9.2} {:>10.3} {:>8.1} {:>7.0}% {:>7.2}x {:>5.2}x {:>6.2} (f32 {:.0}) {:>7.4}/{:.4} = {:.3}",
                 r.rule,
                 fmt_size(r.params),
                 r.bytes_per_param,
@@ -363,6 +371,7 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
                 r.gbps,
                 r.pct_roofline,
                 r.over_f32,
+                r.bytes_ratio,
                 r.state_bytes_per_param,
                 r.f32_state_bytes_per_param,
                 r.mlp_loss_8bit,

@@ -25,6 +25,9 @@ pub struct State8Row {
     pub pct_roofline: f64,
     /// Time per step / the same rule's with f32 state.
     pub over_f32: f64,
+    /// The time ratio its bytes predict: bytes per param over the f32-state rule's
+    /// (16.06/28 for Adam).
+    pub bytes_ratio: f64,
     pub state_bytes_per_param: f64,
     pub f32_state_bytes_per_param: f64,
     pub mlp_steps: usize,
@@ -118,6 +121,7 @@ pub fn state8_rows(
                 gbps: t.gbps,
                 pct_roofline: 100.0 * t.gbps / roof,
                 over_f32: t.step.median / plain,
+                bytes_ratio: bpp / rule.bytes_per_param() as f64,
                 state_bytes_per_param: slots * (1.0 + 4.0 / gpu_optim::quant::BLOCK as f64),
                 f32_state_bytes_per_param: slots * 4.0,
                 mlp_steps: MLP_STEPS,
