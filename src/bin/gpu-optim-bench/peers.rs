@@ -1,7 +1,7 @@
 //! How does PyTorch's (and with `peer-burn`, Burn's) time per step compare with ours at the
 //! same size? Reads the rules' rows only; never times a gpu-optim rule itself.
 
-use gpu_optim::{AnyRule, UpdateRule};
+use gpu_optim::AnyRule;
 use serde::Serialize;
 
 #[cfg(feature = "peer-burn")]
@@ -32,8 +32,10 @@ pub struct PeerRow {
     pub peer: PeerTiming,
     /// The gpu-optim rule it is compared with.
     pub ours: String,
-    /// gpu-optim's median / the peer's median (below 1: gpu-optim is faster).
+    /// gpu-optim's time / the peer's (below 1: gpu-optim is faster).
     pub time_ratio: Option<f64>,
+    /// How the two were timed.
+    pub timing: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -41,42 +43,94 @@ pub struct PeerFile {
     pub rules: Vec<PeerTiming>,
 }
 
-/// Burn's Adam on its wgpu backend at each size, when built with `--features peer-burn`
-/// (wall clock with a device sync per step: compare with `--wall-clock` figures).
+/// Burn's Adam and SGD with momentum on its wgpu backend at each size, when built with
+/// `--features peer-burn` and the rule is among `rules`: timed like for like with ours,
+/// alternately, `reps` times (at least 5): one step then a wait, wall clock, each side on
+/// the same number of params. The row's ratio is the median of the per-repetition ratios.
 #[cfg(feature = "peer-burn")]
-pub fn burn_rows(sizes: &[usize], reps: usize, wanted: bool) -> Vec<PeerTiming> {
-    if !wanted {
+pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow> {
+    use burn_peer::{BurnPeer, PeerRule};
+    use gpu_optim::bench::Sample;
+    use gpu_optim::UpdateRule;
+    let pairs: Vec<(PeerRule, &AnyRule)> = [
+        (PeerRule::Adam, "adam"),
+        (PeerRule::SgdMomentum, "sgd-momentum"),
+    ]
+    .into_iter()
+    .filter_map(|(p, name)| rules.iter().find(|r| r.name() == name).map(|r| (p, r)))
+    .collect();
+    if pairs.is_empty() {
         return Vec::new();
     }
     if let Some(name) = burn_peer::burn_adapter_name() {
         eprintln!("burn peer on: {name}");
     }
-    sizes
-        .iter()
-        .filter_map(|&n| match burn_peer::time_burn_adam(n, reps.max(5)) {
-            Ok(s) => Some(PeerTiming {
-                rule: "burn-adam-wgpu".into(),
-                params: n,
-                bytes_per_param: 28,
-                step: PeerStep {
-                    median: s,
-                    min: s,
-                    max: s,
-                },
-                gbps: 28.0 * n as f64 / s / 1e9,
-            }),
-            Err(e) => {
-                eprintln!("burn peer at {n}: {e}");
-                None
+    let mut out = Vec::new();
+    for &n in sizes {
+        for &(peer, rule) in &pairs {
+            s.bar.set_message(format!("peer {} {n}", peer.name()));
+            match like_for_like(s.ctx, rule, peer, n, s.reps.max(5)) {
+                Ok((burn, ratio)) => out.push(PeerRow {
+                    peer: PeerTiming {
+                        rule: peer.name().into(),
+                        params: n,
+                        bytes_per_param: rule.bytes_per_param(),
+                        step: PeerStep {
+                            median: burn.median,
+                            min: burn.min,
+                            max: burn.max,
+                        },
+                        gbps: rule.bytes_per_param() as f64 * n as f64 / burn.median / 1e9,
+                    },
+                    ours: rule.name(),
+                    time_ratio: Some(ratio.median),
+                    timing: LIKE_FOR_LIKE.into(),
+                }),
+                Err(e) => eprintln!("burn peer {} at {n}: {e}", peer.name()),
             }
-        })
-        .collect()
+        }
+    }
+
+    /// (Burn's seconds per step, ours / Burn's per repetition).
+    fn like_for_like(
+        ctx: &gpu_optim::Context,
+        rule: &AnyRule,
+        peer: PeerRule,
+        n: usize,
+        reps: usize,
+    ) -> Result<(Sample, Sample), Box<dyn std::error::Error>> {
+        let arena = gpu_optim::bench::random_arena(ctx, n)?;
+        let mut opt = gpu_optim::Optimizer::new(ctx, rule.clone())?;
+        opt.add_arena(&arena, opt.default_group())?;
+        for _ in 0..2 {
+            opt.step()?;
+            ctx.wait()?;
+        }
+        let mut burn = BurnPeer::new(peer, n)?;
+        let (mut theirs, mut ratios) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t0 = std::time::Instant::now();
+            opt.step()?;
+            ctx.wait()?;
+            let ours = t0.elapsed().as_secs_f64();
+            let b = burn.step_timed()?;
+            theirs.push(b);
+            ratios.push(ours / b);
+        }
+        burn.check()?;
+        Ok((Sample::of(theirs), Sample::of(ratios)))
+    }
+    out
 }
 
 #[cfg(not(feature = "peer-burn"))]
-pub fn burn_rows(_sizes: &[usize], _reps: usize, _wanted: bool) -> Vec<PeerTiming> {
+pub fn burn_rows(_s: &Shared, _sizes: &[usize], _rules: &[AnyRule]) -> Vec<PeerRow> {
     Vec::new()
 }
+
+/// How a Burn row is timed.
+#[cfg(feature = "peer-burn")]
+const LIKE_FOR_LIKE: &str = "alternating with ours, each one step then a wait, wall clock";
 
 /// The torch peer: read `--torch-json`, or run the script when asked or when torch has CUDA.
 pub fn torch_peer(
@@ -124,17 +178,9 @@ pub fn peer_rows(
     rules: &[AnyRule],
     rows: &[RuleRow],
 ) -> Result<Vec<PeerRow>, Box<dyn std::error::Error>> {
-    let Shared {
-        bar, args, reps, ..
-    } = *s;
+    let Shared { bar, args, .. } = *s;
     bar.set_message("peers");
-    let mut peer_rows = torch_peer(args, sizes)?;
-    peer_rows.extend(burn_rows(
-        sizes,
-        reps,
-        rules.iter().any(|r| r.name() == "adam"),
-    ));
-    let peers: Vec<PeerRow> = peer_rows
+    let mut peers: Vec<PeerRow> = torch_peer(args, sizes)?
         .into_iter()
         .map(|p| {
             // "torch-adamw-fused" / "burn-adam-wgpu" are compared with our "adamw" /
@@ -153,8 +199,10 @@ pub fn peer_rows(
                 peer: p,
                 ours,
                 time_ratio,
+                timing: "ours: its rules row; torch: benches/torch_optim.py".into(),
             }
         })
         .collect();
+    peers.extend(burn_rows(s, sizes, rules));
     Ok(peers)
 }

@@ -415,6 +415,7 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
                 p.time_ratio
                     .map_or("-".into(), |r| format!("{r:.3}x {}", p.ours))
             )?;
+            writeln!(out, "  {:<28} timed: {}", "", p.timing)?;
         }
     }
     if !all_ok {
