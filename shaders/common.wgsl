@@ -19,7 +19,12 @@ struct State { s0: V, s1: V, s2: V }
 
 // One workgroup's work: vectors [first, first + WG) of the dispatch, of which the elements
 // before `end` (an element index) belong to param group `group` and tensor `tensor`.
-struct Tile { group: u32, first: u32, end: u32, tensor: u32 }
+// A packed tile (src/plan/layout.rs: Tile) also holds the head of the next tensor of the
+// group: its lanes from vector first_b on end at end_b (first_b is 0xffffffff otherwise).
+struct Tile {
+    group: u32, first: u32, end: u32, tensor: u32,
+    first_b: u32, end_b: u32, tensor_b: u32, pad: u32,
+}
 
 // One dispatch's geometry (a uniform: every invocation reads the same words, which
 // software devices load far more cheaply than storage). Each binding starts at an aligned
@@ -84,7 +89,7 @@ fn tile_index(wg: vec3<u32>) -> u32 {
 
 fn tile_at(t: u32) -> Tile {
     if DENSE {
-        return Tile(launch.group, t * WG, launch.end, launch.tensor);
+        return Tile(launch.group, t * WG, launch.end, launch.tensor, 0xffffffffu, 0u, launch.tensor, 0u);
     }
     return tiles[t];
 }

@@ -33,11 +33,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let tile = tile_at(t);
     let vi = tile.first + lid;
     let e0 = vi * W;
-    if e0 >= tile.end {
+    // A packed tile's lanes from first_b on update the next tensor (plan/layout.rs).
+    var end = tile.end;
+    if !DENSE && vi >= tile.first_b {
+        end = tile.end_b;
+    }
+    if e0 >= end {
         return;
     }
     // Lanes past the tensor's end keep their old values (they may belong to the caller).
-    let live = live_lanes(e0, tile.end);
+    let live = live_lanes(e0, end);
     let h = hyper_of(tile.group);
     if TWO_PHASE {
         tensor_sums = vec2<f32>(aux[SUMS_AT + 2u * tile.tensor], aux[SUMS_AT + 2u * tile.tensor + 1u]);

@@ -34,7 +34,8 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
             errors.push(format!("{path}: {v} not in {allowed:?}"));
         }
     }
-    if let Some(Value::Array(req)) = schema.get("required") {
+    // As in JSON Schema, `required` constrains objects only (a nullable object may be null).
+    if let (Some(Value::Array(req)), true) = (schema.get("required"), v.is_object()) {
         for k in req.iter().filter_map(|k| k.as_str()) {
             if v.get(k).is_none() {
                 errors.push(format!("{path}: missing {k}"));

@@ -337,3 +337,62 @@ fn fixed_words_follow_set_group_bit_exactly() {
     assert_eq!(v[0].fixed.0[9], Some(0), "neither decouples weight decay");
     assert_eq!(v[0].fixed.0[4], None, "1 - beta1 is arithmetic");
 }
+
+/// Packed tiles (plan/layout.rs): many small tensors of one group in an arena, batched, so
+/// most tiles also carry the next tensor's head. Every tensor stays bit for bit the CPU
+/// twin's after steps, and no element between them (the arena's padding, here a sentinel)
+/// is written.
+#[test]
+fn packed_tiles_match_the_twin_and_leave_the_gaps() {
+    let ctx = common::ctx();
+    let mut rng = Rng(21);
+    let lens: Vec<usize> = (0..40)
+        .map(|_| 1 + (rng.next_u64() % 700) as usize)
+        .collect();
+    let arena = Arena::new(&ctx, &lens).unwrap();
+    let total = arena.params.size() as usize / 4;
+    let sentinel = vec![7.5f32; total];
+    ctx.upload(&BufferRange::new(&arena.params, 0, total), &sentinel)
+        .unwrap();
+    ctx.upload(&BufferRange::new(&arena.grads, 0, total), &sentinel)
+        .unwrap();
+    let mut params: Vec<Vec<f32>> = Vec::new();
+    let mut grads: Vec<Vec<f32>> = Vec::new();
+    for (i, &n) in lens.iter().enumerate() {
+        params.push(rng.vec(n, 1.0));
+        grads.push(rng.vec(n, 1.0));
+        ctx.upload(&arena.param(i), &params[i]).unwrap();
+        ctx.upload(&arena.grad(i), &grads[i]).unwrap();
+    }
+    let rule = Adam::adamw();
+    let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    for _ in 0..3 {
+        opt.step().unwrap();
+    }
+    assert_eq!(opt.dispatches_per_step(), 1);
+    assert!(!opt.kernel_variants()[0].dense);
+    for (i, &n) in lens.iter().enumerate() {
+        let mut twin = CpuOptimizer::new(rule.clone(), n).unwrap();
+        for _ in 0..3 {
+            twin.step(&mut params[i], &grads[i]).unwrap();
+        }
+        let got = ctx.download(&arena.param(i)).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&params[i]), "tensor {i} ({n} elements)");
+    }
+    let all = ctx
+        .download(&BufferRange::new(&arena.params, 0, total))
+        .unwrap();
+    let mut inside = vec![false; total];
+    for i in 0..lens.len() {
+        let r = arena.param(i);
+        inside[r.offset as usize..r.offset as usize + r.len].fill(true);
+    }
+    for (e, (&x, &mine)) in all.iter().zip(&inside).enumerate() {
+        assert!(
+            mine || x == 7.5,
+            "element {e} between tensors changed to {x}"
+        );
+    }
+}

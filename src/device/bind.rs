@@ -143,6 +143,10 @@ impl<R: UpdateRule> Optimizer<R> {
             max_groups: limits.max_compute_workgroups_per_dimension as u64,
             workgroup: wg,
             per_tensor: self.settings.per_tensor,
+            // Packed tiles hold two tensors: no per-tile or per-tensor sums may be taken.
+            pack: self.settings.clip.is_none()
+                && self.settings.scaler.is_none()
+                && self.groups.iter().all(|g| !g.kernel().two_phase),
         };
         layout::check_window(&layout_limits)?;
         if limits.max_storage_buffers_per_shader_stage < 8 {
@@ -175,7 +179,9 @@ impl<R: UpdateRule> Optimizer<R> {
         // Stand-ins for bindings a dispatch does not use; one per access mode, as a buffer
         // may not be bound both read-only and read-write in one dispatch.
         let dummy = ctx.create_zeroed("gpu-optim unused slot", 4)?;
-        let dummy_ro = ctx.create_zeroed("gpu-optim unused tiles", 4)?;
+        // One tile's worth: a dense dispatch binds it where the tile table would be.
+        let tile_words = std::mem::size_of::<layout::Tile>() / 4;
+        let dummy_ro = ctx.create_zeroed("gpu-optim unused tiles", tile_words)?;
         // The uniform slot of per-step scalars (plan/scalars.rs).
         let shape = SlotShape::new(
             self.groups.len(),

@@ -28,7 +28,10 @@ pub const ARENA_ALIGN: u64 = 64;
 /// shaders/common.wgsl).
 pub(crate) const SUMSQ_TILES: u64 = 16;
 
-/// One workgroup's work (`struct Tile` in `shaders/common.wgsl`).
+/// One workgroup's work (`struct Tile` in `shaders/common.wgsl`): vectors `first ..
+/// first + workgroup` of tensor `tensor`, and, in a packed tile, from `first_b` on those of
+/// the next tensor `tensor_b` of the same group (its head fills what the first one's tail
+/// leaves empty).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct Tile {
@@ -38,6 +41,31 @@ pub(crate) struct Tile {
     /// End element (exclusive) of the tensor's piece, counted from the window's first.
     pub end: u32,
     pub tensor: u32,
+    /// First vector of the second tensor's piece, or [`Tile::NO_SECOND`].
+    pub first_b: u32,
+    /// End element (exclusive) of the second tensor's piece.
+    pub end_b: u32,
+    pub tensor_b: u32,
+    pub pad: u32,
+}
+
+impl Tile {
+    /// `first_b` of a tile with one tensor: no lane reaches it.
+    pub const NO_SECOND: u32 = u32::MAX;
+
+    /// A tile of one tensor.
+    pub fn one(group: u32, first: u32, end: u32, tensor: u32) -> Tile {
+        Tile {
+            group,
+            first,
+            end,
+            tensor,
+            first_b: Tile::NO_SECOND,
+            end_b: 0,
+            tensor_b: tensor,
+            pad: 0,
+        }
+    }
 }
 
 /// A dispatch's geometry (`struct Launch` in `shaders/common.wgsl`, a uniform).
@@ -99,6 +127,10 @@ pub(crate) struct LayoutLimits {
     pub workgroup: u32,
     /// One dispatch per tensor piece (`set_dispatch_per_tensor`).
     pub per_tensor: bool,
+    /// A tensor's head may fill the previous tensor's last tile (same group, dispatch and
+    /// window; f32 state only): no pass of the step sums per tile or per tensor (no
+    /// clipping, loss scaling or two-phase rule).
+    pub pack: bool,
 }
 
 /// A launch group's state: one buffer per slot from `base` over `span` elements (f32), or
@@ -314,7 +346,10 @@ pub(crate) fn layout(
                 p_base: (pw / width) as u32,
                 pad: [0; 3],
             };
-            let dense = tiles.iter().all(|t| t.tensor == tiles[0].tensor) && tiles[0].first == 0;
+            let dense = tiles
+                .iter()
+                .all(|t| t.tensor == tiles[0].tensor && t.first_b == Tile::NO_SECOND)
+                && tiles[0].first == 0;
             if dense {
                 header.group = tiles[0].group;
                 header.end = tiles[0].end;
@@ -375,13 +410,30 @@ pub(crate) fn layout(
                 let room = (max_tiles - tiles.len() as u64) * tile_elems;
                 piece_end = piece_end.min(e + room);
                 let mut a = e;
+                // Packing: the head of this piece rides in the last tile's empty lanes.
+                if let Some(last) = tiles.last_mut().filter(|l| {
+                    limits.pack
+                        && !q8
+                        && l.group == t(i).group
+                        && l.first_b == Tile::NO_SECOND
+                        && l.tensor != i as u32
+                }) {
+                    let v = (e - *x0) / width;
+                    let tile_end = last.first as u64 + wg as u64;
+                    if e % width == 0 && v * width >= last.end as u64 && v < tile_end {
+                        last.first_b = v as u32;
+                        last.end_b = (piece_end - *x0) as u32;
+                        last.tensor_b = i as u32;
+                        a = (*x0 + tile_end * width).max(e);
+                    }
+                }
                 while a < piece_end {
-                    tiles.push(Tile {
-                        group: t(i).group,
-                        first: ((a - *x0) / width) as u32,
-                        end: (piece_end - *x0) as u32,
-                        tensor: i as u32,
-                    });
+                    tiles.push(Tile::one(
+                        t(i).group,
+                        ((a - *x0) / width) as u32,
+                        (piece_end - *x0) as u32,
+                        i as u32,
+                    ));
                     a += tile_elems;
                 }
                 *pend = (*pend).max(piece_end.div_ceil(width) * width);
@@ -459,16 +511,18 @@ mod tests {
             prop_oneof![Just(2u64), Just(3u64), Just(7u64), Just(65535u64)],
             12u64..40,
             any::<bool>(),
+            any::<bool>(),
         )
-            .prop_map(|(storage_align, workgroup, max_groups, kib, per_tensor)| {
-                LayoutLimits {
+            .prop_map(
+                |(storage_align, workgroup, max_groups, kib, per_tensor, pack)| LayoutLimits {
                     storage_align,
                     max_binding: kib * 1024,
                     max_groups,
                     workgroup,
                     per_tensor,
-                }
-            });
+                    pack,
+                },
+            );
         (proptest::collection::vec(buffer, 1..4), limits)
             .prop_map(|(buffers, limits)| Case { buffers, limits })
     }
@@ -547,43 +601,60 @@ mod tests {
             let x0 = (h.p_base + h.p_shift) as u64 * w;
             let (ep, eg) = (l.dtypes.0.size(), l.dtypes.1.size());
             for tile in &l.tiles {
-                let t = &tensors[tile.tensor as usize];
-                prop_assert_eq!(tile.group, t.group, "tile of tensor {}", tile.tensor);
-                let first = &tensors[set.members[0]];
-                prop_assert_eq!(t.kernel, first.kernel, "one kernel per dispatch");
                 if l.dense {
                     prop_assert_eq!(
                         (h.group, h.end, h.tensor),
                         (tile.group, tile.end, tile.tensor)
                     );
                 }
-                let start = x0 + tile.first as u64 * w;
-                let stop = (start + wg * w).min(x0 + tile.end as u64);
-                prop_assert!(start < stop && start >= t.param_offset);
-                prop_assert!(stop <= t.param_offset + t.len);
-                covered[tile.tensor as usize].push((start, stop));
-                // The window holds every vector the tile touches.
-                let vend = stop.div_ceil(w) * w;
-                let (pw, ps) = l.windows[0];
-                prop_assert!(start * ep >= pw && vend * ep <= pw + ps, "param window");
-                let delta = t.grad_offset as i64 - t.param_offset as i64;
-                let (gw, gs) = l.windows[1];
-                let (gstart, gend) = ((start as i64 + delta) as u64, (vend as i64 + delta) as u64);
-                prop_assert!(gstart * eg >= gw && gend * eg <= gw + gs, "grad window");
-                prop_assert!(gend * eg <= t.grad_bytes && vend * ep <= t.param_bytes);
-                let (sw, ss) = l.windows[2];
-                if l.q8 {
-                    // 8-bit: one tensor per dispatch, starting on a block boundary.
-                    prop_assert_eq!(set.members.len(), 1);
-                    let rel = x0 - t.param_offset;
-                    prop_assert_eq!(rel % BLOCK as u64, 0);
-                    prop_assert_eq!(h.q_block0 as u64, rel / BLOCK as u64);
-                    prop_assert!(start - t.param_offset >= sw);
-                    prop_assert!(vend - t.param_offset <= sw + ss);
-                } else {
-                    prop_assert!((start - set.base) * 4 >= sw);
-                    prop_assert!((vend - set.base) * 4 <= sw + ss);
-                    prop_assert!(sw + ss <= set.span * 4);
+                // Its lanes: vectors first.. of `tensor`, and from first_b on those of
+                // `tensor_b` (a packed tile: only when packing is on, never 8-bit).
+                let lanes_end = x0 + (tile.first as u64 + wg) * w;
+                let mut segments = vec![(
+                    tile.tensor,
+                    x0 + tile.first as u64 * w,
+                    x0 + tile.end as u64,
+                )];
+                if tile.first_b != Tile::NO_SECOND {
+                    prop_assert!(lim.pack && !l.q8 && !l.dense);
+                    let b = x0 + tile.first_b as u64 * w;
+                    prop_assert!(b < lanes_end && b >= x0 + tile.end as u64);
+                    segments[0].2 = segments[0].2.min(b);
+                    segments.push((tile.tensor_b, b, x0 + tile.end_b as u64));
+                }
+                for (ti, start, end) in segments {
+                    let t = &tensors[ti as usize];
+                    prop_assert_eq!(tile.group, t.group, "tile of tensor {}", ti);
+                    let first = &tensors[set.members[0]];
+                    prop_assert_eq!(t.kernel, first.kernel, "one kernel per dispatch");
+                    let stop = lanes_end.min(end);
+                    prop_assert!(start < stop && start >= t.param_offset);
+                    prop_assert!(stop <= t.param_offset + t.len);
+                    covered[ti as usize].push((start, stop));
+                    // The window holds every vector the tile touches.
+                    let vend = stop.div_ceil(w) * w;
+                    let (pw, ps) = l.windows[0];
+                    prop_assert!(start * ep >= pw && vend * ep <= pw + ps, "param window");
+                    let delta = t.grad_offset as i64 - t.param_offset as i64;
+                    let (gw, gs) = l.windows[1];
+                    let (gstart, gend) =
+                        ((start as i64 + delta) as u64, (vend as i64 + delta) as u64);
+                    prop_assert!(gstart * eg >= gw && gend * eg <= gw + gs, "grad window");
+                    prop_assert!(gend * eg <= t.grad_bytes && vend * ep <= t.param_bytes);
+                    let (sw, ss) = l.windows[2];
+                    if l.q8 {
+                        // 8-bit: one tensor per dispatch, starting on a block boundary.
+                        prop_assert_eq!(set.members.len(), 1);
+                        let rel = x0 - t.param_offset;
+                        prop_assert_eq!(rel % BLOCK as u64, 0);
+                        prop_assert_eq!(h.q_block0 as u64, rel / BLOCK as u64);
+                        prop_assert!(start - t.param_offset >= sw);
+                        prop_assert!(vend - t.param_offset <= sw + ss);
+                    } else {
+                        prop_assert!((start - set.base) * 4 >= sw);
+                        prop_assert!((vend - set.base) * 4 <= sw + ss);
+                        prop_assert!(sw + ss <= set.span * 4);
+                    }
                 }
             }
         }
@@ -615,6 +686,64 @@ mod tests {
         }
     }
 
+    /// Packing: a tensor's head rides in the previous tensor's last tile, once per tile,
+    /// only for the same group, and never without `pack`.
+    #[test]
+    fn packing_fills_the_last_tile_with_the_next_tensor() {
+        let limits = LayoutLimits {
+            storage_align: 256,
+            max_binding: 1 << 20,
+            max_groups: 65535,
+            workgroup: 64, // a tile is 256 elements
+            per_tensor: false,
+            pack: true,
+        };
+        // Arena-like: tensors of 100, 100, 300, 50 elements at multiples of 64; the last
+        // one in another group.
+        let place = |offset: u64, len: u64, group: u32| Placement {
+            param_buf: 0,
+            grad_buf: 1,
+            param_bytes: 4096,
+            grad_bytes: 4096,
+            param_offset: offset,
+            grad_offset: offset,
+            len,
+            dtypes: (Dtype::F32, Dtype::F32),
+            group,
+            kernel: 0,
+            q8: false,
+        };
+        let tensors = [
+            place(0, 100, 0),
+            place(128, 100, 0),
+            place(256, 300, 0),
+            place(576, 50, 1),
+        ];
+        let tiles = |pack| {
+            let lay = layout(&tensors, &LayoutLimits { pack, ..limits }, 16).unwrap();
+            lay.launches
+                .iter()
+                .flat_map(|l| l.tiles.clone())
+                .collect::<Vec<_>>()
+        };
+        let packed = tiles(true);
+        // Tile 0: tensor 0, then tensor 1 from vector 32 (element 128) to its end (228).
+        assert_eq!(
+            (
+                packed[0].tensor,
+                packed[0].first_b,
+                packed[0].end_b,
+                packed[0].tensor_b
+            ),
+            (0, 32, 228, 1)
+        );
+        // Tensor 2 cannot join a tile that already holds two: its own tiles, and its last
+        // tile cannot take tensor 3 (another group).
+        assert!(packed[1..].iter().all(|t| t.first_b == Tile::NO_SECOND));
+        assert_eq!(packed.len(), 4);
+        assert_eq!(tiles(false).len(), 5);
+    }
+
     /// A binding limit too small for one tile is refused by name.
     #[test]
     fn a_binding_limit_below_one_tile_is_refused() {
@@ -624,6 +753,7 @@ mod tests {
             max_groups: 65535,
             workgroup: 256,
             per_tensor: false,
+            pack: false,
         };
         let e = layout(&[], &limits, 16).unwrap_err().to_string();
         assert!(e.contains("too small for one tile"), "{e}");
