@@ -34,8 +34,8 @@ pub(crate) struct Launch {
 
 impl Launch {
     /// The words of this step's scalars that the pipelines take as constants: the kernel's
-    /// branch words on which every group of the dispatch agrees in every candidate of the
-    /// slot (`scratch` as `StepScalars::write` leaves it: candidate j of group g at
+    /// branch and zero words ([`FixedWords::agreed`]) on which every group of the dispatch
+    /// agrees in every candidate of the slot (`scratch` as `StepScalars::write` leaves it: candidate j of group g at
     /// `j * groups_p2 + g`, for j in 0..=reach).
     pub(crate) fn agreed(&self, scratch: &[Hyper], groups_p2: usize, reach: usize) -> FixedWords {
         let candidates = (0..=reach).flat_map(|j| {

@@ -162,8 +162,8 @@ impl<R: UpdateRule> Optimizer<R> {
             scaler: self.settings.scaler,
         };
         scalars.write(&shape, &mut self.scratch, &mut self.stage);
-        // A group's flags, weight decay or lerp weight changed (set_group): the dispatches
-        // that took them as constants switch pipelines before this step.
+        // A group's flags changed, or its weight decay or momentum went to or from 0
+        // (set_group): the dispatches that took them as constants switch pipelines first.
         let plan = self.plan.as_mut().expect("prepared");
         for l in &mut plan.launches {
             let fixed = l.agreed(&self.scratch, shape.groups_p2 as usize, reach as usize);
