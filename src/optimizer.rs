@@ -223,11 +223,11 @@ impl<R: UpdateRule> Optimizer<R> {
         }
         let i = self.tensors.len();
         let (pd, gd) = (param_dtype, grad_dtype);
-        param.check_dtype(&format!("tensor {i} params"), pd)?;
-        grad.check_dtype(&format!("tensor {i} grads"), gd)?;
+        param.check_dtype(&format_args!("tensor {i} params"), pd)?;
+        grad.check_dtype(&format_args!("tensor {i} grads"), gd)?;
         let st = wgpu::BufferUsages::STORAGE;
-        param.check_sized(&format!("tensor {i} params"), st, pd.size())?;
-        grad.check_sized(&format!("tensor {i} grads"), st, gd.size())?;
+        param.check_sized(&format_args!("tensor {i} params"), st, pd.size())?;
+        grad.check_sized(&format_args!("tensor {i} grads"), st, gd.size())?;
         let (p, g) = (span(&param, pd), span(&grad, gd));
         let q8 = self.settings.state_format.quantizes(param.len);
         registry::check_pair(i, &p, &g, q8)?;

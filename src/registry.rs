@@ -33,7 +33,7 @@ pub(crate) struct Span<'a, B> {
 
 impl<B: PartialEq> Span<'_, B> {
     /// Refuses a range that ends past its buffer.
-    pub fn check_inside(&self, what: &str) -> Result<()> {
+    pub fn check_inside(&self, what: &dyn std::fmt::Display) -> Result<()> {
         let end = self
             .offset
             .checked_add(self.len as u64)
@@ -41,7 +41,7 @@ impl<B: PartialEq> Span<'_, B> {
             .unwrap_or(u64::MAX);
         if end > self.bytes {
             return Err(Error::BadRange {
-                what: what.into(),
+                what: what.to_string(),
                 why: format!(
                     "elements {}..{} end at byte {end}, past the buffer's {} bytes",
                     self.offset,

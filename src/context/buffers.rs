@@ -42,7 +42,7 @@ impl Context {
 
     /// Writes `data` into `dst` (takes effect before the next submission's work).
     pub fn upload(&self, dst: &BufferRange, data: &[f32]) -> Result<()> {
-        dst.check_dtype("upload destination", Dtype::F32)?;
+        dst.check_dtype(&"upload destination", Dtype::F32)?;
         dst.check("upload destination", wgpu::BufferUsages::COPY_DST)?;
         if data.len() != dst.len {
             return Err(Error::LengthMismatch {
@@ -68,12 +68,12 @@ impl Context {
     /// 4-byte word keeps its neighbours' halves of that word, which are read back first
     /// (waiting for submitted work); an aligned range is written as [`Context::upload`].
     pub fn upload_as(&self, dst: &BufferRange, dtype: Dtype, data: &[f32]) -> Result<()> {
-        dst.check_dtype("upload destination", dtype)?;
+        dst.check_dtype(&"upload destination", dtype)?;
         if dtype == Dtype::F32 {
             return self.upload(dst, data);
         }
         dst.check_sized(
-            "upload destination",
+            &"upload destination",
             wgpu::BufferUsages::COPY_DST,
             dtype.size(),
         )?;
@@ -160,10 +160,12 @@ impl BufferRange {
     }
 
     /// Refuses using a range made for one element type as another.
-    pub(crate) fn check_dtype(&self, what: &str, dtype: Dtype) -> Result<()> {
+    /// `what` names the range in an error (formatted only then: registration checks every
+    /// tensor).
+    pub(crate) fn check_dtype(&self, what: &dyn std::fmt::Display, dtype: Dtype) -> Result<()> {
         match self.elem {
             Some(d) if d != dtype => Err(Error::BadRange {
-                what: what.into(),
+                what: what.to_string(),
                 why: format!(
                     "the range counts {d:?} elements (its Arena's type), used as {dtype:?}: \
                      use the _as form with Dtype::{d:?} (or add_arena)"
@@ -184,20 +186,20 @@ impl BufferRange {
 
     /// Fails unless the range lies inside the buffer and the buffer has `usage`.
     pub(crate) fn check(&self, what: &str, usage: wgpu::BufferUsages) -> Result<()> {
-        self.check_sized(what, usage, 4)
+        self.check_sized(&what, usage, 4)
     }
 
     /// [`BufferRange::check`] for elements of `esize` bytes.
     pub(crate) fn check_sized(
         &self,
-        what: &str,
+        what: &dyn std::fmt::Display,
         usage: wgpu::BufferUsages,
         esize: u64,
     ) -> Result<()> {
         let has = self.buffer.usage();
         if !has.contains(usage) {
             return Err(Error::MissingUsage {
-                what: what.into(),
+                what: what.to_string(),
                 needed: usage,
                 has,
             });
@@ -209,7 +211,7 @@ impl BufferRange {
             .unwrap_or(u64::MAX);
         if end > self.buffer.size() {
             return Err(Error::BadRange {
-                what: what.into(),
+                what: what.to_string(),
                 why: format!(
                     "elements {}..{} end at byte {end}, past the buffer's {} bytes",
                     self.offset,

@@ -121,8 +121,8 @@ impl Context {
     fn start_download(&self, src: &BufferRange, dtype: Dtype) -> ReadBack {
         let e = dtype.size();
         let checked = src
-            .check_dtype("download source", dtype)
-            .and_then(|()| src.check_sized("download source", wgpu::BufferUsages::COPY_SRC, e));
+            .check_dtype(&"download source", dtype)
+            .and_then(|()| src.check_sized(&"download source", wgpu::BufferUsages::COPY_SRC, e));
         match checked {
             Err(err) => ReadBack::refused(err),
             Ok(()) => self.read_bytes_async(&src.buffer, src.offset * e, src.len as u64 * e),

@@ -260,8 +260,8 @@ impl<R: UpdateRule> CpuModel<R> {
         let i = self.tensors.len();
         let len = params.len();
         let (p, g) = spans(&layout, len, (pd, gd));
-        p.check_inside(&format!("tensor {i} params"))?;
-        g.check_inside(&format!("tensor {i} grads"))?;
+        p.check_inside(&format_args!("tensor {i} params"))?;
+        g.check_inside(&format_args!("tensor {i} grads"))?;
         registry::check_pair(i, &p, &g, self.state_format.quantizes(len))?;
         self.ranges.check(i, &p, &g)?;
         self.ranges.insert(i, &p, &g);
