@@ -91,6 +91,27 @@ impl Timer {
         }
     }
 
+    /// Two recordings timed alternately, `reps` times (at least once): each repetition
+    /// one [`Timer::time`] of `a` then one of `b`, `per_rep` units of work each. Returns
+    /// the seconds per unit of each and the per-repetition ratios a / b.
+    pub fn alternate(
+        &self,
+        reps: usize,
+        per_rep: usize,
+        mut a: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+        mut b: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<(Sample, Sample, Sample)> {
+        let (mut xs, mut ys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps.max(1) {
+            let x = self.time(1, per_rep, &mut a)?.median;
+            let y = self.time(1, per_rep, &mut b)?.median;
+            xs.push(x);
+            ys.push(y);
+            ratios.push(x / y);
+        }
+        Ok((Sample::of(xs), Sample::of(ys), Sample::of(ratios)))
+    }
+
     /// Runs `record` (which records `per_rep` units of work) once to warm up, then `reps`
     /// times, each in its own submission; returns seconds per unit.
     pub fn time(
@@ -310,6 +331,14 @@ pub fn random_arena(ctx: &Context, n: usize) -> Result<Arena> {
 /// [`random_arena`] with params and grads of the given element types.
 pub fn random_arena_as(ctx: &Context, n: usize, param: Dtype, grad: Dtype) -> Result<Arena> {
     let arena = Arena::with_dtypes(ctx, &[n], param, grad)?;
+    fill_random(ctx, &arena, n)?;
+    Ok(arena)
+}
+
+/// Fills the first `n` elements of `arena`'s param and grad buffers (its tensors and
+/// what lies between them) with random values: params in [-1, 1), grads in [-0.01, 0.01).
+pub fn fill_random(ctx: &Context, arena: &Arena, n: usize) -> Result<()> {
+    let (param, grad) = arena.dtypes();
     let mut rng = Rng(1);
     let chunk = 1 << 20;
     for start in (0..n).step_by(chunk) {
@@ -319,7 +348,7 @@ pub fn random_arena_as(ctx: &Context, n: usize, param: Dtype, grad: Dtype) -> Re
             ctx.upload_as(&r, d, &rng.vec(len, scale))?;
         }
     }
-    Ok(arena)
+    Ok(())
 }
 
 /// Bytes one step of `rule` moves per parameter with state stored as `format` (for a
@@ -404,34 +433,39 @@ pub fn host_cost<R: UpdateRule>(
     n: usize,
     k: u32,
 ) -> Result<Sample> {
-    opt.step_many(k)?;
-    ctx.wait()?;
-    let mut xs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        opt.step_many(k)?;
-        xs.push(t.elapsed().as_secs_f64() / k as f64);
-        ctx.wait()?;
-    }
-    Ok(Sample::of(xs))
+    host_time(ctx, n, k, || opt.step_many(k))
 }
 
 /// Host time to encode and submit an empty compute pass (not waiting for the GPU), median
 /// over `n` submissions, in seconds: the least a step can cost the host, to hold
 /// [`host_cost`] against in the same run.
 pub fn empty_submit_cost(ctx: &Context, n: usize) -> Result<Sample> {
-    let mut xs = Vec::with_capacity(n);
-    for i in 0..=n {
-        let t = Instant::now();
+    host_time(ctx, n, 1, || {
         let mut enc = ctx.device().create_command_encoder(&Default::default());
         drop(enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("empty"),
             timestamp_writes: None,
         }));
         ctx.queue().submit([enc.finish()]);
-        if i > 0 {
-            xs.push(t.elapsed().as_secs_f64());
-        }
+        Ok(())
+    })
+}
+
+/// `submit` once to warm up, then `n` times, each timed on the host and followed by a wait
+/// (untimed): the median in seconds per `units`.
+fn host_time(
+    ctx: &Context,
+    n: usize,
+    units: u32,
+    mut submit: impl FnMut() -> Result<()>,
+) -> Result<Sample> {
+    submit()?;
+    ctx.wait()?;
+    let mut xs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        submit()?;
+        xs.push(t.elapsed().as_secs_f64() / units as f64);
         ctx.wait()?;
     }
     Ok(Sample::of(xs))

@@ -377,16 +377,6 @@ fn scoped<T>(ctx: &Context, during: &str, f: impl FnOnce() -> T) -> Result<T, St
     }
 }
 
-/// Median, min and max of `xs` (not empty).
-fn sample(mut xs: Vec<f64>) -> Sample {
-    xs.sort_by(f64::total_cmp);
-    Sample {
-        median: xs[xs.len() / 2],
-        min: xs[0],
-        max: xs[xs.len() - 1],
-    }
-}
-
 /// The rules `rules` holds that have an anchor.
 pub fn anchored(rules: &[AnyRule]) -> Vec<&AnyRule> {
     rules
@@ -430,26 +420,19 @@ pub fn anchor_rows(
             bar.set_message(format!("anchor {} {}", rule.name(), fmt_size(n)));
             let (mut opt, t) = crate_optimizer(ctx, rule, &arena, k)?;
             let mut anchor = anchor_on(ctx, rule, &arena, &mut opt, t, k)?;
-            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..reps.max(1) {
-                let a = timer.time(1, k, |enc| {
-                    for _ in 0..k {
-                        opt.record_step(enc)?;
-                    }
-                    Ok(())
-                })?;
-                let b = timer.time(1, k, |enc| anchor.record(ctx, enc, k))?;
-                ours.push(a.median);
-                theirs.push(b.median);
-                ratios.push(a.median / b.median);
-            }
+            let (ours, theirs, ratio) = timer.alternate(
+                reps,
+                k,
+                |enc| (0..k).try_for_each(|_| opt.record_step(enc)),
+                |enc| anchor.record(ctx, enc, k),
+            )?;
             rows.push(AnchorRow {
                 rule: rule.name(),
                 params: n,
                 steps_per_submission: k,
-                ours: sample(ours),
-                anchor: sample(theirs),
-                ratio: sample(ratios),
+                ours,
+                anchor: theirs,
+                ratio,
                 bit_exact,
                 max_ulps,
             });

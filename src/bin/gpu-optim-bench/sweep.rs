@@ -60,21 +60,13 @@ pub fn mixed_lens(t: usize) -> Vec<usize> {
 /// An arena of `lens` with random params and grads (zeros can run faster).
 fn random_arena(ctx: &Context, lens: &[usize]) -> Result<Arena, gpu_optim::Error> {
     let arena = Arena::new(ctx, lens)?;
-    let total = arena.params.size() as usize / 4;
-    let mut rng = Rng(7);
-    let chunk = 1 << 20;
-    for start in (0..total).step_by(chunk) {
-        let len = chunk.min(total - start);
-        for (b, scale) in [(&arena.params, 1.0), (&arena.grads, 1e-2)] {
-            let r = gpu_optim::BufferRange::new(b, start as u64, len);
-            ctx.upload(&r, &rng.vec(len, scale))?;
-        }
-    }
+    bench::fill_random(ctx, &arena, arena.params.size() as usize / 4)?;
     Ok(arena)
 }
 
-/// AdamW over every tensor of `arena` in one group, `k` steps per submission, prepared.
-fn batched(ctx: &Context, arena: &Arena, k: usize) -> Result<Optimizer<Adam>, gpu_optim::Error> {
+/// AdamW over every tensor of `arena` in one group, `k` steps per submission, prepared
+/// (batched over many tensors; over one flat tensor, the baseline).
+fn adamw_over(ctx: &Context, arena: &Arena, k: usize) -> Result<Optimizer<Adam>, gpu_optim::Error> {
     let mut opt = Optimizer::new(ctx, Adam::adamw())?;
     opt.set_steps_per_submission(k as u32)?;
     opt.add_arena(arena, opt.default_group())?;
@@ -100,36 +92,31 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
         let k = s.k_for(total);
         let arena = random_arena(ctx, &lens)?;
         // The first build compiles the kernels; the timed ones find them cached.
-        let mut opt = batched(ctx, &arena, k)?;
+        let mut opt = adamw_over(ctx, &arena, k)?;
         let mut prep = Vec::new();
         for _ in 0..5 {
             let t0 = Instant::now();
-            let o = batched(ctx, &arena, k)?;
+            let o = adamw_over(ctx, &arena, k)?;
             prep.push(t0.elapsed().as_secs_f64());
             drop(o);
         }
         prep.sort_by(f64::total_cmp);
         let flat_arena = bench::random_arena(ctx, total)?;
-        let mut flat = Optimizer::new(ctx, Adam::adamw())?;
-        flat.set_steps_per_submission(k as u32)?;
-        flat.add_arena(&flat_arena, flat.default_group())?;
-        flat.prepare()?;
-        let (mut xs, mut ys, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..reps.max(1) {
-            let a = timer.time(1, k, |enc| (0..k).try_for_each(|_| opt.record_step(enc)))?;
-            let b = timer.time(1, k, |enc| (0..k).try_for_each(|_| flat.record_step(enc)))?;
-            xs.push(a.median);
-            ys.push(b.median);
-            ratios.push(a.median / b.median);
-        }
+        let mut flat = adamw_over(ctx, &flat_arena, k)?;
+        let (batched, flat, ratio) = timer.alternate(
+            reps,
+            k,
+            |enc| (0..k).try_for_each(|_| opt.record_step(enc)),
+            |enc| (0..k).try_for_each(|_| flat.record_step(enc)),
+        )?;
         rows.push(MixedRow {
             tensors: t,
             params: total,
             steps_per_submission: k,
             dispatches: opt.dispatches_per_step(),
-            batched: Sample::of(xs),
-            flat: Sample::of(ys),
-            ratio: Sample::of(ratios),
+            batched,
+            flat,
+            ratio,
             prepare_s: prep[2],
         });
         bar.inc(1);
@@ -142,7 +129,7 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
 pub fn host_cost(s: &Shared, tensors: usize) -> Result<HostCost, Box<dyn std::error::Error>> {
     let ctx = s.ctx;
     let arena = Arena::new(ctx, &mixed_lens(tensors))?;
-    let mut opt = batched(ctx, &arena, 8)?;
+    let mut opt = adamw_over(ctx, &arena, 8)?;
     let (mut k1, mut k8, mut empty) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         k1.push(bench::host_cost(ctx, &mut opt, 20, 1)?.median);
