@@ -56,6 +56,19 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
     }
 }
 
+fn schema() -> Value {
+    serde_json::from_str(include_str!("report.schema.json")).unwrap()
+}
+
+/// The `--json` report at `path`, asserted valid against tests/report.schema.json.
+fn valid_report(path: &std::path::Path) -> Value {
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut errors = Vec::new();
+    validate(&schema(), &report, "$", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
+    report
+}
+
 /// Runs the bench binary with `args`; asserts it exited 0 and returns its stdout.
 fn run_bench(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
@@ -97,11 +110,7 @@ fn json_report_matches_schema_and_plot_is_svg() {
         "{stdout}"
     );
 
-    let schema: Value = serde_json::from_str(include_str!("report.schema.json")).unwrap();
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&schema, &report, "$", &mut errors);
-    assert!(errors.is_empty(), "{errors:#?}");
+    let report = valid_report(&json);
     // Two sizes x three rules, verified rules that passed, bytes/param from the rule.
     assert_eq!(report["rules"].as_array().unwrap().len(), 6);
     // Lion with 8-bit state: verified, a quarter of the f32 state, the MLP trained.
@@ -160,7 +169,7 @@ fn json_report_matches_schema_and_plot_is_svg() {
     broken["rules"][0]["gbps"] = Value::String("fast".into());
     broken.as_object_mut().unwrap().remove("adapter");
     let mut errors = Vec::new();
-    validate(&schema, &broken, "$", &mut errors);
+    validate(&schema(), &broken, "$", &mut errors);
     assert_eq!(errors.len(), 2, "{errors:#?}");
 
     let svg = std::fs::read_to_string(&svg).unwrap();
@@ -429,11 +438,7 @@ fn mixed_size_sweep_and_host_cost_are_reported() {
     ]);
     assert!(stdout.contains("many small tensors"), "{stdout}");
     assert!(stdout.contains("host cost of step()"), "{stdout}");
-    let schema: Value = serde_json::from_str(include_str!("report.schema.json")).unwrap();
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let mut errors = Vec::new();
-    validate(&schema, &report, "$", &mut errors);
-    assert!(errors.is_empty(), "{errors:#?}");
+    let report = valid_report(&json);
     let rows = report["mixed_sizes"].as_array().unwrap();
     let counts: Vec<u64> = rows
         .iter()
