@@ -306,17 +306,16 @@ impl<R: UpdateRule> Optimizer<R> {
                 false => None,
             },
         ];
+        // The next step's scalars of each group decide the words fixed at first (each step
+        // checks); a rule's scalars can cost O(t) (NAdam's mu product), so once per group.
+        let next = self.t.saturating_add(1);
+        let next_hypers: Vec<Hyper> = self.groups.iter().map(|g| g.hyper(next)).collect();
         let mut launches = Vec::with_capacity(pending.len());
         for (li, (p, trange)) in pending.iter().zip(&table_ranges).enumerate() {
             // The launch's rule: its tensors' group's (a launch group holds one kernel).
             let rule = &self.groups[self.tensors[lay.sets[p.set].members[0]].group];
             let groups = p.groups();
-            // The next step's scalars decide the words fixed at first; each step checks.
-            let next = self.t.saturating_add(1);
-            let hypers: Vec<Hyper> = groups
-                .iter()
-                .map(|&g| self.groups[g as usize].hyper(next))
-                .collect();
+            let hypers = groups.iter().map(|&g| &next_hypers[g as usize]);
             let key = KernelVariant {
                 kernel: rule.kernel(),
                 width: p.width,
@@ -332,7 +331,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 lag,
                 dtypes: p.dtypes,
                 sr: self.settings.stochastic.is_some(),
-                fixed: FixedWords::agreed(&rule.kernel(), &hypers),
+                fixed: FixedWords::agreed(&rule.kernel(), hypers),
                 shifted: p.shifted(),
             };
             let main = kernel::pipeline(ctx, &key, "main")?;
