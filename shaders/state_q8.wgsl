@@ -12,7 +12,7 @@
 // 1024 f32: signed map, unsigned map, signed midpoints, unsigned midpoints; then per map
 // 3328 first guesses of a code, 4 per word (src/quant.rs: qmap_table).
 struct QMap { v: array<vec4<f32>, 256>, g: array<vec4<u32>, 416> }
-@group(0) @binding(10) var<uniform> qmap: QMap;
+@group(0) @binding(3) var<uniform> qmap: QMap;
 
 // Bit k set: slot k may be negative (signed map); else the unsigned map.
 override SIGNED: u32 = 7u;

@@ -1,5 +1,5 @@
 @group(0) @binding(0) var<storage, read_write> param: array<vec2<u32>>;
-@group(0) @binding(11) var<storage, read_write> master: array<V>;
+@group(0) @binding(10) var<storage, read_write> master: array<V>;
 fn load_p(pi: u32, si: u32) -> V { return master[si]; }
 // The master takes the update; the caller's 16-bit params its rounding. Lanes
 // past the tensor keep their halves (they may be the caller's).

@@ -67,11 +67,11 @@ pub(crate) struct Plan {
     pub(crate) states: Vec<StateSet>,
     /// Per tensor: (state set, element offset in its buffers).
     pub(crate) tensor_state: Vec<(usize, u64)>,
-    /// The uniform slot the kernels read: this step's scalars, copied from `staging`.
-    pub(crate) hyper_buf: wgpu::Buffer,
+    /// Bytes of a slot's scalars, the uniform the kernels read.
     pub(crate) hyper_size: u64,
     /// The slot's shape: padded group count, loss scaling's candidates (0: none).
     pub(crate) shape: SlotShape,
+    /// The ring of step slots the kernels read their scalars from (bind group 1).
     pub(crate) staging: Staging,
     /// Device-side step scalars (`aux` in the shaders).
     pub(crate) aux: wgpu::Buffer,
@@ -190,23 +190,19 @@ impl<R: UpdateRule> Optimizer<R> {
             limits.max_uniform_buffer_binding_size,
         )?;
         let (n_groups, lag, hyper_size) = (shape.groups_p2, shape.lag, shape.hyper_size);
-        let hyper_buf = self.buffer(
-            "gpu-optim per-step scalars",
+        // A slot starts where a dynamic uniform offset may.
+        let stride = shape
+            .stage_stride()
+            .next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let staging = Staging::new(
+            ctx,
+            stride,
+            self.settings.steps_per_submission as usize,
             hyper_size,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        );
-        let stage_stride = shape.stage_stride();
-        let staging = Staging {
-            buf: self.buffer(
-                "gpu-optim per-step scalars (staging)",
-                stage_stride * self.settings.steps_per_submission as u64,
-                wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            ),
-            tokens: (0..self.settings.steps_per_submission)
-                .map(|_| std::sync::Arc::new(()))
-                .collect(),
-            next: 0,
-        };
+        )?;
+        // Any uniform, for the quantization map's binding where the kernels do not declare it.
+        let dummy_uniform =
+            self.buffer("gpu-optim unused uniform", 16, wgpu::BufferUsages::UNIFORM);
 
         let states = self.allocate_states(&lay, &placements)?;
         let tensor_state = lay.tensor_state.clone();
@@ -362,7 +358,11 @@ impl<R: UpdateRule> Optimizer<R> {
                     Some(r) => bind(&table_buf, *r),
                     None => dummy_ro.as_entire_binding(),
                 },
-                bind(&hyper_buf, (0, hyper_size)),
+                match &qmap {
+                    Some(q) => q.as_entire_binding(),
+                    // Any uniform: the f32 kernels do not declare this binding.
+                    None => dummy_uniform.as_entire_binding(),
+                },
             ];
             for k in 0..MAX_SLOTS {
                 entries.push(match states[p.set].buffers.get(k) {
@@ -381,11 +381,6 @@ impl<R: UpdateRule> Optimizer<R> {
             entries.push(match (&states[p.set].absmax, &qmap) {
                 (Some(a), Some(_)) if p.q8 => a.as_entire_binding(),
                 _ => dummy.as_entire_binding(),
-            });
-            entries.push(match &qmap {
-                Some(q) => q.as_entire_binding(),
-                // Any uniform: the f32 kernels do not declare this binding.
-                None => bind(&hyper_buf, (0, hyper_size)),
             });
             if key.mixed() {
                 let m = states[p.set]
@@ -463,7 +458,6 @@ impl<R: UpdateRule> Optimizer<R> {
             launches,
             states,
             tensor_state,
-            hyper_buf,
             hyper_size,
             staging,
             aux,

@@ -3,12 +3,14 @@
 //!
 //! ## Per-step scalars
 //! Each step's scalars (lr, bias corrections, step flags) for every group, and the
-//! host-set words of clipping and loss scaling, are written into a slot of a staging ring;
-//! the step's commands begin with a copy of that slot into the one uniform slot the
-//! kernels read (and into `aux`). So any number of steps can sit in one command buffer,
-//! each with its own scalars and settings, and no bind group is rebuilt. A slot is reused
-//! once the command buffer that copies it has been submitted (`step_many`) or has finished
-//! on the device (`record_step` into the caller's encoder, seen through
+//! host-set words of clipping and loss scaling, are written into a slot of a ring; the
+//! kernels read the step's slot through bind group 1 at that slot's dynamic offset (the
+//! host-set words are first copied into `aux`). So any number of steps can sit in one
+//! command buffer, each with its own scalars and settings, no bind group is rebuilt, and
+//! without clipping, loss scaling or a two-phase rule a submission's steps are one
+//! compute pass. A slot is reused once the command buffer that reads it has been
+//! submitted (`step_many`: a later `write_buffer` runs after it) or has finished on the
+//! device (`record_step` into the caller's encoder, seen through
 //! `on_submitted_work_done`); when none is free the ring doubles, so the steady state
 //! allocates nothing.
 //!
@@ -18,7 +20,10 @@
 //! by `shaders/reduce.wgsl` into a device buffer (`aux`) the update reads. Nothing is read
 //! back to the host in a step.
 
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::kernel::cache as kernel;
+use crate::kernel::HYPER_GROUP;
 use crate::optimizer::Optimizer;
 use crate::plan::aux::{AUX_CONTROL, AUX_EXECUTED, AUX_SCALER_CONFIG};
 use crate::plan::program::Pass;
@@ -30,8 +35,55 @@ use crate::rules::UpdateRule;
 /// optimizer holds the only reference to its token.
 pub(crate) struct Staging {
     pub(crate) buf: wgpu::Buffer,
+    /// Bind group [`HYPER_GROUP`](crate::kernel::HYPER_GROUP): a slot's scalars, the slot
+    /// chosen by the dynamic offset.
+    pub(crate) bind_group: wgpu::BindGroup,
+    /// Bytes from one slot to the next (a multiple of the dynamic offset alignment).
+    pub(crate) stride: u64,
     pub(crate) tokens: Vec<std::sync::Arc<()>>,
     pub(crate) next: usize,
+}
+
+/// The compute pass of a step, or of a submission's steps.
+const STEP_PASS: wgpu::ComputePassDescriptor<'static> = wgpu::ComputePassDescriptor {
+    label: Some("gpu-optim step"),
+    timestamp_writes: None,
+};
+
+impl Staging {
+    /// A ring of `n` slots of `stride` bytes whose first `hyper_size` bytes are bound.
+    pub(crate) fn new(ctx: &Context, stride: u64, n: usize, hyper_size: u64) -> Result<Staging> {
+        let layout = kernel::hyper_layout(ctx)?;
+        ctx.count("buffer");
+        let buf = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("gpu-optim per-step scalars"),
+            size: stride * n as u64,
+            usage: wgpu::BufferUsages::UNIFORM
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.count("bind_group");
+        let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("gpu-optim per-step scalars"),
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &buf,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(hyper_size),
+                }),
+            }],
+        });
+        Ok(Staging {
+            buf,
+            bind_group,
+            stride,
+            tokens: (0..n).map(|_| std::sync::Arc::new(())).collect(),
+            next: 0,
+        })
+    }
 }
 
 impl<R: UpdateRule> Optimizer<R> {
@@ -54,8 +106,21 @@ impl<R: UpdateRule> Optimizer<R> {
             let ctx = self.ctx.clone();
             let r = ctx.scoped("step", || -> Result<()> {
                 let mut enc = ctx.device().create_command_encoder(&Default::default());
-                for _ in 0..n {
-                    self.record(&mut enc, false)?;
+                match self.plan.as_ref().is_some_and(|p| p.reductions.is_none()) {
+                    // Nothing to copy between steps: all n in one compute pass.
+                    true => {
+                        let mut pass = enc.begin_compute_pass(&STEP_PASS);
+                        for _ in 0..n {
+                            let (at, token) = self.stage()?;
+                            self.encode_passes(&mut pass, at);
+                            self.held.push(token);
+                        }
+                    }
+                    false => {
+                        for _ in 0..n {
+                            self.record(&mut enc, false)?;
+                        }
+                    }
                 }
                 // Loss scaling: read the device's step counters back after this batch,
                 // asynchronously (taken in by a later step's poll).
@@ -110,29 +175,43 @@ impl<R: UpdateRule> Optimizer<R> {
                     .map_err(|e| Error::DeviceLost(e.to_string()))?;
             }
         }
-        // Every slot is in a command buffer not yet submitted or not yet finished.
+        // Every slot is in a command buffer not yet submitted or not yet finished: a ring
+        // twice the size (the old one lives on in those command buffers).
         let plan = self.plan.as_mut().expect("prepared");
         let n = plan.staging.tokens.len();
-        let stride = plan.staging.buf.size() / n as u64;
-        self.ctx.count("buffer");
-        plan.staging = Staging {
-            buf: self.ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("gpu-optim per-step scalars (staging)"),
-                size: stride * 2 * n as u64,
-                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            tokens: (0..2 * n).map(|_| std::sync::Arc::new(())).collect(),
-            next: 1,
-        };
+        plan.staging = Staging::new(&self.ctx, plan.staging.stride, 2 * n, plan.hyper_size)?;
+        plan.staging.next = 1;
         Ok(0)
     }
 
+    /// One step into `encoder`: its scalars into a slot, then its commands (see
+    /// [`Optimizer::stage`]). `callers`: the encoder is the caller's, so the slot stays busy
+    /// until its work is done on the device, not just submitted.
     pub(crate) fn record(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         callers: bool,
     ) -> Result<()> {
+        let (at, token) = self.stage()?;
+        self.encode_copies(encoder, at);
+        let mut pass = encoder.begin_compute_pass(&STEP_PASS);
+        self.encode_passes(&mut pass, at);
+        drop(pass);
+        // The slot is busy until this encoder is submitted (ours) or has run, or is
+        // dropped unsubmitted (the caller's: the callback is dropped with it).
+        if callers {
+            encoder.on_submitted_work_done(move || drop(token));
+        } else {
+            self.held.push(token);
+        }
+        Ok(())
+    }
+
+    /// The next step's scalars, written into a free slot of the ring: returns the slot's
+    /// byte offset (the dynamic offset of bind group 1) and the token that keeps it busy.
+    /// Switches a dispatch's pipelines first where the words it takes as constants changed.
+    /// Then the step counts as recorded: the step count and the schedules move on.
+    pub(crate) fn stage(&mut self) -> Result<(u64, std::sync::Arc<()>)> {
         self.prepare()?;
         // A checkpoint may carry any step count: its last step is refused, not wrapped.
         let t = self.t.checked_add(1).ok_or_else(|| {
@@ -174,16 +253,22 @@ impl<R: UpdateRule> Optimizer<R> {
                 })??;
             }
         }
+        let staging = &plan.staging;
+        let at = slot as u64 * staging.stride;
+        self.ctx.queue().write_buffer(&staging.buf, at, &self.stage);
+        let token = staging.tokens[slot].clone();
+        // The step is recorded: the schedules move on to the next step's lr.
+        registry::advance_schedules(&mut self.groups, &mut self.schedules);
+        self.t = t;
+        Ok((at, token))
+    }
+
+    /// The copies before a step's passes: the host-set words of clipping and loss scaling
+    /// from the slot at `at` into `aux` (nothing without reductions).
+    fn encode_copies(&self, encoder: &mut wgpu::CommandEncoder, at: u64) {
         let plan = self.plan.as_ref().expect("prepared");
-        let stride = plan.staging.buf.size() / plan.staging.tokens.len() as u64;
-        let at = slot as u64 * stride;
-        self.ctx
-            .queue()
-            .write_buffer(&plan.staging.buf, at, &self.stage);
-        let token = plan.staging.tokens[slot].clone();
-        let staging = &plan.staging.buf;
-        encoder.copy_buffer_to_buffer(staging, at, &plan.hyper_buf, 0, plan.hyper_size);
         if plan.reductions.is_some() {
+            let staging = &plan.staging.buf;
             let ctl = at + plan.hyper_size;
             encoder.copy_buffer_to_buffer(staging, ctl, &plan.aux, AUX_CONTROL * 4, STAGE_CONTROL);
             if self.settings.scaler.is_some() {
@@ -191,12 +276,15 @@ impl<R: UpdateRule> Optimizer<R> {
                 encoder.copy_buffer_to_buffer(staging, from, &plan.aux, to, STAGE_SCALER);
             }
         }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("gpu-optim step"),
-            timestamp_writes: None,
-        });
-        // The program's passes in its order (plan/program.rs): the per-tile pre-passes over
-        // every dispatch, each followed by its reductions, then the update, then the scale.
+    }
+
+    /// A step's dispatches, reading the scalars of the slot at `at`: the program's passes
+    /// in its order (plan/program.rs): the per-tile pre-passes over every dispatch, each
+    /// followed by its reductions, then the update, then the scale.
+    fn encode_passes(&self, pass: &mut wgpu::ComputePass<'_>, at: u64) {
+        let plan = self.plan.as_ref().expect("prepared");
+        let at = u32::try_from(at).expect("a ring slot's offset fits a dynamic offset");
+        pass.set_bind_group(HYPER_GROUP, &plan.staging.bind_group, &[at]);
         let reduce = || {
             plan.reductions
                 .as_ref()
@@ -214,7 +302,7 @@ impl<R: UpdateRule> Optimizer<R> {
                         // A dispatch whose kernel has no first pass takes no part in it.
                         let Some(pipeline) = pipeline else { continue };
                         pass.set_pipeline(pipeline);
-                        pass.set_bind_group(0, &l.bind_group, &[0]);
+                        pass.set_bind_group(0, &l.bind_group, &[]);
                         pass.dispatch_workgroups(grid.0, grid.1, 1);
                     }
                     let r = reduce();
@@ -229,7 +317,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 Pass::Update => {
                     for l in &plan.launches {
                         pass.set_pipeline(&l.main);
-                        pass.set_bind_group(0, &l.bind_group, &[0]);
+                        pass.set_bind_group(0, &l.bind_group, &[]);
                         pass.dispatch_workgroups(l.grid.0, l.grid.1, 1);
                     }
                 }
@@ -241,17 +329,5 @@ impl<R: UpdateRule> Optimizer<R> {
                 }
             }
         }
-        drop(pass);
-        // The slot is busy until this encoder is submitted (ours) or has run, or is
-        // dropped unsubmitted (the caller's: the callback is dropped with it).
-        if callers {
-            encoder.on_submitted_work_done(move || drop(token));
-        } else {
-            self.held.push(token);
-        }
-        // The step is recorded: the schedules move on to the next step's lr.
-        registry::advance_schedules(&mut self.groups, &mut self.schedules);
-        self.t = t;
-        Ok(())
     }
 }

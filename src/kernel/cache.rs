@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::variant::KernelVariant;
-use super::{BINDINGS, HYPER_BINDING, LAUNCH_BINDING, QMAP_BINDING};
+use super::{BINDINGS, HYPER_GROUP, LAUNCH_BINDING, QMAP_BINDING};
 use crate::context::Context;
 use crate::error::Result;
 
@@ -14,6 +14,8 @@ use crate::error::Result;
 pub(crate) struct PipelineCache {
     /// The layouts without and with the master binding.
     layout: [Option<(wgpu::BindGroupLayout, wgpu::PipelineLayout)>; 2],
+    /// Bind group [`HYPER_GROUP`]'s layout: the step scalars' uniform.
+    hyper: Option<wgpu::BindGroupLayout>,
     reduce: Option<ReducePipelines>,
     pipelines: HashMap<(KernelVariant, &'static str), wgpu::ComputePipeline>,
 }
@@ -44,10 +46,33 @@ fn uniform(binding: u32, dynamic: bool) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-/// The bind group layout every rule kernel uses; `mixed`: with the master binding.
+/// The bind group layout every rule kernel uses for group 0; `mixed`: with the master
+/// binding.
 pub(crate) fn bind_group_layout(ctx: &Context, mixed: bool) -> Result<wgpu::BindGroupLayout> {
     let mut cache = ctx.inner.pipelines.lock().unwrap();
     layouts(ctx, &mut cache, mixed).map(|(b, _)| b)
+}
+
+/// The layout of bind group [`HYPER_GROUP`]: binding 0, the step scalars' uniform, with a
+/// dynamic offset (the ring slot).
+pub(crate) fn hyper_layout(ctx: &Context) -> Result<wgpu::BindGroupLayout> {
+    let mut cache = ctx.inner.pipelines.lock().unwrap();
+    hyper_layout_in(ctx, &mut cache)
+}
+
+fn hyper_layout_in(ctx: &Context, cache: &mut PipelineCache) -> Result<wgpu::BindGroupLayout> {
+    if let Some(l) = &cache.hyper {
+        return Ok(l.clone());
+    }
+    let l = ctx.scoped("creating the bind group layout", || {
+        ctx.device()
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("gpu-optim step scalars"),
+                entries: &[uniform(0, true)],
+            })
+    })?;
+    cache.hyper = Some(l.clone());
+    Ok(l)
 }
 
 fn layouts(
@@ -58,12 +83,12 @@ fn layouts(
     if let Some(l) = &cache.layout[mixed as usize] {
         return Ok(l.clone());
     }
+    let hyper = hyper_layout_in(ctx, cache)?;
     let d = ctx.device();
     let l = ctx.scoped("creating the bind group layout", || {
         let entries: Vec<_> = (0..BINDINGS + mixed as u32)
             .map(|b| match b {
                 2 => storage(b, true, false),
-                HYPER_BINDING => uniform(b, true),
                 LAUNCH_BINDING | QMAP_BINDING => uniform(b, false),
                 _ => storage(b, false, false),
             })
@@ -74,9 +99,10 @@ fn layouts(
         });
         let pl = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("gpu-optim rule"),
-            bind_group_layouts: &[Some(&bgl)],
+            bind_group_layouts: &[Some(&bgl), Some(&hyper)],
             immediate_size: 0,
         });
+        debug_assert_eq!(HYPER_GROUP, 1);
         (bgl, pl)
     })?;
     cache.layout[mixed as usize] = Some(l.clone());

@@ -8,11 +8,11 @@ use crate::half::Dtype;
 use crate::rules::Kernel;
 pub use variant::{FixedWords, KernelVariant, Q8Kernel, MAX_LAG};
 
-/// Number of bindings in the shared layout (`shaders/common.wgsl`; 9 and 10 are 8-bit
-/// state's absmax and quantization map, `shaders/state_q8.wgsl`).
-pub(crate) const BINDINGS: u32 = 11;
+/// Number of bindings in bind group 0, the dispatch's (`shaders/common.wgsl`; 3 and 9 are
+/// 8-bit state's quantization map and absmax, `shaders/state_q8.wgsl`).
+pub(crate) const BINDINGS: u32 = 10;
 /// Binding of 8-bit state's quantization map, a uniform.
-pub(crate) const QMAP_BINDING: u32 = 10;
+pub(crate) const QMAP_BINDING: u32 = 3;
 /// Binding of the f32 master copy of 16-bit params: only in the mixed-precision layout
 /// (a ninth storage buffer, more than WebGPU's default limit of 8), the one after
 /// [`BINDINGS`] (`shaders/parts/param_master_*.wgsl` declare it; a test holds them to it).
@@ -20,8 +20,10 @@ pub(crate) const QMAP_BINDING: u32 = 10;
 pub(crate) const MASTER_BINDING: u32 = BINDINGS;
 /// Binding of the per-dispatch geometry, a uniform.
 pub(crate) const LAUNCH_BINDING: u32 = 8;
-/// Binding of the per-step scalars (a uniform), the only one with a dynamic offset.
-pub(crate) const HYPER_BINDING: u32 = 3;
+/// The bind group of the per-step scalars: one uniform (binding 0) in the optimizer's
+/// ring of step slots, the slot chosen by its dynamic offset. Set once per step; the
+/// dispatches' own bindings are group 0.
+pub(crate) const HYPER_GROUP: u32 = 1;
 
 /// The f32-only variant (tiles, no features) of `kernel` at `width` with `groups` groups.
 fn plain(kernel: &Kernel, width: u32, groups: u32) -> KernelVariant {
