@@ -329,6 +329,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 sr: self.settings.stochastic.is_some(),
                 fixed: FixedWords::agreed(&rule.kernel(), hypers),
                 shifted: p.shifted(),
+                tail: p.tail(),
             };
             let main = kernel::pipeline(ctx, &key, "main")?;
             let sumsq = match global {

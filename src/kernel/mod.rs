@@ -41,6 +41,7 @@ fn plain(kernel: &Kernel, width: u32, groups: u32) -> KernelVariant {
         sr: false,
         fixed: FixedWords::NONE,
         shifted: true,
+        tail: width == 4,
     }
 }
 

@@ -64,18 +64,20 @@ impl FixedWords {
 
     /// The words of `kernel`'s scalars that every one of `candidates` (each a group's
     /// scalars for one possible step) gives the same bits: its branch words at any value,
-    /// its zero words where they are +0.0. The others stay `None`.
+    /// its zero words where they are +0.0, its one words where they are 1.0. The others
+    /// stay `None`.
     pub fn agreed<'a>(
         kernel: &Kernel,
         candidates: impl IntoIterator<Item = &'a crate::rules::Hyper> + Clone,
     ) -> FixedWords {
         let mut out = FixedWords::NONE;
-        let words = (kernel.branch_words.iter().map(|&k| (k, false)))
-            .chain(kernel.zero_words.iter().map(|&k| (k, true)));
-        for (k, zero_only) in words.filter(|&(k, _)| k < 16) {
+        let words = (kernel.branch_words.iter().map(|&k| (k, None)))
+            .chain(kernel.zero_words.iter().map(|&k| (k, Some(0))))
+            .chain(kernel.one_words.iter().map(|&k| (k, Some(1f32.to_bits()))));
+        for (k, only) in words.filter(|&(k, _)| k < 16) {
             let mut bits = candidates.clone().into_iter().map(|h| h[k].to_bits());
             if let Some(first) = bits.next() {
-                if bits.all(|b| b == first) && (!zero_only || first == 0) {
+                if bits.all(|b| b == first) && only.is_none_or(|v| first == v) {
                     out.0[k] = Some(first);
                 }
             }
@@ -119,6 +121,10 @@ pub struct KernelVariant {
     /// The dispatch's bindings may start before its first element (the kernel reads the
     /// shifts from its `Launch`); `false`: they all start at it (shifts are constant 0).
     pub shifted: bool,
+    /// A vector may run past its tensor's end (an end that is not a multiple of the
+    /// width), so stores are masked per lane; `false`: every lane is live (always at
+    /// width 1).
+    pub tail: bool,
 }
 
 impl KernelVariant {
@@ -150,6 +156,9 @@ impl KernelVariant {
         let mut special = String::new();
         if !self.shifted {
             special.push_str(".unshifted");
+        }
+        if !self.tail {
+            special.push_str(".whole");
         }
         if self.fixed != FixedWords::NONE {
             let bits: Vec<u8> = (self
@@ -264,6 +273,7 @@ impl KernelVariant {
             ("DENSE", self.dense as u32 as f64),
             ("SCALER", (self.lag > 0) as u32 as f64),
             ("SHIFTED", self.shifted as u32 as f64),
+            ("TAIL", self.tail as u32 as f64),
             ("FIXED", self.fixed.mask() as f64),
         ];
         const FW: [&str; 16] = [
@@ -290,8 +300,8 @@ impl KernelVariant {
     /// {1, 4} × {tiles, dense}, where legal (width 1: f32 params, grads and state only;
     /// 8-bit state: not for two-phase rules), at workgroup size 256 and the scaler's lag
     /// under WebGPU's default uniform limit (32 candidates); each generic (nothing fixed,
-    /// shifts read) and, dense with one group, also with the rule's branch words fixed to
-    /// its first step's values and no shifts.
+    /// shifts read, partial vectors masked) and, dense with one group, also with the rule's branch words fixed to
+    /// its first step's values, no shifts and no partial vector.
     pub fn all_for(rule: &AnyRule) -> Vec<KernelVariant> {
         let kernel = rule.kernel();
         let slots = rule.state_slots().len() as u32;
@@ -334,14 +344,16 @@ impl KernelVariant {
                                     sr,
                                     fixed: FixedWords::NONE,
                                     shifted: true,
+                                    tail: width == 4,
                                 };
                                 out.push(generic);
                                 // What one group's aligned tensor runs: its branch words
-                                // fixed, no shifts.
+                                // fixed, no shifts, no partial vector.
                                 if dense && groups == 1 {
                                     out.push(KernelVariant {
                                         fixed,
                                         shifted: false,
+                                        tail: false,
                                         ..generic
                                     });
                                 }
@@ -408,7 +420,8 @@ pub(crate) mod tests {
     /// was written from the run-time assembly of 4951a76 (the main before the scheduler
     /// redesign, by the test of commit 6f9ad40) with `GPU_OPTIM_BLESS_WGSL=1`, and blessed
     /// again when the kernels learned fixed words and unshifted bindings (every text
-    /// changed: `hyper_of`, the shifts, the `FIXED` overrides). A text is
+    /// changed: `hyper_of`, the shifts, the `FIXED` overrides), when the step scalars
+    /// moved to bind group 1, and when `TAIL` made the lane masks a constant. A text is
     /// recorded by its length and CRC-32 (the full texts are ~70 MB); a change anywhere
     /// in it changes the CRC except with probability 2^-32. Re-bless only for a change
     /// meant to alter the kernels, and say so in its commit.
@@ -445,7 +458,7 @@ pub(crate) mod tests {
     fn fixed_words_stay_the_same_from_step_to_step() {
         for rule in AnyRule::catalog() {
             let kernel = rule.kernel();
-            let mut words = [kernel.branch_words, kernel.zero_words].concat();
+            let mut words = [kernel.branch_words, kernel.zero_words, kernel.one_words].concat();
             let n = words.len();
             words.sort_unstable();
             words.dedup();

@@ -195,6 +195,21 @@ impl LaunchLayout {
         g
     }
 
+    /// Whether a vector may run past its tensor's end: an end (of a tile's tensor, or of
+    /// the dense dispatch's piece) that is not a multiple of the width.
+    pub fn tail(&self) -> bool {
+        let w = self.width;
+        if w == 1 {
+            return false;
+        }
+        if self.dense {
+            return self.header.end % w != 0;
+        }
+        self.tiles
+            .iter()
+            .any(|t| t.end % w != 0 || (t.first_b != Tile::NO_SECOND && t.end_b % w != 0))
+    }
+
     /// Whether a binding starts before the dispatch's first element (a shift to read).
     pub fn shifted(&self) -> bool {
         let h = &self.header;
@@ -742,6 +757,53 @@ mod tests {
         assert!(packed[1..].iter().all(|t| t.first_b == Tile::NO_SECOND));
         assert_eq!(packed.len(), 4);
         assert_eq!(tiles(false).len(), 5);
+    }
+
+    /// A dispatch masks lanes (tail) exactly where one of its tensors ends inside a
+    /// vector: a tile's end, a packed tile's second tensor's end, a dense piece's end.
+    #[test]
+    fn tail_is_set_where_a_tensor_ends_inside_a_vector() {
+        let limits = LayoutLimits {
+            storage_align: 256,
+            max_binding: 1 << 20,
+            max_groups: 65535,
+            workgroup: 64,
+            per_tensor: false,
+            pack: true,
+        };
+        let tails = |lens: [u64; 4], per_tensor: bool| -> Vec<bool> {
+            let tensors: Vec<Placement> = [0, 128, 256, 576]
+                .iter()
+                .zip(lens)
+                .map(|(&offset, len)| Placement {
+                    param_buf: 0,
+                    grad_buf: 1,
+                    param_bytes: 4096,
+                    grad_bytes: 4096,
+                    param_offset: offset,
+                    grad_offset: offset,
+                    len,
+                    dtypes: (Dtype::F32, Dtype::F32),
+                    group: 0,
+                    kernel: 0,
+                    q8: false,
+                })
+                .collect();
+            let limits = LayoutLimits {
+                per_tensor,
+                ..limits
+            };
+            let lay = layout(&tensors, &limits, 16).unwrap();
+            lay.launches.iter().map(|l| l.tail()).collect()
+        };
+        assert_eq!(tails([100, 100, 300, 52], false), [false]);
+        assert_eq!(tails([100, 100, 300, 50], false), [true]);
+        // Tensor 1 rides in tensor 0's tile (end_b).
+        assert_eq!(tails([100, 102, 300, 52], false), [true]);
+        assert_eq!(
+            tails([100, 100, 301, 52], true),
+            [false, false, true, false]
+        );
     }
 
     /// A binding limit too small for one tile is refused by name.

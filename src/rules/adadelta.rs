@@ -81,6 +81,7 @@ impl UpdateRule for Adadelta {
             branch_words: &[5],
             // Tested against 0 before use: weight_decay.
             zero_words: &[4],
+            one_words: &[],
         }
     }
 

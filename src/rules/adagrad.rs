@@ -94,6 +94,7 @@ impl UpdateRule for Adagrad {
             branch_words: &[3],
             // Tested against 0 before use: weight_decay.
             zero_words: &[1],
+            one_words: &[],
         }
     }
 

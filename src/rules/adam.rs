@@ -101,6 +101,7 @@ impl UpdateRule for Adam {
             branch_words: &[8, 9, 10],
             // Tested against 0 before use: weight_decay.
             zero_words: &[3],
+            one_words: &[],
         }
     }
 

@@ -91,6 +91,7 @@ impl UpdateRule for Lamb {
             // Flags: maximize.
             branch_words: &[6],
             zero_words: &[],
+            one_words: &[],
         }
     }
 

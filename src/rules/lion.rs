@@ -84,6 +84,7 @@ impl UpdateRule for Lion {
             // Flags: decay on, maximize.
             branch_words: &[4, 5],
             zero_words: &[],
+            one_words: &[],
         }
     }
 

@@ -62,6 +62,10 @@ pub struct Kernel {
     /// Words the kernel tests against 0 and uses in arithmetic only where they are not
     /// (weight decay, momentum): fixed like [`Kernel::branch_words`], but only while +0.0.
     pub zero_words: &'static [usize],
+    /// Words the kernel only multiplies by and that are usually exactly 1.0 (SGD's
+    /// `1 - dampening`): fixed like [`Kernel::branch_words`], but only while 1.0, where
+    /// the driver drops an exact product (`1.0 * x` is `x` bit for bit, NaN and -0 too).
+    pub one_words: &'static [usize],
 }
 
 /// An optimizer update rule. See the module docs.

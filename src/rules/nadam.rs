@@ -92,6 +92,7 @@ impl UpdateRule for NAdam {
             branch_words: &[9, 10],
             // Tested against 0 before use: weight_decay.
             zero_words: &[7],
+            one_words: &[],
         }
     }
 

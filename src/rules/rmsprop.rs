@@ -106,6 +106,7 @@ impl UpdateRule for RmsProp {
             branch_words: &[5, 7],
             // Tested against 0 before use: weight_decay, momentum.
             zero_words: &[4, 6],
+            one_words: &[],
         }
     }
 

@@ -102,10 +102,12 @@ impl UpdateRule for Sgd {
             name: "sgd",
             source: include_str!("../../shaders/sgd.wgsl"),
             two_phase: false,
-            // Flags: nesterov, maximize.
-            branch_words: &[4, 5],
+            // Flags: nesterov, maximize, momentum on.
+            branch_words: &[4, 5, 7],
             // Tested against 0 before use: momentum, weight_decay.
             zero_words: &[1, 3],
+            // Multiplied by, 1.0 at torch's default dampening 0: 1 - dampening.
+            one_words: &[2],
         }
     }
 
@@ -118,6 +120,7 @@ impl UpdateRule for Sgd {
         h[4] = flag(self.nesterov);
         h[5] = flag(self.maximize);
         h[6] = flag(t == 1);
+        h[7] = flag(self.momentum != 0.0);
         h
     }
 
