@@ -252,14 +252,15 @@ fn decay(p: V, g: V, wd: f32, factor: f32, decoupled: f32, maximize: f32) -> Dec
 }
 
 // Adam's moments in s0 (m) and s1 (v). CPU twin: rules::moments.
-fn moments(s: ptr<function, State>, g: V, one_minus_b1: f32, b2: f32, one_minus_b2: f32) {
-    (*s).s0 = lerp((*s).s0, g, one_minus_b1);
+fn moments(s: ptr<function, State>, g: V, one_minus_b1: f32, b2: f32, one_minus_b2: f32, small: f32) {
+    (*s).s0 = lerp((*s).s0, g, one_minus_b1, small);
     (*s).s1 = (*s).s1 * b2 + one_minus_b2 * g * g;
 }
 
-// torch's CPU lerp: two formulas split at weight 0.5 (ATen lerp).
-fn lerp(a: V, b: V, w: f32) -> V {
-    if abs(w) < 0.5 {
+// torch's CPU lerp: two formulas split at weight 0.5 (ATen lerp). `small` is the host's
+// |w| < 0.5 (rules::lerp_flag), a flag word the pipeline fixes: no branch at run time.
+fn lerp(a: V, b: V, w: f32, small: f32) -> V {
+    if small != 0.0 {
         return a + w * (b - a);
     }
     return b - (b - a) * (1.0 - w);

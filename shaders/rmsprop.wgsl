@@ -1,5 +1,6 @@
 // RMSprop: torch.optim.RMSprop. CPU twin: src/rules/rmsprop.rs (same order).
-// h.a = (-lr, alpha, 1 - alpha, eps); h.b = (weight_decay, maximize, momentum, centered).
+// h.a = (-lr, alpha, 1 - alpha, eps); h.b = (weight_decay, maximize, momentum, centered);
+// h.c = (lerp's flag for 1 - alpha, -, -, -).
 // State: s0 = square_avg; centered: s1 = grad_avg; momentum: the next slot = momentum_buffer.
 fn update(h: Hyper, p: V, g_raw: V, s: ptr<function, State>) -> V {
     let alpha = h.a.y;
@@ -10,7 +11,7 @@ fn update(h: Hyper, p: V, g_raw: V, s: ptr<function, State>) -> V {
     (*s).s0 = (*s).s0 * alpha + one_minus_alpha * g * g;
     var avg: V;
     if centered {
-        (*s).s1 = lerp((*s).s1, g, one_minus_alpha);
+        (*s).s1 = lerp((*s).s1, g, one_minus_alpha, h.c.x);
         avg = sqrt((*s).s0 + -(*s).s1 * (*s).s1);
     } else {
         avg = sqrt((*s).s0);

@@ -417,12 +417,7 @@ pub fn time_steps<R: UpdateRule>(
     k: usize,
 ) -> Result<Sample> {
     opt.prepare()?;
-    timer.time(reps, k, |enc| {
-        for _ in 0..k {
-            opt.record_step(enc)?;
-        }
-        Ok(())
-    })
+    timer.time(reps, k, |enc| opt.record_steps(enc, k as u32))
 }
 
 /// Host time to encode and submit one step (not waiting for the GPU), median over `n`

@@ -76,6 +76,33 @@ fn record_into_callers_encoder_equals_step() {
     assert_eq!(params(&ctx, &a1), params(&ctx, &a2));
 }
 
+/// `record_steps` (k steps in one compute pass) is k `record_step`s, bit for bit, under a
+/// schedule (each step its own lr), and more steps than the ring has slots grow it.
+#[test]
+fn record_steps_in_one_pass_equals_record_step() {
+    let ctx = common::ctx();
+    let lens = [5000, 333];
+    let sched = LrSchedule::WarmupCosine {
+        warmup: 3,
+        t_max: 10,
+        eta_min: 1e-4,
+    };
+    let mut runs = Vec::new();
+    for one_pass in [false, true] {
+        let (a, mut o) = setup(&ctx, Adam::adamw(), &lens, 2);
+        o.set_schedule(o.default_group(), sched.clone()).unwrap();
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        match one_pass {
+            true => o.record_steps(&mut enc, 7).unwrap(),
+            false => (0..7).for_each(|_| o.record_step(&mut enc).unwrap()),
+        }
+        ctx.queue().submit([enc.finish()]);
+        assert_eq!(o.step_count(), 7);
+        runs.push(params(&ctx, &a));
+    }
+    assert_eq!(runs[0], runs[1]);
+}
+
 #[test]
 fn schedule_sets_lr_per_step_as_the_host_says() {
     let ctx = common::ctx();

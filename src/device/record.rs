@@ -106,22 +106,7 @@ impl<R: UpdateRule> Optimizer<R> {
             let ctx = self.ctx.clone();
             let r = ctx.scoped("step", || -> Result<()> {
                 let mut enc = ctx.device().create_command_encoder(&Default::default());
-                match self.plan.as_ref().is_some_and(|p| p.reductions.is_none()) {
-                    // Nothing to copy between steps: all n in one compute pass.
-                    true => {
-                        let mut pass = enc.begin_compute_pass(&STEP_PASS);
-                        for _ in 0..n {
-                            let (at, token) = self.stage()?;
-                            self.encode_passes(&mut pass, at);
-                            self.held.push(token);
-                        }
-                    }
-                    false => {
-                        for _ in 0..n {
-                            self.record(&mut enc, false)?;
-                        }
-                    }
-                }
+                self.record_many(&mut enc, n, false)?;
                 // Loss scaling: read the device's step counters back after this batch,
                 // asynchronously (taken in by a later step's poll).
                 let ack = match (&self.plan, &self.pending_ack) {
@@ -184,6 +169,56 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(0)
     }
 
+    /// `n` steps into `encoder` (see [`Optimizer::record`]): without reductions (nothing
+    /// to copy between steps), in one compute pass.
+    pub(crate) fn record_many(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        n: u32,
+        callers: bool,
+    ) -> Result<()> {
+        self.prepare()?;
+        if self.plan.as_ref().is_some_and(|p| p.reductions.is_some()) {
+            return (0..n).try_for_each(|_| self.record(encoder, callers));
+        }
+        let mut pass = encoder.begin_compute_pass(&STEP_PASS);
+        let mut tokens = Vec::new();
+        let mut r = Ok(());
+        for _ in 0..n {
+            match self.stage() {
+                Ok((at, token)) => {
+                    self.encode_passes(&mut pass, at);
+                    tokens.push(token);
+                }
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(pass);
+        self.hold(encoder, tokens, callers);
+        r
+    }
+
+    /// Keeps the slots of recorded steps busy until this encoder is submitted (ours) or
+    /// has run, or is dropped unsubmitted (the caller's: the callback is dropped with it).
+    fn hold(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        tokens: Vec<std::sync::Arc<()>>,
+        callers: bool,
+    ) {
+        if tokens.is_empty() {
+            return;
+        }
+        if callers {
+            encoder.on_submitted_work_done(move || drop(tokens));
+        } else {
+            self.held.extend(tokens);
+        }
+    }
+
     /// One step into `encoder`: its scalars into a slot, then its commands (see
     /// [`Optimizer::stage`]). `callers`: the encoder is the caller's, so the slot stays busy
     /// until its work is done on the device, not just submitted.
@@ -197,13 +232,7 @@ impl<R: UpdateRule> Optimizer<R> {
         let mut pass = encoder.begin_compute_pass(&STEP_PASS);
         self.encode_passes(&mut pass, at);
         drop(pass);
-        // The slot is busy until this encoder is submitted (ours) or has run, or is
-        // dropped unsubmitted (the caller's: the callback is dropped with it).
-        if callers {
-            encoder.on_submitted_work_done(move || drop(token));
-        } else {
-            self.held.push(token);
-        }
+        self.hold(encoder, vec![token], callers);
         Ok(())
     }
 

@@ -13,7 +13,7 @@
 //! Bias corrections and step sizes are computed on the host in f64 per step.
 //! Kernel: `shaders/adam.wgsl`.
 
-use super::{check_adam_like, decay, flag, max_nan, moments, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, decay, flag, lerp_flag, max_nan, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adam hyperparameters; `Default` equals torch's Adam defaults and
@@ -97,8 +97,8 @@ impl UpdateRule for Adam {
             name: "adam",
             source: include_str!("../../shaders/adam.wgsl"),
             two_phase: false,
-            // Flags: maximize, decoupled, amsgrad.
-            branch_words: &[8, 9, 10],
+            // Flags: maximize, decoupled, amsgrad, lerp's formula.
+            branch_words: &[8, 9, 10, 11],
             // Tested against 0 before use: weight_decay.
             zero_words: &[3],
             one_words: &[],
@@ -121,6 +121,7 @@ impl UpdateRule for Adam {
         h[8] = flag(self.maximize);
         h[9] = flag(self.decoupled_weight_decay);
         h[10] = flag(self.amsgrad);
+        h[11] = lerp_flag(h[4]);
         h
     }
 

@@ -9,7 +9,7 @@
 //! ```
 //! Kernel: `shaders/adamax.wgsl`.
 
-use super::{check_adam_like, flag, grad_in, lerp, max_nan, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, flag, grad_in, lerp, lerp_flag, max_nan, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.Adamax hyperparameters; `Default` equals torch's defaults.
@@ -61,8 +61,8 @@ impl UpdateRule for Adamax {
             name: "adamax",
             source: include_str!("../../shaders/adamax.wgsl"),
             two_phase: false,
-            // Flags: maximize.
-            branch_words: &[5],
+            // Flags: maximize, lerp's formula.
+            branch_words: &[5, 6],
             // Tested against 0 before use: weight_decay.
             zero_words: &[4],
             one_words: &[],
@@ -79,6 +79,7 @@ impl UpdateRule for Adamax {
         h[3] = self.eps as f32;
         h[4] = self.weight_decay as f32;
         h[5] = flag(self.maximize);
+        h[6] = lerp_flag(h[1]);
         h
     }
 

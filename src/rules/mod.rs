@@ -389,6 +389,13 @@ pub(crate) fn signed_mask<R: UpdateRule>(rule: &R) -> u32 {
 }
 
 /// 1.0 for true, 0.0 for false: how flags travel in [`Hyper`].
+/// The kernels' flag for [`lerp`]'s formula at weight `w` (a hyper word): whether
+/// `|w| < 0.5` for the f32 weight the kernel reads. A branch word, so a pipeline takes it
+/// as a constant and runs one formula without a branch.
+pub(crate) fn lerp_flag(w: f32) -> f32 {
+    flag(w.abs() < 0.5)
+}
+
 pub(crate) fn flag(b: bool) -> f32 {
     if b {
         1.0

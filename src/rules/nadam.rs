@@ -13,7 +13,7 @@
 //! here (recomputed from step 1, O(t) multiplications per step and group), so the scalars
 //! match torch's bit for bit. Kernel: `shaders/nadam.wgsl`.
 
-use super::{check, check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateRule};
+use super::{check, check_adam_like, decay, flag, lerp_flag, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.NAdam hyperparameters; `Default` equals torch's defaults.
@@ -88,8 +88,8 @@ impl UpdateRule for NAdam {
             name: "nadam",
             source: include_str!("../../shaders/nadam.wgsl"),
             two_phase: false,
-            // Flags: maximize, decoupled.
-            branch_words: &[9, 10],
+            // Flags: maximize, decoupled, lerp's formula.
+            branch_words: &[9, 10, 11],
             // Tested against 0 before use: weight_decay.
             zero_words: &[7],
             one_words: &[],
@@ -116,6 +116,7 @@ impl UpdateRule for NAdam {
         h[8] = (1.0 - self.lr * self.weight_decay) as f32;
         h[9] = flag(self.maximize);
         h[10] = flag(self.decoupled_weight_decay);
+        h[11] = lerp_flag(h[4]);
         h
     }
 

@@ -12,7 +12,7 @@
 //! ```
 //! The switch on ρ_t is made on the host per step. Kernel: `shaders/radam.wgsl`.
 
-use super::{check_adam_like, decay, flag, moments, Hyper, Kernel, UpdateRule};
+use super::{check_adam_like, decay, flag, lerp_flag, moments, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.RAdam hyperparameters; `Default` equals torch's defaults.
@@ -71,8 +71,8 @@ impl UpdateRule for RAdam {
             name: "radam",
             source: include_str!("../../shaders/radam.wgsl"),
             two_phase: false,
-            // Flags: maximize, decoupled.
-            branch_words: &[9, 10],
+            // Flags: maximize, decoupled, lerp's formula.
+            branch_words: &[9, 10, 13],
             // Tested against 0 before use: weight_decay.
             zero_words: &[7],
             one_words: &[],
@@ -103,6 +103,7 @@ impl UpdateRule for RAdam {
         h[10] = flag(self.decoupled_weight_decay);
         h[11] = flag(rho_t > 5.0);
         h[12] = if rho_t > 5.0 { rect as f32 } else { 0.0 };
+        h[13] = lerp_flag(h[4]);
         h
     }
 

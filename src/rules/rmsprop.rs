@@ -10,7 +10,7 @@
 //! ```
 //! Kernel: `shaders/rmsprop.wgsl`.
 
-use super::{check, flag, grad_in, lerp, Hyper, Kernel, UpdateRule};
+use super::{check, flag, grad_in, lerp, lerp_flag, Hyper, Kernel, UpdateRule};
 use crate::error::Result;
 
 /// torch.optim.RMSprop hyperparameters; `Default` equals torch's defaults.
@@ -102,8 +102,8 @@ impl UpdateRule for RmsProp {
             name: "rmsprop",
             source: include_str!("../../shaders/rmsprop.wgsl"),
             two_phase: false,
-            // Flags: maximize, centered.
-            branch_words: &[5, 7],
+            // Flags: maximize, centered, lerp's formula.
+            branch_words: &[5, 7, 8],
             // Tested against 0 before use: weight_decay, momentum.
             zero_words: &[4, 6],
             one_words: &[],
@@ -120,6 +120,7 @@ impl UpdateRule for RmsProp {
         h[5] = flag(self.maximize);
         h[6] = self.momentum as f32;
         h[7] = flag(self.centered);
+        h[8] = lerp_flag(h[2]);
         h
     }
 

@@ -423,7 +423,7 @@ pub fn anchor_rows(
             let (ours, theirs, ratio) = timer.alternate(
                 reps,
                 k,
-                |enc| (0..k).try_for_each(|_| opt.record_step(enc)),
+                |enc| opt.record_steps(enc, k as u32),
                 |enc| anchor.record(ctx, enc, k),
             )?;
             rows.push(AnchorRow {

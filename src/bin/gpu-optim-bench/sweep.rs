@@ -106,8 +106,8 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
         let (batched, flat, ratio) = timer.alternate(
             reps,
             k,
-            |enc| (0..k).try_for_each(|_| opt.record_step(enc)),
-            |enc| (0..k).try_for_each(|_| flat.record_step(enc)),
+            |enc| opt.record_steps(enc, k as u32),
+            |enc| flat.record_steps(enc, k as u32),
         )?;
         rows.push(MixedRow {
             tensors: t,
