@@ -164,6 +164,11 @@ impl<B: Ord + Clone> RangeIndex<B> {
         let Some(m) = self.by_buffer.get(s.buffer).filter(|_| s.len > 0) else {
             return Vec::new();
         };
+        // Registered in address order (an arena's tensors): the new range starts past the
+        // last one, whose end is the highest (the ranges are disjoint); no range search.
+        if m.last_key_value().is_some_and(|(&start, &(end, _, _))| start < a && end <= a) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         // The range starting at or before `a` (the only earlier one that can reach it),
         // then every range starting inside.
