@@ -166,7 +166,9 @@ impl<B: Ord + Clone> RangeIndex<B> {
         };
         // Registered in address order (an arena's tensors): the new range starts past the
         // last one, whose end is the highest (the ranges are disjoint); no range search.
-        if m.last_key_value().is_some_and(|(&start, &(end, _, _))| start < a && end <= a) {
+        if m.last_key_value()
+            .is_some_and(|(&start, &(end, _, _))| start < a && end <= a)
+        {
             return Vec::new();
         }
         let mut out = Vec::new();
