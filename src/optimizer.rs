@@ -385,9 +385,13 @@ impl<R: UpdateRule> Optimizer<R> {
 
     /// Records `k` steps into the caller's encoder, as `k` calls of
     /// [`Optimizer::record_step`] would, but without clipping, loss scaling or a two-phase
-    /// rule in one compute pass (a pass per step costs a software device ~5% of a 2^20
-    /// Adam step). On an error at step j, steps before j stay recorded.
+    /// rule in one compute pass. `k == 0` records nothing. Each step holds a slot of the
+    /// step-scalar ring (256 bytes on most devices) until the encoder's work is done. On an
+    /// error at step j, steps before j stay recorded.
     pub fn record_steps(&mut self, encoder: &mut wgpu::CommandEncoder, k: u32) -> Result<()> {
+        if k == 0 {
+            return Ok(());
+        }
         self.record_many(encoder, k, true)
     }
 

@@ -98,6 +98,11 @@ fn record_steps_in_one_pass_equals_record_step() {
         }
         ctx.queue().submit([enc.finish()]);
         assert_eq!(o.step_count(), 7);
+        // Zero steps record nothing and count nothing.
+        let mut enc = ctx.device().create_command_encoder(&Default::default());
+        o.record_steps(&mut enc, 0).unwrap();
+        assert_eq!(o.step_count(), 7);
+        ctx.queue().submit([enc.finish()]);
         runs.push(params(&ctx, &a));
     }
     assert_eq!(runs[0], runs[1]);
