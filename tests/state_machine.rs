@@ -485,13 +485,7 @@ impl Run {
                 self.upload_grads(&g);
                 self.note_inexact_before_step();
                 let d = self.dev.opt.step_many(k);
-                let mut m = Ok(());
-                for _ in 0..k {
-                    m = self.model.step(&g);
-                    if m.is_err() {
-                        break;
-                    }
-                }
+                let m = self.model_steps(&g, k);
                 same_outcome("step_many", &d, &m)?;
             }
             Op::Record {
@@ -507,13 +501,7 @@ impl Run {
                 if clip_between.is_none() && seed % 2 == 0 {
                     self.note_inexact_before_step();
                     let d = self.dev.opt.record_steps(&mut enc, k);
-                    let mut m = Ok(());
-                    for _ in 0..k {
-                        m = self.model.step(&g);
-                        if m.is_err() {
-                            break;
-                        }
-                    }
+                    let m = self.model_steps(&g, k);
                     same_outcome("record_steps", &d, &m)?;
                     ctx.queue().submit([enc.finish()]);
                     return self.check();
@@ -555,6 +543,15 @@ impl Run {
             }
         }
         self.check()
+    }
+
+    /// `k` steps of the model, up to the first refused one (whose error it returns), as
+    /// `step_many` and `record_steps` run on the device.
+    fn model_steps(&mut self, g: &[Vec<f32>], k: u32) -> Result<()> {
+        for _ in 0..k {
+            self.model.step(g)?;
+        }
+        Ok(())
     }
 
     /// Marks the sequence inexact from the step about to run if it sums differently.

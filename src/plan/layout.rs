@@ -701,6 +701,24 @@ mod tests {
         }
     }
 
+    /// An f32 tensor of `len` elements at element `offset` of buffers 0 (params) and 1
+    /// (grads) of 1024 elements, in `group`.
+    fn arena_place(offset: u64, len: u64, group: u32) -> Placement {
+        Placement {
+            param_buf: 0,
+            grad_buf: 1,
+            param_bytes: 4096,
+            grad_bytes: 4096,
+            param_offset: offset,
+            grad_offset: offset,
+            len,
+            dtypes: (Dtype::F32, Dtype::F32),
+            group,
+            kernel: 0,
+            q8: false,
+        }
+    }
+
     /// Packing: a tensor's head rides in the previous tensor's last tile, once per tile,
     /// only for the same group, and never without `pack`.
     #[test]
@@ -715,19 +733,7 @@ mod tests {
         };
         // Arena-like: tensors of 100, 100, 300, 50 elements at multiples of 64; the last
         // one in another group.
-        let place = |offset: u64, len: u64, group: u32| Placement {
-            param_buf: 0,
-            grad_buf: 1,
-            param_bytes: 4096,
-            grad_bytes: 4096,
-            param_offset: offset,
-            grad_offset: offset,
-            len,
-            dtypes: (Dtype::F32, Dtype::F32),
-            group,
-            kernel: 0,
-            q8: false,
-        };
+        let place = arena_place;
         let tensors = [
             place(0, 100, 0),
             place(128, 100, 0),
@@ -775,19 +781,7 @@ mod tests {
             let tensors: Vec<Placement> = [0, 128, 256, 576]
                 .iter()
                 .zip(lens)
-                .map(|(&offset, len)| Placement {
-                    param_buf: 0,
-                    grad_buf: 1,
-                    param_bytes: 4096,
-                    grad_bytes: 4096,
-                    param_offset: offset,
-                    grad_offset: offset,
-                    len,
-                    dtypes: (Dtype::F32, Dtype::F32),
-                    group: 0,
-                    kernel: 0,
-                    q8: false,
-                })
+                .map(|(&offset, len)| arena_place(offset, len, 0))
                 .collect();
             let limits = LayoutLimits {
                 per_tensor,
