@@ -20,6 +20,12 @@ use crate::{fmt_size, Shared};
 pub const ANCHOR_VERIFY_LEN: usize = 1 << 16;
 /// Steps of the bit-for-bit check.
 pub const ANCHOR_VERIFY_STEPS: u32 = 5;
+
+/// Alternating repetitions of an anchor row at the least, whatever `--reps` or a slow
+/// device's time budget says: the tax's target is judged by the median of 7, and on a
+/// noisy software device a median of 3 swings by ±20%. (A row costs 2 x 2 x reps
+/// submissions of K steps: under a second at 2^22 on lavapipe.)
+pub const ANCHOR_MIN_REPS: usize = 7;
 /// Invocations per workgroup of every anchor (fixed: one plain configuration).
 const WG: u64 = 256;
 /// Bytes of the anchor's per-step scalars: the first 8 words of the rule's `Hyper`.
@@ -87,6 +93,8 @@ pub struct AnchorRow {
     pub rule: String,
     pub params: usize,
     pub steps_per_submission: usize,
+    /// Alternating repetitions (at least [`ANCHOR_MIN_REPS`]).
+    pub reps: usize,
     /// The crate's time per step (seconds), over the interleaved repetitions.
     pub ours: Sample,
     /// The anchor's time per step (seconds), over the same repetitions.
@@ -386,7 +394,8 @@ pub fn anchored(rules: &[AnyRule]) -> Vec<&AnyRule> {
 }
 
 /// Every anchored rule at every size (a multiple of 4): the crate's step and the anchor's
-/// on the same buffers, `--reps` times each, alternately (ours, then the anchor), each
+/// on the same buffers, `--reps` times each (at least [`ANCHOR_MIN_REPS`]), alternately
+/// (ours, then the anchor), each
 /// timing one `Timer::time` of one repetition (a warm-up submission, then the timed one,
 /// K steps each).
 pub fn anchor_rows(
@@ -402,6 +411,7 @@ pub fn anchor_rows(
         ..
     } = *s;
     let rules = anchored(rules);
+    let reps = reps.max(ANCHOR_MIN_REPS);
     let mut checks = Vec::new();
     for rule in &rules {
         bar.set_message(format!("anchor verify {}", rule.name()));
@@ -430,6 +440,7 @@ pub fn anchor_rows(
                 rule: rule.name(),
                 params: n,
                 steps_per_submission: k,
+                reps,
                 ours,
                 anchor: theirs,
                 ratio,

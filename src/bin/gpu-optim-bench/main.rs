@@ -54,7 +54,8 @@ Figures:
   ours/minimal  the generality tax: our step vs a minimal hand-written kernel for SGD, SGD
                 momentum and Adam at torch defaults (one vec4 per invocation, scalars in a
                 uniform; no tiles, groups, flags or features) on the same buffers, timed
-                alternately with the same timer: median of the per-repetition ratios;
+                alternately with the same timer: median of the per-repetition ratios
+                (at least 7 repetitions, whatever --reps or the time budget says);
                 verify ok when both give the same bits after a few steps from the same
                 start, else DIFF and the max ulps.
   model         GPT-2 small's 148 tensors (124M params) in one arena vs one flat buffer
