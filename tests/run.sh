@@ -19,6 +19,12 @@ if ! have_vulkan; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers >/dev/null
 fi
 
+# A clean build of every target takes ~1 GB of disk (stop 17's CI ran out of space while
+# linking); say what is free so a failure of that kind reads as what it is. CI builds from
+# scratch once, so incremental caches would only take space.
+echo "tests/run.sh: $(df -h . | awk 'NR==2 {print $4}') free on the build disk" >&2
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
+
 # lavapipe wants a runtime dir only for window systems; silence its warning.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
