@@ -27,6 +27,9 @@ pub(crate) struct Tensor {
     pub(crate) grad: BufferRange,
     /// Element types (16-bit params get an f32 master copy).
     pub(crate) dtypes: (Dtype, Dtype),
+    /// Registered from an [`Arena`]: the padding after it is the arena's, registered with
+    /// it (no other tensor may overlap it), and steps may update it (plan/layout.rs: runs).
+    pub(crate) pad_free: bool,
 }
 
 /// A GPU optimizer over registered tensors, one update rule, any number of param groups.
@@ -218,6 +221,21 @@ impl<R: UpdateRule> Optimizer<R> {
         grad: BufferRange,
         grad_dtype: Dtype,
     ) -> Result<TensorId> {
+        self.add_tensor_padded(group, param, param_dtype, grad, grad_dtype, false)
+    }
+
+    /// [`Optimizer::add_tensor_as`]; `pad_free`: the ranges are an [`Arena`]'s, whose
+    /// padding to the next [`ARENA_ALIGN`](crate::ARENA_ALIGN) elements in both buffers is
+    /// registered with the tensor.
+    fn add_tensor_padded(
+        &mut self,
+        group: GroupId,
+        param: BufferRange,
+        param_dtype: Dtype,
+        grad: BufferRange,
+        grad_dtype: Dtype,
+        pad_free: bool,
+    ) -> Result<TensorId> {
         if group.0 >= self.groups.len() {
             return Err(Error::InvalidState(format!("no param group {}", group.0)));
         }
@@ -228,9 +246,16 @@ impl<R: UpdateRule> Optimizer<R> {
         let st = wgpu::BufferUsages::STORAGE;
         param.check_sized(&format_args!("tensor {i} params"), st, pd.size())?;
         grad.check_sized(&format_args!("tensor {i} grads"), st, gd.size())?;
-        let (p, g) = (span(&param, pd), span(&grad, gd));
+        let (mut p, mut g) = (span(&param, pd), span(&grad, gd));
         let q8 = self.settings.state_format.quantizes(param.len);
         registry::check_pair(i, &p, &g, q8)?;
+        if pad_free {
+            for s in [&mut p, &mut g] {
+                let end =
+                    (s.offset + s.len as u64).div_ceil(crate::ARENA_ALIGN) * crate::ARENA_ALIGN;
+                s.len = (end.min(s.bytes / s.dtype.size()) - s.offset) as usize;
+            }
+        }
         self.check_device(i, &param.buffer, "params")?;
         self.check_device(i, &grad.buffer, "grads")?;
         self.ranges.check(i, &p, &g)?;
@@ -241,6 +266,7 @@ impl<R: UpdateRule> Optimizer<R> {
             param,
             grad,
             dtypes: (pd, gd),
+            pad_free,
         });
         Ok(TensorId(i))
     }
@@ -303,12 +329,18 @@ impl<R: UpdateRule> Optimizer<R> {
     /// shared buffer untouched; one `clear_buffer` per tensor, no allocation. A 16-bit
     /// gradient of odd length also zeroes the half-word after its last element, which
     /// lies in the vector of 4 the step kernels treat as the tensor's (no other tensor can
-    /// start there).
+    /// start there). A tensor registered by [`Optimizer::add_arena`] also zeroes the
+    /// arena's padding after it (registered with it).
     pub fn record_zero_grad(&self, encoder: &mut wgpu::CommandEncoder) {
         for t in &self.tensors {
             let e = t.dtypes.1.size();
             let start = t.grad.offset * e;
-            let end = ((t.grad.offset + t.grad.len as u64) * e).div_ceil(4) * 4;
+            let mut n = t.grad.offset + t.grad.len as u64;
+            if t.pad_free {
+                // An arena's padding: its zero grads keep a run's padding at zero.
+                n = n.div_ceil(crate::ARENA_ALIGN) * crate::ARENA_ALIGN;
+            }
+            let end = ((n * e).div_ceil(4) * 4).min(t.grad.buffer.size());
             if end > start {
                 encoder.clear_buffer(&t.grad.buffer, start, Some(end - start));
             }
@@ -325,11 +357,18 @@ impl<R: UpdateRule> Optimizer<R> {
         })
     }
 
-    /// Registers every tensor of `arena` in `group`.
+    /// Registers every tensor of `arena` in `group`, each with the arena's padding after
+    /// it (to the next [`ARENA_ALIGN`](crate::ARENA_ALIGN) elements): a range in that
+    /// padding is refused by later `add_tensor` calls, and a step may update the padding
+    /// with the tensors, running one tile on across neighbouring tensors of the group (one
+    /// dense dispatch for the whole arena where nothing sums per tensor: no clipping, loss
+    /// scaling or two-phase rule; f32 params, grads and state). Padding whose grads are
+    /// zero (as [`Arena::new`] leaves them and [`Optimizer::zero_grad`] sets them) keeps
+    /// its zero params and state; each tensor's result is the same either way.
     pub fn add_arena(&mut self, arena: &Arena, group: GroupId) -> Result<Vec<TensorId>> {
         let (pd, gd) = arena.dtypes();
         (0..arena.len())
-            .map(|i| self.add_tensor_as(group, arena.param(i), pd, arena.grad(i), gd))
+            .map(|i| self.add_tensor_padded(group, arena.param(i), pd, arena.grad(i), gd, true))
             .collect()
     }
 

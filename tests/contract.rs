@@ -858,3 +858,66 @@ fn resume_keeps_the_scalers_growth_tracker() {
     resumed.step().unwrap();
     assert_eq!(resumed.loss_scale().unwrap(), 16.0);
 }
+
+/// Runs (plan/layout.rs): an arena's tensors of one group are stepped as one dense piece,
+/// their padding with them. Each tensor still equals the CPU twin bit for bit, tensors
+/// ending inside a vec4 (300, 5, 1023, 7) included, and zero padding stays zero.
+#[test]
+fn arena_tensors_run_as_one_piece_and_equal_the_twin() {
+    let ctx = common::ctx();
+    let lens = [300, 5, 1023, 64, 7];
+    let arena = Arena::new(&ctx, &lens).unwrap();
+    let mut rng = gpu_optim::verify::Rng(11);
+    let mut params = Vec::new();
+    let mut grads = Vec::new();
+    for (i, &n) in lens.iter().enumerate() {
+        params.push(rng.vec(n, 1.0));
+        grads.push(rng.vec(n, 1.0));
+        ctx.upload(&arena.param(i), &params[i]).unwrap();
+        ctx.upload(&arena.grad(i), &grads[i]).unwrap();
+    }
+    let rule = Adam::adamw();
+    let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    opt.step_many(5).unwrap();
+    let variants = opt.kernel_variants();
+    assert_eq!(variants.len(), 1);
+    assert!(variants[0].dense, "{}", variants[0].name());
+    for (i, &n) in lens.iter().enumerate() {
+        let mut cpu = CpuOptimizer::new(rule.clone(), n).unwrap();
+        for _ in 0..5 {
+            cpu.step(&mut params[i], &grads[i]).unwrap();
+        }
+        let gpu = ctx.download(&arena.param(i)).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&gpu), bits(&params[i]), "tensor {i}");
+    }
+    let all = ctx.download(&BufferRange::new(
+        &arena.params,
+        0,
+        arena.params.size() as usize / 4,
+    ));
+    let all = all.unwrap();
+    for (i, x) in all.iter().enumerate() {
+        let owned = (0..lens.len()).any(|t| {
+            let r = arena.param(t);
+            (r.offset as usize..r.offset as usize + r.len).contains(&i)
+        });
+        assert!(owned || *x == 0.0, "padding element {i}: {x}");
+    }
+}
+
+/// An arena's padding is registered with its tensors: a tensor placed in it is refused
+/// (a run would update it twice).
+#[test]
+fn a_tensor_in_an_arenas_padding_is_refused() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[5, 10]).unwrap();
+    let other = Arena::new(&ctx, &[4]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    let in_padding = BufferRange::new(&arena.params, 8, 4);
+    let e = opt.add_tensor(opt.default_group(), in_padding, other.grad(0));
+    assert!(matches!(e, Err(Error::BadRange { .. })), "{e:?}");
+    assert_eq!(opt.num_tensors(), 2);
+}

@@ -127,6 +127,7 @@ impl<R: UpdateRule> Optimizer<R> {
                     .position(|k| *k == self.groups[t.group].kernel())
                     .expect("every group's kernel listed"),
                 q8: self.settings.state_format.quantizes(t.param.len),
+                pad_free: t.pad_free,
             })
             .collect()
     }

@@ -112,6 +112,10 @@ pub(crate) struct Placement {
     pub kernel: usize,
     /// 8-bit state.
     pub q8: bool,
+    /// The elements after it, up to the next multiple of [`ARENA_ALIGN`] in both buffers,
+    /// belong to no tensor (an [`Arena`](crate::Arena)'s padding): it may run on into a
+    /// tensor that starts there (see [`layout`]).
+    pub pad_free: bool,
 }
 
 /// The device limits the layout respects.
@@ -400,9 +404,33 @@ pub(crate) fn layout(
                 sumsq_grid: (coarse.min(grid_x) as u32, coarse.div_ceil(grid_x) as u32),
             });
         };
-        for &i in &members {
-            let (off, len) = (t(i).param_offset, t(i).len);
-            let end = off + len;
+        // Runs: a tensor whose padding is free runs on into the next tensor of its group
+        // that starts where the padding ends; the run is tiled as one piece (alone in its
+        // window, one dense dispatch) with the first tensor's index, its padding updated
+        // too (zero grads keep zero params and state there). Only where no pass sums per
+        // tile or per tensor (`pack`), with f32 params, grads and state: per-tensor tiles
+        // each read a table entry per lane on lavapipe, 1.2x the time of a flat buffer
+        // over 1,000 tensors of 64-4063 elements.
+        let mut runs: Vec<(usize, usize, u64)> = Vec::new(); // (first, last, end)
+        for &i in members.iter().filter(|&&i| t(i).len > 0) {
+            let merge = runs.last().is_some_and(|&(_, last, end)| {
+                let aligned = end.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+                limits.pack
+                    && !limits.per_tensor
+                    && !q8
+                    && dtypes == (Dtype::F32, Dtype::F32)
+                    && t(last).pad_free
+                    && t(last).group == t(i).group
+                    && t(i).param_offset == aligned
+            });
+            let end = t(i).param_offset + t(i).len;
+            match runs.last_mut() {
+                Some(r) if merge => *r = (r.0, i, end),
+                _ => runs.push((i, i, end)),
+            }
+        }
+        for &(i, _, end) in &runs {
+            let off = t(i).param_offset;
             let mut e = off;
             while e < end {
                 let fits = cur.as_ref().is_some_and(|(x0, _, tiles)| {
@@ -494,19 +522,22 @@ mod tests {
     /// A tensor: (len, gap before it, group, 8-bit state).
     type TensorCase = (u64, u64, u32, bool);
 
-    /// A registration: per buffer pair, (aligned offsets, element types, tensors).
+    /// A buffer pair: (aligned offsets, laid out by an arena, element types, tensors).
+    type BufferCase = (bool, bool, (Dtype, Dtype), Vec<TensorCase>);
+
+    /// A registration: its buffer pairs.
     #[derive(Clone, Debug)]
     struct Case {
-        buffers: Vec<(bool, (Dtype, Dtype), Vec<TensorCase>)>,
+        buffers: Vec<BufferCase>,
         limits: LayoutLimits,
     }
 
     fn case() -> impl Strategy<Value = Case> {
         let dtypes = prop_oneof![
-            Just((Dtype::F32, Dtype::F32)),
-            Just((Dtype::Bf16, Dtype::Bf16)),
-            Just((Dtype::F16, Dtype::F16)),
-            Just((Dtype::Bf16, Dtype::F32)),
+            4 => Just((Dtype::F32, Dtype::F32)),
+            1 => Just((Dtype::Bf16, Dtype::Bf16)),
+            1 => Just((Dtype::F16, Dtype::F16)),
+            1 => Just((Dtype::Bf16, Dtype::F32)),
         ];
         let tensor = (
             prop_oneof![0u64..40, 0u64..700, 500u64..5000],
@@ -514,8 +545,9 @@ mod tests {
             0u32..3,
             any::<bool>(),
         );
-        // (aligned offsets, element types, tensors)
+        // (aligned offsets, laid out by an arena, element types, tensors)
         let buffer = (
+            any::<bool>(),
             any::<bool>(),
             dtypes,
             proptest::collection::vec(tensor, 1..6),
@@ -542,12 +574,14 @@ mod tests {
             .prop_map(|(buffers, limits)| Case { buffers, limits })
     }
 
-    /// The placements of a case: each buffer pair laid out like an arena (aligned: every
-    /// tensor at a multiple of 4 elements, any types and 8-bit state) or packed at any
-    /// offset (f32 only, no 8-bit state); grads at the params' offsets in their buffer.
+    /// The placements of a case: each buffer pair aligned (every tensor at a multiple of 4
+    /// elements, any types and 8-bit state), by an arena (aligned, each tensor where the
+    /// previous one's padding to [`ARENA_ALIGN`] ends, that padding free), or packed at
+    /// any offset (f32 only, no 8-bit state); grads at the params' offsets in their buffer.
     fn placements(c: &Case) -> Vec<Placement> {
         let mut out = Vec::new();
-        for (b, (aligned, dtypes, tensors)) in c.buffers.iter().enumerate() {
+        for (b, (aligned, arena, dtypes, tensors)) in c.buffers.iter().enumerate() {
+            let arena = *aligned && *arena;
             let dtypes = if *aligned {
                 *dtypes
             } else {
@@ -556,7 +590,9 @@ mod tests {
             let mut at = 0u64;
             let mut mine = Vec::new();
             for &(len, gap, group, q8) in tensors {
-                let start = if *aligned {
+                let start = if arena {
+                    at.div_ceil(ARENA_ALIGN) * ARENA_ALIGN
+                } else if *aligned {
                     (at + gap).div_ceil(4) * 4
                 } else {
                     at + gap
@@ -564,7 +600,7 @@ mod tests {
                 mine.push((start, len, group, q8 && *aligned));
                 at = start + len;
             }
-            let end = at.div_ceil(4) * 4 + 4;
+            let end = at.div_ceil(ARENA_ALIGN) * ARENA_ALIGN + 4;
             for (start, len, group, q8) in mine {
                 out.push(Placement {
                     param_buf: 2 * b,
@@ -578,10 +614,49 @@ mod tests {
                     group,
                     kernel: group as usize % 2,
                     q8,
+                    pad_free: arena,
                 });
             }
         }
         out
+    }
+
+    /// The lanes `start..end` of a tile attributed to tensor `ti`, cut at tensor ends: past
+    /// its end they may run on through its free padding into the tensor of its group that
+    /// starts where the padding ends (a run), and no further.
+    fn split_run(
+        tensors: &[Placement],
+        mut ti: usize,
+        mut start: u64,
+        end: u64,
+    ) -> std::result::Result<Vec<(usize, u64, u64)>, TestCaseError> {
+        let mut out = Vec::new();
+        loop {
+            let t = &tensors[ti];
+            let t_end = t.param_offset + t.len;
+            if start < t_end {
+                out.push((ti, start, end.min(t_end)));
+            }
+            let next_at = t_end.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
+            if end <= t_end {
+                return Ok(out);
+            }
+            // Lanes past its end: its free padding, then the run's next tensor.
+            prop_assert!(t.pad_free, "tensor {}: lanes past its end", ti);
+            if end <= next_at {
+                return Ok(out);
+            }
+            let next = tensors.iter().position(|u| {
+                let key = |x: &Placement| (x.param_buf, x.grad_buf, x.group, x.dtypes, x.kernel);
+                key(u) == key(t)
+                    && u.param_offset == next_at
+                    && u.grad_offset as i64 - u.param_offset as i64
+                        == t.grad_offset as i64 - t.param_offset as i64
+                    && u.len > 0
+            });
+            prop_assert!(next.is_some(), "tensor {}: runs on into no tensor", ti);
+            (ti, start) = (next.unwrap(), start.max(next_at));
+        }
     }
 
     fn check(c: &Case) -> std::result::Result<(), TestCaseError> {
@@ -637,15 +712,24 @@ mod tests {
                     segments[0].2 = segments[0].2.min(b);
                     segments.push((tile.tensor_b, b, x0 + tile.end_b as u64));
                 }
+                let mut pieces = Vec::new();
                 for (ti, start, end) in segments {
-                    let t = &tensors[ti as usize];
+                    let run = split_run(&tensors, ti as usize, start, lanes_end.min(end))?;
+                    if run.len() > 1 {
+                        let f32s = (Dtype::F32, Dtype::F32);
+                        prop_assert!(lim.pack && !lim.per_tensor && !l.q8 && l.dtypes == f32s);
+                    }
+                    pieces.extend(run);
+                }
+                for (ti, start, end) in pieces {
+                    let t = &tensors[ti];
                     prop_assert_eq!(tile.group, t.group, "tile of tensor {}", ti);
                     let first = &tensors[set.members[0]];
                     prop_assert_eq!(t.kernel, first.kernel, "one kernel per dispatch");
                     let stop = lanes_end.min(end);
                     prop_assert!(start < stop && start >= t.param_offset);
                     prop_assert!(stop <= t.param_offset + t.len);
-                    covered[ti as usize].push((start, stop));
+                    covered[ti].push((start, stop));
                     // The window holds every vector the tile touches.
                     let vend = stop.div_ceil(w) * w;
                     let (pw, ps) = l.windows[0];
@@ -716,6 +800,7 @@ mod tests {
             group,
             kernel: 0,
             q8: false,
+            pad_free: false,
         }
     }
 
@@ -798,6 +883,71 @@ mod tests {
             tails([100, 100, 301, 52], true),
             [false, false, true, false]
         );
+    }
+
+    /// Runs: arena tensors of one group, each where the previous one's padding ends, are
+    /// one dense piece, their padding included; a tensor of another group, a tensor whose
+    /// padding is not free, a pass that sums per tile (no `pack`) or one dispatch per
+    /// tensor each cut the run.
+    #[test]
+    fn runs_join_arena_tensors_of_one_group_into_one_dense_piece() {
+        let limits = LayoutLimits {
+            storage_align: 256,
+            max_binding: 1 << 20,
+            max_groups: 65535,
+            workgroup: 64, // a tile is 256 elements
+            per_tensor: false,
+            pack: true,
+        };
+        // Tensors of 100, 102, 300 and 50 elements where an arena puts them.
+        let arena = |groups: [u32; 4], free: [bool; 4]| -> Vec<Placement> {
+            [(0, 100), (128, 102), (256, 300), (576, 50)]
+                .iter()
+                .zip(groups.iter().zip(free))
+                .map(|(&(offset, len), (&group, pad_free))| Placement {
+                    pad_free,
+                    ..arena_place(offset, len, group)
+                })
+                .collect()
+        };
+        // (dense, first tile's tensor, its end, tiles) of each dispatch.
+        let shape =
+            |tensors: &[Placement], limits: &LayoutLimits| -> Vec<(bool, u32, u32, usize)> {
+                let lay = layout(tensors, limits, 16).unwrap();
+                let s = lay.launches.iter();
+                s.map(|l| (l.dense, l.tiles[0].tensor, l.tiles[0].end, l.tiles.len()))
+                    .collect()
+            };
+        let all = arena([0; 4], [true; 4]);
+        // One run from element 0 to 626: 3 tiles, no mask but at its end (626 = 4 * 156 + 2).
+        assert_eq!(shape(&all, &limits), [(true, 0, 626, 3)]);
+        assert!(layout(&all, &limits, 16).unwrap().launches[0].tail());
+        // Tensor 2 in another group: runs 0-1 and 3 around it, packed where they can be.
+        let lay = layout(&arena([0, 0, 1, 0], [true; 4]), &limits, 16).unwrap();
+        let runs: Vec<_> = lay.launches.iter().flat_map(|l| l.tiles.clone()).collect();
+        assert_eq!((runs[0].tensor, runs[0].end), (0, 230));
+        assert!(runs.iter().all(|t| t.tensor != 1 && t.tensor_b != 1));
+        // Tensor 0's padding not free: tensor 1 starts the run (in tensor 0's tile).
+        let lay = layout(&arena([0; 4], [false, true, true, true]), &limits, 16).unwrap();
+        let tiles: Vec<_> = lay.launches.iter().flat_map(|l| l.tiles.clone()).collect();
+        assert_eq!((tiles[0].tensor, tiles[0].end), (0, 100));
+        assert_eq!((tiles[0].tensor_b, tiles[0].end_b), (1, 626));
+        assert!(tiles.iter().all(|t| t.tensor != 2 && t.tensor != 3));
+        // No runs where a pass sums per tile or per tensor, or one dispatch per tensor.
+        for limits in [
+            LayoutLimits {
+                pack: false,
+                ..limits
+            },
+            LayoutLimits {
+                per_tensor: true,
+                ..limits
+            },
+        ] {
+            let lay = layout(&all, &limits, 16).unwrap();
+            let tiles: Vec<_> = lay.launches.iter().flat_map(|l| l.tiles.clone()).collect();
+            assert!((0..4).all(|i| tiles.iter().any(|t| t.tensor == i)));
+        }
     }
 
     /// A binding limit too small for one tile is refused by name.
