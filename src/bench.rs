@@ -446,6 +446,24 @@ pub fn empty_submit_cost(ctx: &Context, n: usize) -> Result<Sample> {
     })
 }
 
+/// [`empty_submit_cost`] with an untimed `opt.step()` and wait before each submission: the
+/// empty pass in the state a step's own submission finds (after the device ran a step).
+/// On a software device that work ran on the host's CPU and evicted its caches: 10-20x
+/// the time of back-to-back empty passes, measured on lavapipe.
+pub fn empty_submit_cost_after_step<R: UpdateRule>(
+    ctx: &Context,
+    opt: &mut Optimizer<R>,
+    n: usize,
+) -> Result<Sample> {
+    let mut xs = Vec::with_capacity(n);
+    for _ in 0..n {
+        opt.step()?;
+        ctx.wait()?;
+        xs.push(empty_submit_cost(ctx, 1)?.median);
+    }
+    Ok(Sample::of(xs))
+}
+
 /// `submit` once to warm up, then `n` times, each timed on the host and followed by a wait
 /// (untimed): the median in seconds per `units`.
 fn host_time(

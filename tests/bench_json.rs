@@ -456,9 +456,12 @@ fn mixed_size_sweep_and_host_cost_are_reported() {
             assert!(r[k]["median"].as_f64().unwrap() > 0.0, "{r}");
         }
         assert!(r["prepare_s"].as_f64().unwrap() > 0.0, "{r}");
+        // --reps 1, but the gate's statistic takes at least 7.
+        assert_eq!(r["reps"], 7, "{r}");
     }
     let h = &report["host_cost"];
     assert_eq!(h["tensors"], 148);
     assert!(h["k1_over_empty"].as_f64().unwrap() > 0.0, "{h}");
+    assert!(h["k1_over_empty_after_step"].as_f64().unwrap() > 0.0, "{h}");
     std::fs::remove_dir_all(&dir).ok();
 }

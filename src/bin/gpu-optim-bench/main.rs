@@ -63,7 +63,10 @@ Figures:
                 submitting a step (K=1 and K=8). Many small tensors: AdamW over T = 10 ..
                 20,000 tensors of 64-4063 elements batched vs one flat buffer of the same
                 total (alternating), and the time to prepare each; the host cost of a step
-                on 148 of them against an empty compute pass.
+                on 148 of them against an empty compute pass, submitted alone and right
+                after the device ran a step (as each timed step is; on a software device
+                that work ran on the host's CPU and left its caches cold). Batched: an
+                arena's tensors of one group run as one piece, their padding with them.
   features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
                 with both, and with bf16 / f16 params and grads through an f32 master
                 copy: time relative to the plain f32 step at the same size; K steps per

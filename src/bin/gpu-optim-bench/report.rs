@@ -264,9 +264,10 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         writeln!(
             out,
             "\nmany small tensors: AdamW over T tensors of 64-4063 elements, batched vs one flat \
-             buffer of the same total\n  (median of {} alternating repetitions; prepare: new + \
-             add_arena + prepare, kernels cached)",
-            report.reps
+             buffer of the same total\n  (median of {} alternating repetitions, at least \
+             {ANCHOR_MIN_REPS} whatever the budget; prepare: new + add_arena + prepare, kernels \
+             cached)",
+            mixed_sizes[0].reps
         )?;
         writeln!(
             out,
@@ -309,12 +310,16 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         writeln!(
             out,
             "host cost of step() ({} tensors, encode + submit, not waiting): {:.1} us at K=1, \
-             {:.1} us/step at K=8; an empty compute pass {:.1} us: K=1 is {:.2}x it",
+             {:.1} us/step at K=8; an empty compute pass {:.1} us: K=1 is {:.2}x it; the \
+             empty pass right after the device ran a step (as each timed step is) {:.1} us: \
+             K=1 is {:.2}x it",
             h.tensors,
             h.step_k1.median * 1e6,
             h.step_k8.median * 1e6,
             h.empty_submit.median * 1e6,
-            h.k1_over_empty
+            h.k1_over_empty,
+            h.empty_after_step.median * 1e6,
+            h.k1_over_empty_after_step
         )?;
     }
     if !features.is_empty() {

@@ -2,6 +2,7 @@
 //! preparing the optimizer grow with their number, and what does the host pay per step
 //! against an empty submission? Uses the device only; writes no table or file.
 
+use crate::anchors::ANCHOR_MIN_REPS;
 use crate::Shared;
 use gpu_optim::bench::{self, Sample};
 use gpu_optim::verify::Rng;
@@ -28,6 +29,8 @@ pub struct MixedRow {
     pub flat: Sample,
     /// Per-repetition batched / flat: median, min, max.
     pub ratio: Sample,
+    /// Alternating repetitions (at least [`ANCHOR_MIN_REPS`], the gates' statistic).
+    pub reps: usize,
     /// Seconds to create the optimizer, register the tensors and prepare it (kernels
     /// already compiled), median of 5 (it allocates and zeroes the state: linear in
     /// params as much as in tensors).
@@ -46,6 +49,11 @@ pub struct HostCost {
     pub empty_submit: Sample,
     /// step_k1 / empty_submit (medians).
     pub k1_over_empty: f64,
+    /// The same empty pass submitted right after the device ran a step (as each timed step
+    /// is): on a software device, with the caches that step's work left.
+    pub empty_after_step: Sample,
+    /// step_k1 / empty_after_step (medians).
+    pub k1_over_empty_after_step: f64,
 }
 
 /// `t` tensor lengths uniform in 64..=4063 (mean ~2,060: a deep model's biases and norms),
@@ -84,6 +92,8 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
         reps,
         ..
     } = *s;
+    // A median of 3 swung 0.94-1.45x here between runs; the gate takes at least 7.
+    let reps = reps.max(ANCHOR_MIN_REPS);
     let mut rows = Vec::new();
     for t in MIXED_COUNTS {
         bar.set_message(format!("mixed sizes: {t} tensors"));
@@ -117,6 +127,7 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
             batched,
             flat,
             ratio,
+            reps,
             prepare_s: prep[2],
         });
         bar.inc(1);
@@ -130,13 +141,15 @@ pub fn host_cost(s: &Shared, tensors: usize) -> Result<HostCost, Box<dyn std::er
     let ctx = s.ctx;
     let arena = Arena::new(ctx, &mixed_lens(tensors))?;
     let mut opt = adamw_over(ctx, &arena, 8)?;
-    let (mut k1, mut k8, mut empty) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut k1, mut k8, mut empty, mut after) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         k1.push(bench::host_cost(ctx, &mut opt, 20, 1)?.median);
         k8.push(bench::host_cost(ctx, &mut opt, 5, 8)?.median);
         empty.push(bench::empty_submit_cost(ctx, 20)?.median);
+        after.push(bench::empty_submit_cost_after_step(ctx, &mut opt, 20)?.median);
     }
     let (step_k1, step_k8, empty_submit) = (Sample::of(k1), Sample::of(k8), Sample::of(empty));
+    let empty_after_step = Sample::of(after);
     s.bar.inc(1);
     Ok(HostCost {
         tensors,
@@ -144,5 +157,7 @@ pub fn host_cost(s: &Shared, tensors: usize) -> Result<HostCost, Box<dyn std::er
         step_k8,
         empty_submit,
         k1_over_empty: step_k1.median / empty_submit.median,
+        empty_after_step,
+        k1_over_empty_after_step: step_k1.median / empty_after_step.median,
     })
 }
