@@ -448,8 +448,8 @@ pub fn empty_submit_cost(ctx: &Context, n: usize) -> Result<Sample> {
 
 /// [`empty_submit_cost`] with an untimed `opt.step()` and wait before each submission: the
 /// empty pass in the state a step's own submission finds (after the device ran a step).
-/// On a software device that work ran on the host's CPU and evicted its caches: 10-20x
-/// the time of back-to-back empty passes, measured on lavapipe.
+/// On lavapipe up to 20x the time of back-to-back empty passes, growing with the step's size
+/// (most likely its work, which ran on the host's CPU, evicted the host's caches).
 pub fn empty_submit_cost_after_step<R: UpdateRule>(
     ctx: &Context,
     opt: &mut Optimizer<R>,

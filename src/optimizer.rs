@@ -67,6 +67,8 @@ pub struct Optimizer<R: UpdateRule> {
     pub(crate) held: Vec<std::sync::Arc<()>>,
     /// (lr, schedule epoch) per group before a `step_many` batch, to undo a failed one.
     pub(crate) undo: Vec<(f64, u64)>,
+    /// Scratch for the next steps' predicted scalars (device/record.rs: writing ahead).
+    pub(crate) ahead: crate::device::record::Ahead<R>,
     /// Buffers known to belong to this optimizer's device.
     pub(crate) on_device: std::collections::BTreeSet<wgpu::Buffer>,
     /// Which features the steps run (plan/settings.rs).
@@ -104,6 +106,7 @@ impl<R: UpdateRule> Optimizer<R> {
             scratch: Vec::new(),
             stage: Vec::new(),
             held: Vec::new(),
+            ahead: Default::default(),
             undo: Vec::new(),
             on_device: Default::default(),
             settings: StepSettings::default(),

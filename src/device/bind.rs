@@ -2,7 +2,7 @@
 //! and one bind group per dispatch; it runs nothing.
 
 use crate::context::Context;
-use crate::device::record::Staging;
+use crate::device::record::{Staging, WRITE_AHEAD};
 use crate::device::state::StateSet;
 use crate::error::{Error, Result};
 use crate::kernel::cache as kernel;
@@ -195,12 +195,10 @@ impl<R: UpdateRule> Optimizer<R> {
         let stride = shape
             .stage_stride()
             .next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
-        let staging = Staging::new(
-            ctx,
-            stride,
-            self.settings.steps_per_submission as usize,
-            hyper_size,
-        )?;
+        // Room to write ahead (device/record.rs) where the scalars can be predicted.
+        let spc = self.settings.steps_per_submission as usize;
+        let slots = if lag == 0 { spc.max(WRITE_AHEAD) } else { spc };
+        let staging = Staging::new(ctx, stride, slots, hyper_size)?;
         // Any uniform, for the quantization map's binding where the kernels do not declare it.
         let dummy_uniform =
             self.buffer("gpu-optim unused uniform", 16, wgpu::BufferUsages::UNIFORM);

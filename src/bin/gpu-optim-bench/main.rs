@@ -65,7 +65,7 @@ Figures:
                 total (alternating), and the time to prepare each; the host cost of a step
                 on 148 of them against an empty compute pass, submitted alone and right
                 after the device ran a step (as each timed step is; on a software device
-                that work ran on the host's CPU and left its caches cold). Batched: an
+                that work ran on the host's CPU and likely left its caches cold). Batched: an
                 arena's tensors of one group run as one piece, their padding with them.
   features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
                 with both, and with bf16 / f16 params and grads through an f32 master
