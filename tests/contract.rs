@@ -867,15 +867,7 @@ fn arena_tensors_run_as_one_piece_and_equal_the_twin() {
     let ctx = common::ctx();
     let lens = [300, 5, 1023, 64, 7];
     let arena = Arena::new(&ctx, &lens).unwrap();
-    let mut rng = gpu_optim::verify::Rng(11);
-    let mut params = Vec::new();
-    let mut grads = Vec::new();
-    for (i, &n) in lens.iter().enumerate() {
-        params.push(rng.vec(n, 1.0));
-        grads.push(rng.vec(n, 1.0));
-        ctx.upload(&arena.param(i), &params[i]).unwrap();
-        ctx.upload(&arena.grad(i), &grads[i]).unwrap();
-    }
+    let (params, grads) = common::upload_random(&ctx, &arena, &mut gpu_optim::verify::Rng(11));
     let rule = Adam::adamw();
     let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
     opt.add_arena(&arena, opt.default_group()).unwrap();
@@ -883,15 +875,7 @@ fn arena_tensors_run_as_one_piece_and_equal_the_twin() {
     let variants = opt.kernel_variants();
     assert_eq!(variants.len(), 1);
     assert!(variants[0].dense, "{}", variants[0].name());
-    for (i, &n) in lens.iter().enumerate() {
-        let mut cpu = CpuOptimizer::new(rule.clone(), n).unwrap();
-        for _ in 0..5 {
-            cpu.step(&mut params[i], &grads[i]).unwrap();
-        }
-        let gpu = ctx.download(&arena.param(i)).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&gpu), bits(&params[i]), "tensor {i}");
-    }
+    common::assert_twin(&ctx, &arena, &rule, 5, params, &grads);
     let all = ctx.download(&BufferRange::new(
         &arena.params,
         0,

@@ -391,14 +391,7 @@ fn packed_tiles_match_the_twin_and_leave_the_gaps() {
         .unwrap();
     ctx.upload(&BufferRange::new(&arena.grads, 0, total), &sentinel)
         .unwrap();
-    let mut params: Vec<Vec<f32>> = Vec::new();
-    let mut grads: Vec<Vec<f32>> = Vec::new();
-    for (i, &n) in lens.iter().enumerate() {
-        params.push(rng.vec(n, 1.0));
-        grads.push(rng.vec(n, 1.0));
-        ctx.upload(&arena.param(i), &params[i]).unwrap();
-        ctx.upload(&arena.grad(i), &grads[i]).unwrap();
-    }
+    let (params, grads) = common::upload_random(&ctx, &arena, &mut rng);
     let rule = Adam::adamw();
     let mut opt = Optimizer::new(&ctx, rule.clone()).unwrap();
     for i in 0..lens.len() {
@@ -410,15 +403,7 @@ fn packed_tiles_match_the_twin_and_leave_the_gaps() {
     }
     assert_eq!(opt.dispatches_per_step(), 1);
     assert!(!opt.kernel_variants()[0].dense);
-    for (i, &n) in lens.iter().enumerate() {
-        let mut twin = CpuOptimizer::new(rule.clone(), n).unwrap();
-        for _ in 0..3 {
-            twin.step(&mut params[i], &grads[i]).unwrap();
-        }
-        let got = ctx.download(&arena.param(i)).unwrap();
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&got), bits(&params[i]), "tensor {i} ({n} elements)");
-    }
+    common::assert_twin(&ctx, &arena, &rule, 3, params, &grads);
     let all = ctx
         .download(&BufferRange::new(&arena.params, 0, total))
         .unwrap();

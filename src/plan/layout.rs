@@ -804,18 +804,23 @@ mod tests {
         }
     }
 
+    /// Limits of 256-element tiles (workgroup 64, vec4), packing on, no dispatch per tensor.
+    fn tile256_limits() -> LayoutLimits {
+        LayoutLimits {
+            storage_align: 256,
+            max_binding: 1 << 20,
+            max_groups: 65535,
+            workgroup: 64,
+            per_tensor: false,
+            pack: true,
+        }
+    }
+
     /// Packing: a tensor's head rides in the previous tensor's last tile, once per tile,
     /// only for the same group, and never without `pack`.
     #[test]
     fn packing_fills_the_last_tile_with_the_next_tensor() {
-        let limits = LayoutLimits {
-            storage_align: 256,
-            max_binding: 1 << 20,
-            max_groups: 65535,
-            workgroup: 64, // a tile is 256 elements
-            per_tensor: false,
-            pack: true,
-        };
+        let limits = tile256_limits();
         // Arena-like: tensors of 100, 100, 300, 50 elements at multiples of 64; the last
         // one in another group.
         let place = arena_place;
@@ -854,14 +859,7 @@ mod tests {
     /// vector: a tile's end, a packed tile's second tensor's end, a dense piece's end.
     #[test]
     fn tail_is_set_where_a_tensor_ends_inside_a_vector() {
-        let limits = LayoutLimits {
-            storage_align: 256,
-            max_binding: 1 << 20,
-            max_groups: 65535,
-            workgroup: 64,
-            per_tensor: false,
-            pack: true,
-        };
+        let limits = tile256_limits();
         let tails = |lens: [u64; 4], per_tensor: bool| -> Vec<bool> {
             let tensors: Vec<Placement> = [0, 128, 256, 576]
                 .iter()
@@ -891,14 +889,7 @@ mod tests {
     /// tensor each cut the run.
     #[test]
     fn runs_join_arena_tensors_of_one_group_into_one_dense_piece() {
-        let limits = LayoutLimits {
-            storage_align: 256,
-            max_binding: 1 << 20,
-            max_groups: 65535,
-            workgroup: 64, // a tile is 256 elements
-            per_tensor: false,
-            pack: true,
-        };
+        let limits = tile256_limits();
         // Tensors of 100, 102, 300 and 50 elements where an arena puts them.
         let arena = |groups: [u32; 4], free: [bool; 4]| -> Vec<Placement> {
             [(0, 100), (128, 102), (256, 300), (576, 50)]
