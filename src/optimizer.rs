@@ -239,17 +239,34 @@ impl<R: UpdateRule> Optimizer<R> {
         grad_dtype: Dtype,
         pad_free: bool,
     ) -> Result<TensorId> {
+        let i = self.tensors.len();
+        let (pd, gd) = (param_dtype, grad_dtype);
+        let (p, g) = self.check_tensor(i, group, (&param, pd), (&grad, gd), pad_free)?;
+        self.unplan()?; // after steps: plan again, keeping the state
+        self.insert_tensor(group, (param, pd), (grad, gd), pad_free, (p, g));
+        Ok(TensorId(i))
+    }
+
+    /// Every check of registering a tensor as tensor `i` (see
+    /// [`Optimizer::add_tensor_as`]); changes nothing. Returns the lengths of the ranges it
+    /// would register (with an arena's padding where `pad_free`).
+    fn check_tensor(
+        &mut self,
+        i: usize,
+        group: GroupId,
+        (param, pd): (&BufferRange, Dtype),
+        (grad, gd): (&BufferRange, Dtype),
+        pad_free: bool,
+    ) -> Result<(usize, usize)> {
         if group.0 >= self.groups.len() {
             return Err(Error::InvalidState(format!("no param group {}", group.0)));
         }
-        let i = self.tensors.len();
-        let (pd, gd) = (param_dtype, grad_dtype);
         param.check_dtype(&format_args!("tensor {i} params"), pd)?;
         grad.check_dtype(&format_args!("tensor {i} grads"), gd)?;
         let st = wgpu::BufferUsages::STORAGE;
         param.check_sized(&format_args!("tensor {i} params"), st, pd.size())?;
         grad.check_sized(&format_args!("tensor {i} grads"), st, gd.size())?;
-        let (mut p, mut g) = (span(&param, pd), span(&grad, gd));
+        let (mut p, mut g) = (span(param, pd), span(grad, gd));
         let q8 = self.settings.state_format.quantizes(param.len);
         registry::check_pair(i, &p, &g, q8)?;
         if pad_free {
@@ -262,7 +279,28 @@ impl<R: UpdateRule> Optimizer<R> {
         self.check_device(i, &param.buffer, "params")?;
         self.check_device(i, &grad.buffer, "grads")?;
         self.ranges.check(i, &p, &g)?;
-        self.unplan()?; // after steps: plan again, keeping the state
+        Ok((p.len, g.len))
+    }
+
+    /// Registers a tensor [`Optimizer::check_tensor`] accepted with the registered lengths
+    /// `lens`: cannot fail.
+    fn insert_tensor(
+        &mut self,
+        group: GroupId,
+        (param, pd): (BufferRange, Dtype),
+        (grad, gd): (BufferRange, Dtype),
+        pad_free: bool,
+        (p_len, g_len): (usize, usize),
+    ) {
+        let i = self.tensors.len();
+        let p = registry::Span {
+            len: p_len,
+            ..span(&param, pd)
+        };
+        let g = registry::Span {
+            len: g_len,
+            ..span(&grad, gd)
+        };
         self.ranges.insert(i, &p, &g);
         self.tensors.push(Tensor {
             group: group.0,
@@ -271,7 +309,6 @@ impl<R: UpdateRule> Optimizer<R> {
             dtypes: (pd, gd),
             pad_free,
         });
-        Ok(TensorId(i))
     }
 
     /// Refuses a buffer of another device (of this wgpu instance): binding it would fail at
@@ -368,11 +405,38 @@ impl<R: UpdateRule> Optimizer<R> {
     /// scaling or two-phase rule; f32 params, grads and state). Padding whose grads are
     /// zero (as [`Arena::new`] leaves them and [`Optimizer::zero_grad`] sets them) keeps
     /// its zero params and state; each tensor's result is the same either way.
+    ///
+    /// All or nothing: on an error (no such group, a tensor overlapping a registered one,
+    /// as [`Optimizer::add_tensor_as`] refuses) no tensor of the arena is registered; a
+    /// [`Error::BadRange`] names the arena's tensor index.
     pub fn add_arena(&mut self, arena: &Arena, group: GroupId) -> Result<Vec<TensorId>> {
         let (pd, gd) = arena.dtypes();
-        (0..arena.len())
-            .map(|i| self.add_tensor_padded(group, arena.param(i), pd, arena.grad(i), gd, true))
-            .collect()
+        if group.0 >= self.groups.len() {
+            return Err(Error::InvalidState(format!("no param group {}", group.0)));
+        }
+        // All or nothing: every tensor is checked before any is registered (an arena's
+        // tensors and paddings never overlap each other).
+        let n0 = self.tensors.len();
+        let mut lens = Vec::with_capacity(arena.len());
+        for k in 0..arena.len() {
+            let (param, grad) = (arena.param(k), arena.grad(k));
+            let checked = self.check_tensor(n0 + k, group, (&param, pd), (&grad, gd), true);
+            lens.push(checked.map_err(|e| match e {
+                Error::BadRange { what, why } => Error::BadRange {
+                    what: format!("arena tensor {k} (as {what})"),
+                    why,
+                },
+                other => other,
+            })?);
+        }
+        if !lens.is_empty() {
+            self.unplan()?;
+        }
+        for (k, lens) in lens.into_iter().enumerate() {
+            let (param, grad) = (arena.param(k), arena.grad(k));
+            self.insert_tensor(group, (param, pd), (grad, gd), true, lens);
+        }
+        Ok((n0..self.tensors.len()).map(TensorId).collect())
     }
 
     /// Element types of tensor `t`'s params and grads.

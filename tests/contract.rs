@@ -905,3 +905,51 @@ fn a_tensor_in_an_arenas_padding_is_refused() {
     assert!(matches!(e, Err(Error::BadRange { .. })), "{e:?}");
     assert_eq!(opt.num_tensors(), 2);
 }
+
+/// Fault (found by a newcomer's try of the arena runs): `add_arena` registered the arena's
+/// first tensors, then refused one that overlapped a registered range, leaving them
+/// registered under ids it never returned. Now every tensor is checked first: nothing is
+/// registered, and the error names the arena's tensor.
+#[test]
+fn add_arena_is_all_or_nothing() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[10, 20, 30]).unwrap(); // tensor 2 at 128, padding to 192
+    let own = Arena::new(&ctx, &[2]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
+    let g = opt.default_group();
+    let in_padding = BufferRange::new(&arena.params, 159, 2);
+    opt.add_tensor(g, in_padding, own.grad(0)).unwrap();
+    let e = opt.add_arena(&arena, g).unwrap_err();
+    assert!(
+        matches!(&e, Error::BadRange { what, .. } if what.starts_with("arena tensor 2")),
+        "{e}"
+    );
+    assert_eq!(opt.num_tensors(), 1);
+    // A missing group is refused for an empty arena too.
+    let empty = Arena::new(&ctx, &[]).unwrap();
+    let e = opt.add_arena(&empty, GroupId(5));
+    assert!(matches!(e, Err(Error::InvalidState(_))), "{e:?}");
+    // The arena registers whole once the range in its padding is elsewhere.
+    let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
+    let ids = opt.add_arena(&arena, opt.default_group()).unwrap();
+    assert_eq!(ids, [TensorId(0), TensorId(1), TensorId(2)]);
+}
+
+/// Fault (same try): `step_many(0)` prepared the optimizer, so settings fixed at the first
+/// step (clipping, the state format) were refused afterwards; its doc says k = 0 does
+/// nothing, as `record_steps(enc, 0)` does.
+#[test]
+fn step_many_zero_does_not_prepare() {
+    let ctx = common::ctx();
+    let arena = Arena::new(&ctx, &[10]).unwrap();
+    let mut opt = Optimizer::new(&ctx, Sgd::default()).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    opt.step_many(0).unwrap();
+    assert!(!opt.is_prepared());
+    let clip = GradClip {
+        max_norm: Some(1.0),
+        value: None,
+    };
+    opt.set_grad_clip(clip).unwrap();
+    assert_eq!(opt.step_count(), 0);
+}

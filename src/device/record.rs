@@ -150,6 +150,9 @@ impl<R: UpdateRule> Optimizer<R> {
     /// nothing of the batch that failed ran: the step count, the groups' lrs and their
     /// schedules are as before it.
     pub fn step_many(&mut self, k: u32) -> Result<()> {
+        if k == 0 {
+            return Ok(());
+        }
         self.prepare()?;
         let mut left = k;
         while left > 0 {

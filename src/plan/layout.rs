@@ -297,14 +297,16 @@ pub(crate) fn layout(
         members.sort_by_key(|&i| tensors[i].param_offset);
         let t = |i: usize| &tensors[i];
         let pad4 = |x: u64| x.div_ceil(4) * 4;
+        // A tensor of no elements has no vectors: it takes no part.
+        let sized: Vec<usize> = members.iter().copied().filter(|&i| t(i).len > 0).collect();
         let vec4 = delta % 4 == 0
-            && members.iter().enumerate().all(|(k, &i)| {
+            && sized.iter().enumerate().all(|(k, &i)| {
                 let (o, n) = (t(i).param_offset, t(i).len);
                 let end = pad4(o + n);
                 o % 4 == 0
                     && end * ep <= t(i).param_bytes
                     && ((end as i64 + delta) as u64) * eg <= t(i).grad_bytes
-                    && members.get(k + 1).is_none_or(|&j| end <= t(j).param_offset)
+                    && sized.get(k + 1).is_none_or(|&j| end <= t(j).param_offset)
             });
         let width: u64 = if vec4 { 4 } else { 1 };
         if (q8 || dtypes != (Dtype::F32, Dtype::F32)) && !vec4 {
@@ -938,6 +940,20 @@ mod tests {
             let lay = layout(&all, &limits, 16).unwrap();
             let tiles: Vec<_> = lay.launches.iter().flat_map(|l| l.tiles.clone()).collect();
             assert!((0..4).all(|i| tiles.iter().any(|t| t.tensor == i)));
+        }
+    }
+
+    /// Fault (found by a newcomer's try): a tensor of no elements between arena tensors (or
+    /// inside one) made the whole launch group width 1. It has no vectors: the width and
+    /// the runs are as without it.
+    #[test]
+    fn a_zero_length_tensor_keeps_the_width() {
+        let mut tensors = vec![arena_place(0, 100, 0), arena_place(128, 102, 0)];
+        for offset in [101, 150] {
+            tensors.push(arena_place(offset, 0, 0));
+            let lay = layout(&tensors, &tile256_limits(), 16).unwrap();
+            assert!(lay.launches.iter().all(|l| l.width == 4), "offset {offset}");
+            tensors.pop();
         }
     }
 
