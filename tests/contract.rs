@@ -656,28 +656,46 @@ fn groups_and_tensors_added_after_steps_keep_all_state() {
     assert!(opt.is_quantized(TensorId(1)) && !opt.is_quantized(TensorId(2)));
 }
 
+/// An SGD optimizer restored from a checkpoint of `sgd(.., 0.1)` whose step count is
+/// rewritten to `step` (checksums cover tensors, not metadata).
+fn resumed_at(ctx: &Context, step: u64) -> (Arena, Optimizer<Sgd>) {
+    use safetensors::tensor::SafeTensors;
+    let (_arena, mut opt) = sgd(ctx, 0.1);
+    opt.step().unwrap();
+    let bytes = opt.save_bytes(false).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert("step".into(), step.to_string());
+    let views: Vec<_> = st.tensors();
+    let edited = safetensors::serialize(views, Some(meta)).unwrap();
+    let (a2, mut resumed) = sgd(ctx, 0.1);
+    resumed.load_bytes(&edited, LoadMode::Restore).unwrap();
+    assert_eq!(resumed.step_count(), step);
+    (a2, resumed)
+}
+
 /// Found by the checkpoint fixture work: a checkpoint whose step count is u64::MAX loaded,
 /// and the next step overflowed the count (a panic in debug builds). Refused now.
 #[test]
 fn a_step_past_the_largest_count_is_refused() {
-    use safetensors::tensor::SafeTensors;
     let ctx = common::ctx();
-    let (_arena, mut opt) = sgd(&ctx, 0.1);
-    opt.step().unwrap();
-    let bytes = opt.save_bytes(false).unwrap();
-    // Rewrite the step count in the metadata (checksums cover tensors, not metadata).
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
-    let mut meta = header.metadata().clone().unwrap();
-    meta.insert("step".into(), u64::MAX.to_string());
-    let views: Vec<_> = st.tensors();
-    let edited = safetensors::serialize(views, Some(meta)).unwrap();
-    let (_a2, mut resumed) = sgd(&ctx, 0.1);
-    resumed.load_bytes(&edited, LoadMode::Restore).unwrap();
-    assert_eq!(resumed.step_count(), u64::MAX);
+    let (_arena, mut resumed) = resumed_at(&ctx, u64::MAX);
     let r = resumed.step();
     assert!(matches!(r, Err(Error::InvalidState(_))), "{r:?}");
     assert_eq!(resumed.step_count(), u64::MAX);
+}
+
+/// Found in review of writing ahead: the step to u64::MAX predicted the scalars of the
+/// steps after it, past u64::MAX (a panic in debug builds). The last step runs; the one
+/// after is refused.
+#[test]
+fn the_last_step_count_writes_nothing_ahead_past_it() {
+    let ctx = common::ctx();
+    let (_arena, mut resumed) = resumed_at(&ctx, u64::MAX - 1);
+    resumed.step().unwrap();
+    assert_eq!(resumed.step_count(), u64::MAX);
+    assert!(matches!(resumed.step(), Err(Error::InvalidState(_))));
 }
 
 /// `set_dispatch_per_tensor` changes what runs (one dispatch per tensor) but not the

@@ -370,11 +370,15 @@ impl<R: UpdateRule> Optimizer<R> {
             a.rules.clone_from(&self.groups);
             a.schedules.clone_from(&self.schedules);
             while slots < WRITE_AHEAD && slot + slots < n && st.free(slot + slots) {
-                // The rules as step t + slots will find them: one schedule step later.
+                // A checkpoint may carry any step count: none is predicted past u64::MAX.
+                let Some(t_ahead) = t.checked_add(slots as u64) else {
+                    break;
+                };
+                // The rules as step t_ahead will find them: one schedule step later.
                 registry::advance_schedules(&mut a.rules, &mut a.schedules);
                 let scalars = StepScalars {
                     rules: &a.rules,
-                    t: t + slots as u64,
+                    t: t_ahead,
                     skipped: 0,
                     reach: 0,
                     sr_seed: self.settings.stochastic,
