@@ -60,7 +60,7 @@ pub enum Error {
         has: wgpu::BufferUsages,
     },
     /// Param groups of one optimizer must share the state layout (e.g. all `amsgrad` or none).
-    #[error("param group {group} is incompatible with group 0: {why}")]
+    #[error("param group {group} is incompatible: {why}")]
     IncompatibleGroup {
         /// Index of the group refused.
         group: usize,

@@ -258,9 +258,7 @@ impl<R: UpdateRule> Optimizer<R> {
         (grad, gd): (&BufferRange, Dtype),
         pad_free: bool,
     ) -> Result<(usize, usize)> {
-        if group.0 >= self.groups.len() {
-            return Err(Error::InvalidState(format!("no param group {}", group.0)));
-        }
+        registry::check_group(self.groups.len(), group)?;
         param.check_dtype(&format_args!("tensor {i} params"), pd)?;
         grad.check_dtype(&format_args!("tensor {i} grads"), gd)?;
         let st = wgpu::BufferUsages::STORAGE;
@@ -411,9 +409,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// [`Error::BadRange`] names the arena's tensor index.
     pub fn add_arena(&mut self, arena: &Arena, group: GroupId) -> Result<Vec<TensorId>> {
         let (pd, gd) = arena.dtypes();
-        if group.0 >= self.groups.len() {
-            return Err(Error::InvalidState(format!("no param group {}", group.0)));
-        }
+        registry::check_group(self.groups.len(), group)?;
         // All or nothing: every tensor is checked before any is registered (an arena's
         // tensors and paddings never overlap each other).
         let n0 = self.tensors.len();

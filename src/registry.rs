@@ -307,11 +307,16 @@ pub(crate) fn advance_schedules<R: UpdateRule>(rules: &mut [R], schedules: &mut 
 /// another family with the same slots (NAdam in an Adam optimizer) would be stepped by
 /// the wrong kernel: refused.
 pub(crate) fn check_compatible<R: UpdateRule>(group: usize, rule: &R, first: &R) -> Result<()> {
+    // Group 0's own rule is checked against its current one (`set_group(0, ..)`).
+    let other = match group {
+        0 => "group 0's current rule",
+        _ => "group 0's",
+    };
     if rule.kernel() != first.kernel() {
         return Err(Error::IncompatibleGroup {
             group,
             why: format!(
-                "its rule {} runs another kernel than group 0's {}",
+                "its rule {} runs another kernel than {other} {}",
                 rule.name(),
                 first.name()
             ),
@@ -321,7 +326,8 @@ pub(crate) fn check_compatible<R: UpdateRule>(group: usize, rule: &R, first: &R)
         return Err(Error::IncompatibleGroup {
             group,
             why: format!(
-                "state slots {:?} differ from {:?}",
+                "its state slots {:?} differ from {other} {:?} (the optimizer's state \
+                 layout is fixed)",
                 rule.state_slots(),
                 first.state_slots()
             ),

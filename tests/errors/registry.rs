@@ -208,6 +208,11 @@ fn add_group_with_different_state_slots() {
         matches!(r, Err(Error::IncompatibleGroup { group: 0, .. })),
         "{r:?}"
     );
+    // Group 0 against its own current rule, said so (a newcomer read "param group 0 is
+    // incompatible with group 0").
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("group 0's current rule"), "{msg}");
+    assert!(!msg.contains("with group 0"), "{msg}");
     // Also across rule options that change the slots: SGD with and without momentum,
     // RMSprop centered or not.
     let (_a2, mut sgd) = one_tensor(&ctx, Sgd::default());
