@@ -248,8 +248,9 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// Every check of registering a tensor as tensor `i` (see
-    /// [`Optimizer::add_tensor_as`]); changes nothing. Returns the lengths of the ranges it
-    /// would register (with an arena's padding where `pad_free`).
+    /// [`Optimizer::add_tensor_as`]); registers nothing (it may remember that a buffer is
+    /// this device's). Returns the lengths of the ranges it would register (with an
+    /// arena's padding where `pad_free`).
     fn check_tensor(
         &mut self,
         i: usize,
