@@ -38,7 +38,7 @@ use crate::kernel::HYPER_GROUP;
 use crate::optimizer::Optimizer;
 use crate::plan::aux::{AUX_CONTROL, AUX_EXECUTED, AUX_SCALER_CONFIG};
 use crate::plan::program::Pass;
-use crate::plan::scalars::{StepScalars, STAGE_CONTROL, STAGE_SCALER};
+use crate::plan::scalars::{STAGE_CONTROL, STAGE_SCALER};
 use crate::registry;
 use crate::rules::UpdateRule;
 
@@ -138,7 +138,7 @@ impl Staging {
     }
 
     /// Slot `i` is in no command buffer that has not run (or been dropped).
-    fn free(&self, i: usize) -> bool {
+    pub(crate) fn free(&self, i: usize) -> bool {
         std::sync::Arc::strong_count(&self.tokens[i]) == 1
     }
 }
@@ -208,7 +208,7 @@ impl<R: UpdateRule> Optimizer<R> {
             let n = st.tokens.len();
             for k in 0..n {
                 let i = (st.next + k) % n;
-                if std::sync::Arc::strong_count(&st.tokens[i]) == 1 {
+                if st.free(i) {
                     st.next = (i + 1) % n;
                     return Ok(i);
                 }
@@ -319,16 +319,7 @@ impl<R: UpdateRule> Optimizer<R> {
             }
         };
         let slot = self.take_slot()?;
-        let scalars = StepScalars {
-            rules: &self.groups,
-            t,
-            skipped,
-            reach,
-            sr_seed: self.settings.stochastic,
-            q8_seed: self.settings.state_format.stochastic_seed(),
-            clip: self.settings.clip,
-            scaler: self.settings.scaler,
-        };
+        let scalars = self.settings.scalars(&self.groups, t, skipped, reach);
         scalars.write(&shape, &mut self.scratch, &mut self.stage);
         // A group's flags changed, or its weight decay or momentum went to or from 0
         // (set_group): the dispatches that took them as constants switch pipelines first.
@@ -376,16 +367,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 };
                 // The rules as step t_ahead will find them: one schedule step later.
                 registry::advance_schedules(&mut a.rules, &mut a.schedules);
-                let scalars = StepScalars {
-                    rules: &a.rules,
-                    t: t_ahead,
-                    skipped: 0,
-                    reach: 0,
-                    sr_seed: self.settings.stochastic,
-                    q8_seed: self.settings.state_format.stochastic_seed(),
-                    clip: self.settings.clip,
-                    scaler: self.settings.scaler,
-                };
+                let scalars = self.settings.scalars(&a.rules, t_ahead, 0, 0);
                 scalars.write(&plan.shape, &mut a.hyper, &mut a.slot);
                 a.bytes.resize(slots * stride, 0);
                 a.bytes.extend_from_slice(&a.slot);

@@ -239,9 +239,7 @@ impl<R: UpdateRule> Optimizer<R> {
         self.ctx.wait()?;
         let busy = {
             let st = &self.plan.as_ref().expect("planned").staging;
-            st.tokens
-                .iter()
-                .any(|t| std::sync::Arc::strong_count(t) > 1)
+            (0..st.tokens.len()).any(|i| !st.free(i))
         };
         if busy {
             return Err(Error::InvalidState(

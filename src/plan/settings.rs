@@ -27,6 +27,29 @@ pub(crate) struct StepSettings {
     pub per_tensor: bool,
 }
 
+impl StepSettings {
+    /// The scalars of step `t` of `rules` under these settings (`skipped`, `reach`: loss
+    /// scaling's candidates, 0 without it).
+    pub(crate) fn scalars<'a, R>(
+        &self,
+        rules: &'a [R],
+        t: u64,
+        skipped: u64,
+        reach: u64,
+    ) -> crate::plan::scalars::StepScalars<'a, R> {
+        crate::plan::scalars::StepScalars {
+            rules,
+            t,
+            skipped,
+            reach,
+            sr_seed: self.stochastic,
+            q8_seed: self.state_format.stochastic_seed(),
+            clip: self.clip,
+            scaler: self.scaler,
+        }
+    }
+}
+
 impl Default for StepSettings {
     fn default() -> Self {
         StepSettings {
