@@ -15,6 +15,7 @@ use crate::device::state::Snapshot;
 use crate::error::{Error, Result};
 use crate::half::Dtype;
 use crate::kernel::KernelVariant;
+use crate::plan::layout;
 use crate::plan::settings::StepSettings;
 use crate::registry::{self, GroupId, GroupSchedule, TensorId};
 use crate::rules::{Hyper, UpdateRule};
@@ -241,16 +242,15 @@ impl<R: UpdateRule> Optimizer<R> {
     ) -> Result<TensorId> {
         let i = self.tensors.len();
         let (pd, gd) = (param_dtype, grad_dtype);
-        let (p, g) = self.check_tensor(i, group, (&param, pd), (&grad, gd), pad_free)?;
+        self.check_tensor(i, group, (&param, pd), (&grad, gd), pad_free)?;
         self.unplan()?; // after steps: plan again, keeping the state
-        self.insert_tensor(group, (param, pd), (grad, gd), pad_free, (p, g));
+        self.insert_tensor(group, (param, pd), (grad, gd), pad_free);
         Ok(TensorId(i))
     }
 
     /// Every check of registering a tensor as tensor `i` (see
     /// [`Optimizer::add_tensor_as`]); registers nothing (it may remember that a buffer is
-    /// this device's). Returns the lengths of the ranges it would register (with an
-    /// arena's padding where `pad_free`).
+    /// this device's).
     fn check_tensor(
         &mut self,
         i: usize,
@@ -258,48 +258,33 @@ impl<R: UpdateRule> Optimizer<R> {
         (param, pd): (&BufferRange, Dtype),
         (grad, gd): (&BufferRange, Dtype),
         pad_free: bool,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<()> {
         registry::check_group(self.groups.len(), group)?;
         param.check_dtype(&format_args!("tensor {i} params"), pd)?;
         grad.check_dtype(&format_args!("tensor {i} grads"), gd)?;
         let st = wgpu::BufferUsages::STORAGE;
         param.check_sized(&format_args!("tensor {i} params"), st, pd.size())?;
         grad.check_sized(&format_args!("tensor {i} grads"), st, gd.size())?;
-        let (mut p, mut g) = (span(param, pd), span(grad, gd));
+        let (p, g) = (span(param, pd), span(grad, gd));
         let q8 = self.settings.state_format.quantizes(param.len);
         registry::check_pair(i, &p, &g, q8)?;
-        if pad_free {
-            for s in [&mut p, &mut g] {
-                let end =
-                    (s.offset + s.len as u64).div_ceil(crate::ARENA_ALIGN) * crate::ARENA_ALIGN;
-                s.len = (end.min(s.bytes / s.dtype.size()) - s.offset) as usize;
-            }
-        }
         self.check_device(i, &param.buffer, "params")?;
         self.check_device(i, &grad.buffer, "grads")?;
-        self.ranges.check(i, &p, &g)?;
-        Ok((p.len, g.len))
+        self.ranges
+            .check(i, &padded(p, pad_free), &padded(g, pad_free))
     }
 
-    /// Registers a tensor [`Optimizer::check_tensor`] accepted with the registered lengths
-    /// `lens`: cannot fail.
+    /// Registers a tensor [`Optimizer::check_tensor`] accepted: cannot fail.
     fn insert_tensor(
         &mut self,
         group: GroupId,
         (param, pd): (BufferRange, Dtype),
         (grad, gd): (BufferRange, Dtype),
         pad_free: bool,
-        (p_len, g_len): (usize, usize),
     ) {
         let i = self.tensors.len();
-        let p = registry::Span {
-            len: p_len,
-            ..span(&param, pd)
-        };
-        let g = registry::Span {
-            len: g_len,
-            ..span(&grad, gd)
-        };
+        let p = padded(span(&param, pd), pad_free);
+        let g = padded(span(&grad, gd), pad_free);
         self.ranges.insert(i, &p, &g);
         self.tensors.push(Tensor {
             group: group.0,
@@ -377,7 +362,7 @@ impl<R: UpdateRule> Optimizer<R> {
             let mut n = t.grad.offset + t.grad.len as u64;
             if t.pad_free {
                 // An arena's padding: its zero grads keep a run's padding at zero.
-                n = n.div_ceil(crate::ARENA_ALIGN) * crate::ARENA_ALIGN;
+                n = layout::pad_end(n);
             }
             let end = ((n * e).div_ceil(4) * 4).min(t.grad.buffer.size());
             if end > start {
@@ -414,24 +399,23 @@ impl<R: UpdateRule> Optimizer<R> {
         // All or nothing: every tensor is checked before any is registered (an arena's
         // tensors and paddings never overlap each other).
         let n0 = self.tensors.len();
-        let mut lens = Vec::with_capacity(arena.len());
         for k in 0..arena.len() {
             let (param, grad) = (arena.param(k), arena.grad(k));
             let checked = self.check_tensor(n0 + k, group, (&param, pd), (&grad, gd), true);
-            lens.push(checked.map_err(|e| match e {
+            checked.map_err(|e| match e {
                 Error::BadRange { what, why } => Error::BadRange {
                     what: format!("arena tensor {k} (as {what})"),
                     why,
                 },
                 other => other,
-            })?);
+            })?;
         }
-        if !lens.is_empty() {
+        if !arena.is_empty() {
             self.unplan()?;
         }
-        for (k, lens) in lens.into_iter().enumerate() {
+        for k in 0..arena.len() {
             let (param, grad) = (arena.param(k), arena.grad(k));
-            self.insert_tensor(group, (param, pd), (grad, gd), true, lens);
+            self.insert_tensor(group, (param, pd), (grad, gd), true);
         }
         Ok((n0..self.tensors.len()).map(TensorId).collect())
     }
@@ -542,6 +526,19 @@ impl<R: UpdateRule> Optimizer<R> {
 }
 
 /// A caller's range as the registry's rules see it.
+/// `s`, with the arena's padding after it where `pad_free` (see [`layout::pad_end`]),
+/// within its buffer.
+fn padded(s: registry::Span<'_, wgpu::Buffer>, pad_free: bool) -> registry::Span<'_, wgpu::Buffer> {
+    if !pad_free {
+        return s;
+    }
+    let end = layout::pad_end(s.offset + s.len as u64).min(s.bytes / s.dtype.size());
+    registry::Span {
+        len: (end - s.offset) as usize,
+        ..s
+    }
+}
+
 pub(crate) fn span(r: &BufferRange, dtype: Dtype) -> registry::Span<'_, wgpu::Buffer> {
     registry::Span {
         buffer: &r.buffer,

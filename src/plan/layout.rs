@@ -24,6 +24,13 @@ use crate::quant::BLOCK;
 /// Alignment of arena tensors and of state layouts, in elements (256 bytes of f32).
 pub const ARENA_ALIGN: u64 = 64;
 
+/// Where the padding after an arena tensor ending at element `end` ends (the padding a
+/// `pad_free` tensor registers and a step may update): the next multiple of
+/// [`ARENA_ALIGN`].
+pub(crate) fn pad_end(end: u64) -> u64 {
+    end.next_multiple_of(ARENA_ALIGN)
+}
+
 /// Tiles per workgroup in a dense dispatch's clipping pre-pass (`SUMSQ_TILES` in
 /// shaders/common.wgsl).
 pub(crate) const SUMSQ_TILES: u64 = 16;
@@ -413,17 +420,15 @@ pub(crate) fn layout(
         // tile or per tensor (`pack`), with f32 params, grads and state: per-tensor tiles
         // each read a table entry per lane on lavapipe, 1.2x the time of a flat buffer
         // over 1,000 tensors of 64-4063 elements.
+        let may_run =
+            limits.pack && !limits.per_tensor && !q8 && dtypes == (Dtype::F32, Dtype::F32);
         let mut runs: Vec<(usize, usize, u64)> = Vec::new(); // (first, last, end)
-        for &i in members.iter().filter(|&&i| t(i).len > 0) {
+        for &i in &sized {
             let merge = runs.last().is_some_and(|&(_, last, end)| {
-                let aligned = end.div_ceil(ARENA_ALIGN) * ARENA_ALIGN;
-                limits.pack
-                    && !limits.per_tensor
-                    && !q8
-                    && dtypes == (Dtype::F32, Dtype::F32)
+                may_run
                     && t(last).pad_free
                     && t(last).group == t(i).group
-                    && t(i).param_offset == aligned
+                    && t(i).param_offset == pad_end(end)
             });
             let end = t(i).param_offset + t(i).len;
             match runs.last_mut() {
