@@ -428,54 +428,60 @@ pub fn host_cost<R: UpdateRule>(
     n: usize,
     k: u32,
 ) -> Result<Sample> {
-    host_time(ctx, n, k, || opt.step_many(k))
+    host_time(ctx, n, k, || Ok(()), || opt.step_many(k))
 }
 
 /// Host time to encode and submit an empty compute pass (not waiting for the GPU), median
 /// over `n` submissions, in seconds: the least a step can cost the host, to hold
 /// [`host_cost`] against in the same run.
 pub fn empty_submit_cost(ctx: &Context, n: usize) -> Result<Sample> {
-    host_time(ctx, n, 1, || {
-        let mut enc = ctx.device().create_command_encoder(&Default::default());
-        drop(enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("empty"),
-            timestamp_writes: None,
-        }));
-        ctx.queue().submit([enc.finish()]);
-        Ok(())
-    })
+    host_time(ctx, n, 1, || Ok(()), || submit_empty(ctx))
 }
 
-/// [`empty_submit_cost`] with an untimed `opt.step()` and wait before each submission: the
-/// empty pass in the state a step's own submission finds (after the device ran a step).
-/// On lavapipe up to 20x the time of back-to-back empty passes, growing with the step's size
-/// (most likely its work, which ran on the host's CPU, evicted the host's caches).
+/// [`empty_submit_cost`] with an untimed `opt.step()` and wait before each timed
+/// submission: the empty pass in the state a step's own submission finds (after the device
+/// ran a step). On lavapipe up to 20x the time of back-to-back empty passes, growing with
+/// the step's size (most likely its work, which ran on the host's CPU, evicted the host's
+/// caches).
 pub fn empty_submit_cost_after_step<R: UpdateRule>(
     ctx: &Context,
     opt: &mut Optimizer<R>,
     n: usize,
 ) -> Result<Sample> {
-    let mut xs = Vec::with_capacity(n);
-    for _ in 0..n {
-        opt.step()?;
-        ctx.wait()?;
-        xs.push(empty_submit_cost(ctx, 1)?.median);
-    }
-    Ok(Sample::of(xs))
+    host_time(
+        ctx,
+        n,
+        1,
+        || opt.step().and_then(|()| ctx.wait()),
+        || submit_empty(ctx),
+    )
 }
 
-/// `submit` once to warm up, then `n` times, each timed on the host and followed by a wait
-/// (untimed): the median in seconds per `units`.
+/// Encodes and submits an empty compute pass.
+fn submit_empty(ctx: &Context) -> Result<()> {
+    let mut enc = ctx.device().create_command_encoder(&Default::default());
+    drop(enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("empty"),
+        timestamp_writes: None,
+    }));
+    ctx.queue().submit([enc.finish()]);
+    Ok(())
+}
+
+/// `submit` once to warm up, then `n` times, each after an untimed `before`, timed on the
+/// host and followed by a wait (untimed): the median in seconds per `units`.
 fn host_time(
     ctx: &Context,
     n: usize,
     units: u32,
+    mut before: impl FnMut() -> Result<()>,
     mut submit: impl FnMut() -> Result<()>,
 ) -> Result<Sample> {
     submit()?;
     ctx.wait()?;
     let mut xs = Vec::with_capacity(n);
     for _ in 0..n {
+        before()?;
         let t = Instant::now();
         submit()?;
         xs.push(t.elapsed().as_secs_f64() / units as f64);
