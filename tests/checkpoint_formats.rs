@@ -11,9 +11,10 @@
 //! per version, two checkpoints after 3 steps and, for each, every value the old code
 //! computed after loading it into a fresh optimizer and running 2 more steps. Here the same
 //! optimizers are built the same way with today's API, the files loaded, the same 2 steps
-//! run, and params, every state slot, 8-bit codes and block absmaxes, bf16 param bytes,
-//! lrs, clip norms, loss scales and skip counts compared bit for bit on lavapipe, where the
-//! old code ran: the kernels compute the same for finite values (the NaN/inf handling of
+//! run, and every state slot, 8-bit codes and block absmaxes, lrs, clip norms, loss scales
+//! and skip counts compared bit for bit on lavapipe, where the old code ran; params and
+//! bf16 param bytes within the verifier's bound, as Adam's last line now rounds one
+//! operation fewer (see `compare_all`). The kernels compute the same for finite values (the NaN/inf handling of
 //! versions after c5fa710 differs only where a gradient is not finite, and those steps are
 //! skipped by the loss scaler), and the clip norm is reduced on the device in the same
 //! fixed order. On a hardware GPU what its arithmetic decides is compared within a bound
@@ -236,14 +237,20 @@ fn bits_of(v: &[f32]) -> Vec<u32> {
 }
 
 /// Every tensor's params (f32 or master), bf16 bytes, state slots and 8-bit codes and
-/// absmaxes against the old code's dump: bit for bit on lavapipe. On a hardware GPU
-/// (`exact` false) within [`assert_close`]'s bound, bf16 values and 8-bit codes within one
-/// step of theirs (a value a few ulps away can round to the neighbour), and the 8-bit
-/// slots' dequantized values not compared (they follow from codes and absmaxes).
+/// absmaxes against the old code's dump: state, codes and absmaxes bit for bit on
+/// lavapipe. On a hardware GPU (`exact` false) within [`assert_close`]'s bound, 8-bit
+/// codes within one step of theirs (a value a few ulps away can round to the neighbour),
+/// and the 8-bit slots' dequantized values not compared (they follow from codes and
+/// absmaxes).
+///
+/// Params everywhere within [`assert_close`]'s bound and bf16 bytes within one step: since
+/// the fixtures were written, Adam's last line takes one division instead of two
+/// (`src/rules/adam.rs`, Kingma & Ba's order), which moves a param by the rounding of
+/// an operation per step. The moments do not depend on the params, so they stay exact.
 fn compare_all(opt: &mut Optimizer<Adam>, n: usize, want: &Dump, exact: bool) {
     let slots = opt.group(opt.default_group()).unwrap().state_slots().len();
     // At most `d` apart as integers (codes; bf16 bits of one sign).
-    let near = |what: &str, got: &[i32], want: &[i32]| {
+    let near = |what: &str, got: &[i32], want: &[i32], exact: bool| {
         let d = if exact { 0 } else { 1 };
         let bad = got.iter().zip(want).filter(|(a, b)| (*a - *b).abs() > d);
         assert_eq!(bad.count(), 0, "{what}: values more than {d} apart");
@@ -255,7 +262,7 @@ fn compare_all(opt: &mut Optimizer<Adam>, n: usize, want: &Dump, exact: bool) {
             &format!("params.{i}"),
             &p,
             &want.f32s(&format!("params.{i}")),
-            exact,
+            false,
         );
         if opt.has_master(id) {
             let (b, dt) = opt.param_bytes(id).unwrap();
@@ -265,7 +272,7 @@ fn compare_all(opt: &mut Optimizer<Adam>, n: usize, want: &Dump, exact: bool) {
                 h.iter().map(|&x| x as i32).collect()
             };
             let w = want.bytes(&format!("param_bytes.{i}"), StDtype::BF16);
-            near(&format!("param_bytes.{i}"), &bf16(&b), &bf16(w));
+            near(&format!("param_bytes.{i}"), &bf16(&b), &bf16(w), false);
         }
         for k in 0..slots {
             let name = format!("state.{i}.{k}");
@@ -284,7 +291,12 @@ fn compare_all(opt: &mut Optimizer<Adam>, n: usize, want: &Dump, exact: bool) {
             let (codes, absmax) = opt.read_state_q8(id, k).unwrap();
             let want_codes = want.bytes(&format!("codes.{i}.{k}"), StDtype::U8);
             let ints = |c: &[u8]| -> Vec<i32> { c.iter().map(|&x| x as i32).collect() };
-            near(&format!("codes.{i}.{k}"), &ints(&codes), &ints(want_codes));
+            near(
+                &format!("codes.{i}.{k}"),
+                &ints(&codes),
+                &ints(want_codes),
+                exact,
+            );
             let name = format!("absmax.{i}.{k}");
             assert_close(&name, &absmax, &want.f32s(&name), exact);
         }
@@ -325,13 +337,13 @@ fn matches_file(opt: &mut Optimizer<Adam>, n: usize, file: &Dump) {
 /// steps 4 and 5 is the old code's (and its closed form's), the clip norms and every param
 /// and state value after step 5 are the old code's, bit for bit on lavapipe.
 #[test]
-fn adamw_v1_checkpoint_continues_bit_exactly() {
-    adamw_checkpoint_continues_bit_exactly(1);
+fn adamw_v1_checkpoint_continues_as_its_writer_did() {
+    adamw_checkpoint_continues_as_its_writer_did(1);
 }
 
 #[test]
-fn adamw_v2_checkpoint_continues_bit_exactly() {
-    adamw_checkpoint_continues_bit_exactly(2);
+fn adamw_v2_checkpoint_continues_as_its_writer_did() {
+    adamw_checkpoint_continues_as_its_writer_did(2);
 }
 
 /// The file's format: version 1 has no checksums, version 2 a CRC-32 per tensor.
@@ -340,7 +352,7 @@ fn check_version(file: &Dump, version: u32) {
     assert_eq!(file.meta.contains_key("checksums"), version >= 2);
 }
 
-fn adamw_checkpoint_continues_bit_exactly(version: u32) {
+fn adamw_checkpoint_continues_as_its_writer_did(version: u32) {
     let ctx = common::ctx();
     let path = fixture(&format!("checkpoint_v{version}_adamw.safetensors"));
     let file = Dump::read(&path);
@@ -387,16 +399,16 @@ fn adamw_checkpoint_continues_bit_exactly(version: u32) {
 /// and one after the load. Scale, skip counts, master, bf16 bytes, codes, absmaxes,
 /// dequantized and f32 state: the old code's, bit for bit on lavapipe.
 #[test]
-fn q8_bf16_scaler_v1_checkpoint_continues_bit_exactly() {
-    q8_bf16_scaler_checkpoint_continues_bit_exactly(1);
+fn q8_bf16_scaler_v1_checkpoint_continues_as_its_writer_did() {
+    q8_bf16_scaler_checkpoint_continues_as_its_writer_did(1);
 }
 
 #[test]
-fn q8_bf16_scaler_v2_checkpoint_continues_bit_exactly() {
-    q8_bf16_scaler_checkpoint_continues_bit_exactly(2);
+fn q8_bf16_scaler_v2_checkpoint_continues_as_its_writer_did() {
+    q8_bf16_scaler_checkpoint_continues_as_its_writer_did(2);
 }
 
-fn q8_bf16_scaler_checkpoint_continues_bit_exactly(version: u32) {
+fn q8_bf16_scaler_checkpoint_continues_as_its_writer_did(version: u32) {
     let ctx = common::ctx();
     let path = fixture(&format!("checkpoint_v{version}_q8_bf16.safetensors"));
     let file = Dump::read(&path);

@@ -421,7 +421,8 @@ pub(crate) mod tests {
     /// redesign, by the test of commit 6f9ad40) with `GPU_OPTIM_BLESS_WGSL=1`, and blessed
     /// again when the kernels learned fixed words and unshifted bindings (every text
     /// changed: `hyper_of`, the shifts, the `FIXED` overrides), when the step scalars
-    /// moved to bind group 1, and when `TAIL` made the lane masks a constant. A text is
+    /// moved to bind group 1, when `TAIL` made the lane masks a constant, and when Adam's
+    /// last line took one division instead of two (Kingma & Ba's order). A text is
     /// recorded by its length and CRC-32 (the full texts are ~70 MB); a change anywhere
     /// in it changes the CRC except with probability 2^-32. Re-bless only for a change
     /// meant to alter the kernels, and say so in its commit.

@@ -4,8 +4,8 @@
 // common.wgsl's moments and lerp) in that configuration:
 //   m = m + (1 - beta1) * (g - m)          (torch's lerp; its weight 0.1 < 0.5)
 //   v = v * beta2 + (1 - beta2) * g * g
-//   p = p + (-lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
-// step.a = (-lr/bc1, sqrt(bc2), eps, -), step.b = (1 - beta1, beta2, 1 - beta2, -): the
+//   p = p + (-lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2))
+// step.a = (-lr*sqrt(bc2)/bc1, eps*sqrt(bc2), -, -), step.b = (1 - beta1, beta2, 1 - beta2, -): the
 // crate's Hyper words 0-7 for this step, computed on the host in f64, written per step.
 
 struct Step { a: vec4<f32>, b: vec4<f32> }
@@ -31,5 +31,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let v = exp_avg_sq[i] * step.b.y + step.b.z * g * g;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
-    param[i] = param[i] + step.a.x * m / (sqrt(v) / step.a.y + step.a.z);
+    param[i] = param[i] + step.a.x * m / (sqrt(v) + step.a.y);
 }
