@@ -45,10 +45,12 @@ pub struct PeerFile {
 
 /// Burn's Adam and SGD with momentum on its wgpu backend at each size, when built with
 /// `--features peer-burn` and the rule is among `rules`: timed like for like with ours,
-/// alternately, `reps` times (at least 5): one step then a wait, wall clock, each side on
+/// alternately, `reps` times (at least [`crate::anchors::ANCHOR_MIN_REPS`], the gates' statistic), each
+/// going first in every other repetition: one step then a wait, wall clock, each side on
 /// the same number of params. The row's ratio is the median of the per-repetition ratios.
 #[cfg(feature = "peer-burn")]
 pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow> {
+    use crate::anchors::ANCHOR_MIN_REPS;
     use burn_peer::{BurnPeer, PeerRule};
     use gpu_optim::bench::Sample;
     use gpu_optim::UpdateRule;
@@ -69,7 +71,7 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
     for &n in sizes {
         for &(peer, rule) in &pairs {
             s.bar.set_message(format!("peer {} {n}", peer.name()));
-            match like_for_like(s.ctx, rule, peer, n, s.reps.max(5)) {
+            match like_for_like(s.ctx, rule, peer, n, s.reps.max(ANCHOR_MIN_REPS)) {
                 Ok((burn, ratio)) => out.push(PeerRow {
                     peer: PeerTiming {
                         rule: peer.name().into(),
@@ -107,15 +109,25 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
             ctx.wait()?;
         }
         let mut burn = BurnPeer::new(peer, n)?;
-        let (mut theirs, mut ratios) = (Vec::new(), Vec::new());
-        for _ in 0..reps {
+        let mut ours = || -> gpu_optim::Result<f64> {
             let t0 = std::time::Instant::now();
             opt.step()?;
             ctx.wait()?;
-            let ours = t0.elapsed().as_secs_f64();
-            let b = burn.step_timed()?;
+            Ok(t0.elapsed().as_secs_f64())
+        };
+        let (mut theirs, mut ratios) = (Vec::new(), Vec::new());
+        for rep in 0..reps {
+            // Ours first in even repetitions, Burn's first in odd ones: neither side always
+            // runs right after the other's step.
+            let (o, b) = if rep % 2 == 0 {
+                let o = ours()?;
+                (o, burn.step_timed()?)
+            } else {
+                let b = burn.step_timed()?;
+                (ours()?, b)
+            };
             theirs.push(b);
-            ratios.push(ours / b);
+            ratios.push(o / b);
         }
         burn.check()?;
         Ok((Sample::of(theirs), Sample::of(ratios)))
@@ -130,7 +142,8 @@ pub fn burn_rows(_s: &Shared, _sizes: &[usize], _rules: &[AnyRule]) -> Vec<PeerR
 
 /// How a Burn row is timed.
 #[cfg(feature = "peer-burn")]
-const LIKE_FOR_LIKE: &str = "alternating with ours, each one step then a wait, wall clock";
+const LIKE_FOR_LIKE: &str =
+    "alternating with ours (each first in every other repetition), each one step then a wait, wall clock";
 
 /// The torch peer: read `--torch-json`, or run the script when asked or when torch has CUDA.
 pub fn torch_peer(
