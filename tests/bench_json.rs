@@ -456,6 +456,14 @@ fn mixed_size_sweep_and_host_cost_are_reported() {
             assert!(r[k]["median"].as_f64().unwrap() > 0.0, "{r}");
         }
         assert!(r["prepare_s"].as_f64().unwrap() > 0.0, "{r}");
+        // The preparation ratio to the row before, alternating; none for the first row.
+        match t {
+            10 => assert!(r["prepare_vs_previous"].is_null(), "{r}"),
+            _ => assert!(
+                r["prepare_vs_previous"]["median"].as_f64().unwrap() > 0.0,
+                "{r}"
+            ),
+        }
         // --reps 1, but the gate's statistic takes at least 7.
         assert_eq!(r["reps"], 7, "{r}");
     }

@@ -296,12 +296,22 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
             )?;
         }
         if let [.., a, b] = &mixed_sizes[..] {
+            let (ratio, how) = match &b.prepare_vs_previous {
+                Some(r) => (
+                    r.median,
+                    format!(
+                        " (median of {} alternating repetitions, [{:.2} - {:.2}])",
+                        b.reps, r.min, r.max
+                    ),
+                ),
+                None => (b.prepare_s / a.prepare_s, String::new()),
+            };
             writeln!(
                 out,
-                "  preparation {} -> {} tensors: {:.2}x the time for {:.1}x the tensors",
+                "  preparation {} -> {} tensors: {:.2}x the time for {:.1}x the tensors{how}",
                 a.tensors,
                 b.tensors,
-                b.prepare_s / a.prepare_s,
+                ratio,
                 b.tensors as f64 / a.tensors as f64
             )?;
         }

@@ -35,6 +35,10 @@ pub struct MixedRow {
     /// already compiled), median of 5 (it allocates and zeroes the state: linear in
     /// params as much as in tensors).
     pub prepare_s: f64,
+    /// This row's preparation time over the previous row's, per repetition, the two
+    /// prepared alternately `reps` times (the preparation gate's statistic: rows measured
+    /// minutes apart drift with the machine); `None` for the first row.
+    pub prepare_vs_previous: Option<Sample>,
 }
 
 /// The host's cost of a step against the least a submission costs.
@@ -95,6 +99,8 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
     // A median of 3 swung 0.94-1.45x here between runs; the gate takes at least 7.
     let reps = reps.max(ANCHOR_MIN_REPS);
     let mut rows = Vec::new();
+    // The previous row's arena and K, kept for the alternating preparation ratio.
+    let mut previous: Option<(Arena, usize)> = None;
     for t in MIXED_COUNTS {
         bar.set_message(format!("mixed sizes: {t} tensors"));
         let lens = mixed_lens(t);
@@ -105,12 +111,20 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
         let mut opt = adamw_over(ctx, &arena, k)?;
         let mut prep = Vec::new();
         for _ in 0..5 {
-            let t0 = Instant::now();
-            let o = adamw_over(ctx, &arena, k)?;
-            prep.push(t0.elapsed().as_secs_f64());
-            drop(o);
+            prep.push(time_prepare(ctx, &arena, k)?);
         }
         prep.sort_by(f64::total_cmp);
+        let prepare_vs_previous = match &previous {
+            Some((before, before_k)) => {
+                let mut ratios = Vec::with_capacity(reps);
+                for _ in 0..reps {
+                    let a = time_prepare(ctx, before, *before_k)?;
+                    ratios.push(time_prepare(ctx, &arena, k)? / a);
+                }
+                Some(Sample::of(ratios))
+            }
+            None => None,
+        };
         let flat_arena = bench::random_arena(ctx, total)?;
         let mut flat = adamw_over(ctx, &flat_arena, k)?;
         let (batched, flat, ratio) = timer.alternate(
@@ -129,10 +143,21 @@ pub fn mixed_rows(s: &Shared) -> Result<Vec<MixedRow>, Box<dyn std::error::Error
             ratio,
             reps,
             prepare_s: prep[2],
+            prepare_vs_previous,
         });
+        previous = Some((arena, k));
         bar.inc(1);
     }
     Ok(rows)
+}
+
+/// Seconds to build and prepare [`adamw_over`] `arena` (dropping it is not timed).
+fn time_prepare(ctx: &Context, arena: &Arena, k: usize) -> Result<f64, gpu_optim::Error> {
+    let t0 = Instant::now();
+    let opt = adamw_over(ctx, arena, k)?;
+    let secs = t0.elapsed().as_secs_f64();
+    drop(opt);
+    Ok(secs)
 }
 
 /// Host cost of a step at K=1 and K=8 on `tensors` tensors of the sweep's sizes, and of
