@@ -1,7 +1,7 @@
 //! Peer measurement (feature `peer-burn`): Burn's Adam (`burn::optim::AdamConfig`, burn 0.22)
 //! and SGD with momentum (`SgdConfig`) on Burn's wgpu backend, one optimizer step at a time
 //! ([`BurnPeer::step_timed`]) for one flat parameter tensor of `n` f32 elements, so the bench
-//! can alternate them with its own steps timed the same way (peers.rs). Built only with
+//! can time them the same way as its own, each side in its own process (peers.rs). Built only with
 //! `--features peer-burn`, so the normal build never compiles Burn.
 //!
 //! What is timed: `ModuleOptimizer::step(lr, module, grads)` followed by `Device::sync()`,
@@ -20,11 +20,14 @@
 //!   state boxing, fusion graph matching, and the bias-correction scalars computed on the CPU.
 //! * The `sync()` after every step adds one queue round trip per step, as it does for any
 //!   per-step wall-clock timing; gpu-optim's side is timed the same way (`step()` then a
-//!   wait, wall clock), alternately.
+//!   wait, wall clock), in another process, alternately.
 //! * No backward pass: the gradient is one fixed random tensor, handed over in a fresh
 //!   `GradientsParams` each step (built outside the timed region).
 //! * Burn picks its own adapter and opens its own `wgpu::Device` (see below); it does not
-//!   follow `--adapter`. Both devices are alive in the process at once.
+//!   follow `--adapter`. The process that times Burn opens no gpu-optim device, and the
+//!   one that times gpu-optim runs no Burn: in one process, alternating, gpu-optim's step
+//!   read up to 1.2x slower at 2^24 than in a process of its own, where it was as fast as
+//!   Burn's (lavapipe, 2-core Intel Xeon, 2026-11-30); the cause was not found.
 //!
 //! Adapter: `Device::default()` with only the `wgpu` backend compiled in is
 //! `Device::wgpu(DeviceKind::DefaultDevice)`: CubeCL asks wgpu for an adapter, preferring an
@@ -75,6 +78,15 @@ pub enum PeerRule {
 }
 
 impl PeerRule {
+    /// The peer of our rule named `name` ("adam", "sgd-momentum"), if Burn is timed with it.
+    pub fn of(name: &str) -> Option<PeerRule> {
+        match name {
+            "adam" => Some(PeerRule::Adam),
+            "sgd-momentum" => Some(PeerRule::SgdMomentum),
+            _ => None,
+        }
+    }
+
     /// The peer row's name ("burn-<ours>-wgpu").
     pub fn name(self) -> &'static str {
         match self {

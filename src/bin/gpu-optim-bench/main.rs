@@ -85,8 +85,10 @@ Figures:
                 the bit-exact CPU twin), and the MLP example's final loss with 8-bit vs
                 f32 state after the same steps (ratio 1 = no loss of convergence).
   peers         PyTorch (benches/torch_optim.py; --torch / --torch-json) and, built with
-                --features peer-burn, Burn's Adam on its wgpu backend: their time per step
-                and ours / theirs at the same size.
+                --features peer-burn, Burn's Adam and SGD with momentum on its wgpu
+                backend: their time per step and ours / theirs at the same size (Burn
+                and ours each in a process of its own, alternately, one step then a
+                wait, wall clock; median of the per-repetition ratios).
 
 The header names the adapter (backend, driver) and, on a software device, the CPU; on
 wgpu's GL backend it says what that means and what to install. On a slow device (software
@@ -109,6 +111,10 @@ struct Args {
     /// Backends to consider, e.g. `vulkan` or `vulkan,gl` (default WGPU_BACKEND, else all).
     #[arg(long)]
     backend: Option<String>,
+    /// Internal: time one side of the Burn comparison in this process (SIDE:RULE:N).
+    #[cfg(feature = "peer-burn")]
+    #[arg(long, hide = true, value_name = "SIDE:RULE:N")]
+    peer_child: Option<String>,
     /// Rules to run, comma-separated (default: all). Names as listed in the table.
     #[arg(long, value_delimiter = ',')]
     rules: Vec<String>,
@@ -249,12 +255,18 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let rules = parse_rules(&args.rules)?;
 
-    let ctx = match Context::with_options(&ContextOptions {
+    let options = ContextOptions {
         adapter_name: args.adapter.clone(),
         backends,
         workgroup_size: args.workgroup,
         ..Default::default()
-    }) {
+    };
+    #[cfg(feature = "peer-burn")]
+    if let Some(spec) = &args.peer_child {
+        peers::run_child(spec, &options)?;
+        return Ok(true);
+    }
+    let ctx = match Context::with_options(&options) {
         Ok(ctx) => ctx,
         Err(e @ gpu_optim::Error::NoAdapter { .. }) => {
             return Err(format!("{e}\n{}", machine::no_adapter_help()).into())

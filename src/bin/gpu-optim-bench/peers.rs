@@ -45,22 +45,22 @@ pub struct PeerFile {
 
 /// Burn's Adam and SGD with momentum on its wgpu backend at each size, when built with
 /// `--features peer-burn` and the rule is among `rules`: timed like for like with ours,
-/// alternately, `reps` times (at least [`crate::anchors::ANCHOR_MIN_REPS`], the gates' statistic), each
-/// going first in every other repetition: one step then a wait, wall clock, each side on
-/// the same number of params. The row's ratio is the median of the per-repetition ratios.
+/// each side in its own process (this binary run with `--peer-child`), as each library's
+/// users run it, so neither side's device, threads or memory sit beside the other's.
+/// Alternately, `reps` times (at least [`crate::anchors::ANCHOR_MIN_REPS`], the gates'
+/// statistic), each side first in every other repetition; each process warms up, then
+/// times [`CHILD_STEPS`] steps, one step then a wait, wall clock, on the same number of
+/// params, and reports their median. The row's ratio is the median of the per-repetition
+/// ratios.
 #[cfg(feature = "peer-burn")]
 pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow> {
     use crate::anchors::ANCHOR_MIN_REPS;
-    use burn_peer::{BurnPeer, PeerRule};
     use gpu_optim::bench::Sample;
     use gpu_optim::UpdateRule;
-    let pairs: Vec<(PeerRule, &AnyRule)> = [
-        (PeerRule::Adam, "adam"),
-        (PeerRule::SgdMomentum, "sgd-momentum"),
-    ]
-    .into_iter()
-    .filter_map(|(p, name)| rules.iter().find(|r| r.name() == name).map(|r| (p, r)))
-    .collect();
+    let pairs: Vec<(burn_peer::PeerRule, &AnyRule)> = rules
+        .iter()
+        .filter_map(|r| burn_peer::PeerRule::of(&r.name()).map(|p| (p, r)))
+        .collect();
     if pairs.is_empty() {
         return Vec::new();
     }
@@ -71,7 +71,7 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
     for &n in sizes {
         for &(peer, rule) in &pairs {
             s.bar.set_message(format!("peer {} {n}", peer.name()));
-            match like_for_like(s.ctx, rule, peer, n, s.reps.max(ANCHOR_MIN_REPS)) {
+            match like_for_like(s.args, &rule.name(), n, s.reps.max(ANCHOR_MIN_REPS)) {
                 Ok((burn, ratio)) => out.push(PeerRow {
                     peer: PeerTiming {
                         rule: peer.name().into(),
@@ -95,44 +95,108 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
 
     /// (Burn's seconds per step, ours / Burn's per repetition).
     fn like_for_like(
-        ctx: &gpu_optim::Context,
-        rule: &AnyRule,
-        peer: PeerRule,
+        args: &Args,
+        rule: &str,
         n: usize,
         reps: usize,
     ) -> Result<(Sample, Sample), Box<dyn std::error::Error>> {
-        let arena = gpu_optim::bench::random_arena(ctx, n)?;
-        let mut opt = gpu_optim::Optimizer::new(ctx, rule.clone())?;
-        opt.add_arena(&arena, opt.default_group())?;
-        for _ in 0..2 {
-            opt.step()?;
-            ctx.wait()?;
-        }
-        let mut burn = BurnPeer::new(peer, n)?;
-        let mut ours = || -> gpu_optim::Result<f64> {
-            let t0 = std::time::Instant::now();
-            opt.step()?;
-            ctx.wait()?;
-            Ok(t0.elapsed().as_secs_f64())
-        };
         let (mut theirs, mut ratios) = (Vec::new(), Vec::new());
         for rep in 0..reps {
-            // Ours first in even repetitions, Burn's first in odd ones: neither side always
-            // runs right after the other's step.
             let (o, b) = if rep % 2 == 0 {
-                let o = ours()?;
-                (o, burn.step_timed()?)
+                let o = child(args, "ours", rule, n)?;
+                (o, child(args, "burn", rule, n)?)
             } else {
-                let b = burn.step_timed()?;
-                (ours()?, b)
+                let b = child(args, "burn", rule, n)?;
+                (child(args, "ours", rule, n)?, b)
             };
             theirs.push(b);
             ratios.push(o / b);
         }
-        burn.check()?;
         Ok((Sample::of(theirs), Sample::of(ratios)))
     }
+
+    /// One `--peer-child` process: its median seconds per step.
+    fn child(
+        args: &Args,
+        side: &str,
+        rule: &str,
+        n: usize,
+    ) -> Result<f64, Box<dyn std::error::Error>> {
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("--peer-child").arg(format!("{side}:{rule}:{n}"));
+        if let Some(a) = &args.adapter {
+            cmd.arg("--adapter").arg(a);
+        }
+        if let Some(b) = &args.backend {
+            cmd.arg("--backend").arg(b);
+        }
+        let out = cmd.stdin(std::process::Stdio::null()).output()?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            return Err(format!("{side} process failed ({}): {last}", out.status).into());
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().parse::<f64>()?)
+    }
     out
+}
+
+/// Steps each `--peer-child` process times after its warm-up; it reports their median.
+#[cfg(feature = "peer-burn")]
+const CHILD_STEPS: usize = 3;
+
+/// `--peer-child SIDE:RULE:N` (hidden; [`burn_rows`] runs it): times `RULE` ("adam" or
+/// "sgd-momentum") on `N` random params, `SIDE` "ours" (on a context opened with
+/// `options`, two untimed steps first) or "burn" (Burn's two warm-up steps first, and
+/// its result checked after), [`CHILD_STEPS`] steps, each one step then a wait, wall
+/// clock; prints the median seconds per step on stdout.
+#[cfg(feature = "peer-burn")]
+pub fn run_child(
+    spec: &str,
+    options: &gpu_optim::ContextOptions,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use burn_peer::{BurnPeer, PeerRule};
+    use gpu_optim::bench::Sample;
+    let bad = || format!("--peer-child wants SIDE:RULE:N, got {spec:?}");
+    let [side, rule, n] = spec.split(':').collect::<Vec<_>>()[..] else {
+        return Err(bad().into());
+    };
+    let n: usize = n.parse().map_err(|_| bad())?;
+    let peer = PeerRule::of(rule).ok_or_else(bad)?;
+    let mut secs = Vec::with_capacity(CHILD_STEPS);
+    match side {
+        "ours" => {
+            let ctx = gpu_optim::Context::with_options(options)?;
+            let rule = crate::parse_rules(&[rule.to_string()])?.remove(0);
+            let arena = gpu_optim::bench::random_arena(&ctx, n)?;
+            let mut opt = gpu_optim::Optimizer::new(&ctx, rule)?;
+            opt.add_arena(&arena, opt.default_group())?;
+            for _ in 0..2 {
+                opt.step()?;
+                ctx.wait()?;
+            }
+            for _ in 0..CHILD_STEPS {
+                let t0 = std::time::Instant::now();
+                opt.step()?;
+                ctx.wait()?;
+                secs.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        "burn" => {
+            let mut burn = BurnPeer::new(peer, n)?;
+            for _ in 0..CHILD_STEPS {
+                secs.push(burn.step_timed()?);
+            }
+            burn.check()?;
+        }
+        _ => return Err(bad().into()),
+    }
+    println!("{}", Sample::of(secs).median);
+    Ok(())
 }
 
 #[cfg(not(feature = "peer-burn"))]
@@ -142,8 +206,8 @@ pub fn burn_rows(_s: &Shared, _sizes: &[usize], _rules: &[AnyRule]) -> Vec<PeerR
 
 /// How a Burn row is timed.
 #[cfg(feature = "peer-burn")]
-const LIKE_FOR_LIKE: &str =
-    "alternating with ours (each first in every other repetition), each one step then a wait, wall clock";
+const LIKE_FOR_LIKE: &str = "each side in its own process, alternating (each first in every \
+     other repetition), median of 3 steps per process, each one step then a wait, wall clock";
 
 /// The torch peer: read `--torch-json`, or run the script when asked or when torch has CUDA.
 pub fn torch_peer(
