@@ -130,6 +130,9 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
         if let Some(b) = &args.backend {
             cmd.arg("--backend").arg(b);
         }
+        if let Some(w) = args.workgroup {
+            cmd.arg("--workgroup").arg(w.to_string());
+        }
         let out = cmd.stdin(std::process::Stdio::null()).output()?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
@@ -151,7 +154,8 @@ const CHILD_STEPS: usize = 3;
 
 /// `--peer-child SIDE:RULE:N` (hidden; [`burn_rows`] runs it): times `RULE` ("adam" or
 /// "sgd-momentum") on `N` random params, `SIDE` "ours" (on a context opened with
-/// `options`, two untimed steps first) or "burn" (Burn's two warm-up steps first, and
+/// `options`: the parent's `--adapter`, `--backend` and `--workgroup`; two untimed steps
+/// first) or "burn" (Burn's two warm-up steps first, and
 /// its result checked after), [`CHILD_STEPS`] steps, each one step then a wait, wall
 /// clock; prints the median seconds per step on stdout.
 #[cfg(feature = "peer-burn")]
