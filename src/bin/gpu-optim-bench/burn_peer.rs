@@ -26,7 +26,7 @@
 //! * Burn picks its own adapter and opens its own `wgpu::Device` (see below); it does not
 //!   follow `--adapter`. The process that times Burn opens no gpu-optim device, and the
 //!   one that times gpu-optim runs no Burn: in one process, alternating, gpu-optim's step
-//!   read up to 1.2x slower at 2^24 than in a process of its own, where it was as fast as
+//!   read 1.1-1.3x slower at 2^24 than in a process of its own, where it was as fast as
 //!   Burn's (lavapipe, 2-core Intel Xeon, 2026-11-30); the cause was not found.
 //!
 //! Adapter: `Device::default()` with only the `wgpu` backend compiled in is
