@@ -14,7 +14,8 @@
 //! run, and every state slot, 8-bit codes and block absmaxes, lrs, clip norms, loss scales
 //! and skip counts compared bit for bit on lavapipe, where the old code ran; params and
 //! bf16 param bytes within the verifier's bound, as Adam's last line now rounds one
-//! operation fewer (see `compare_all`). The kernels compute the same for finite values (the NaN/inf handling of
+//! operation fewer (see `compare_all`). Otherwise the kernels compute the same for finite
+//! values (the NaN/inf handling of
 //! versions after c5fa710 differs only where a gradient is not finite, and those steps are
 //! skipped by the loss scaler), and the clip norm is reduced on the device in the same
 //! fixed order. On a hardware GPU what its arithmetic decides is compared within a bound
@@ -246,7 +247,8 @@ fn bits_of(v: &[f32]) -> Vec<u32> {
 /// Params everywhere within [`assert_close`]'s bound and bf16 bytes within one step: since
 /// the fixtures were written, Adam's last line takes one division instead of two
 /// (`src/rules/adam.rs`, Kingma & Ba's order), which moves a param by the rounding of
-/// an operation per step. The moments do not depend on the params, so they stay exact.
+/// an operation per step. In both fixtures the moments do not depend on the params (A
+/// decays the weights decoupled, B has no weight decay), so they stay exact.
 fn compare_all(opt: &mut Optimizer<Adam>, n: usize, want: &Dump, exact: bool) {
     let slots = opt.group(opt.default_group()).unwrap().state_slots().len();
     // At most `d` apart as integers (codes; bf16 bits of one sign).
@@ -334,8 +336,9 @@ fn matches_file(opt: &mut Optimizer<Adam>, n: usize, file: &Dump) {
 }
 
 /// A: AdamW, two groups, a Step schedule on group 1, clipping. The lr each group uses at
-/// steps 4 and 5 is the old code's (and its closed form's), the clip norms and every param
-/// and state value after step 5 are the old code's, bit for bit on lavapipe.
+/// steps 4 and 5 is the old code's (and its closed form's), the clip norms and every state
+/// value after step 5 are the old code's, bit for bit on lavapipe, and the params within
+/// the verifier's bound (see [`compare_all`]).
 #[test]
 fn adamw_v1_checkpoint_continues_as_its_writer_did() {
     adamw_checkpoint_continues_as_its_writer_did(1);
@@ -396,8 +399,9 @@ fn adamw_checkpoint_continues_as_its_writer_did(version: u32) {
 }
 
 /// B: bf16 params (f32 master), 8-bit state, loss scaling; a step skipped before the save
-/// and one after the load. Scale, skip counts, master, bf16 bytes, codes, absmaxes,
-/// dequantized and f32 state: the old code's, bit for bit on lavapipe.
+/// and one after the load. Scale, skip counts, codes, absmaxes, dequantized and f32 state:
+/// the old code's, bit for bit on lavapipe; master and bf16 bytes within the bound of
+/// [`compare_all`].
 #[test]
 fn q8_bf16_scaler_v1_checkpoint_continues_as_its_writer_did() {
     q8_bf16_scaler_checkpoint_continues_as_its_writer_did(1);
