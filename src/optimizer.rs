@@ -225,31 +225,18 @@ impl<R: UpdateRule> Optimizer<R> {
         grad: BufferRange,
         grad_dtype: Dtype,
     ) -> Result<TensorId> {
-        self.add_tensor_padded(group, param, param_dtype, grad, grad_dtype, false)
-    }
-
-    /// [`Optimizer::add_tensor_as`]; `pad_free`: the ranges are an [`Arena`]'s, whose
-    /// padding to the next [`ARENA_ALIGN`](crate::ARENA_ALIGN) elements in both buffers is
-    /// registered with the tensor.
-    fn add_tensor_padded(
-        &mut self,
-        group: GroupId,
-        param: BufferRange,
-        param_dtype: Dtype,
-        grad: BufferRange,
-        grad_dtype: Dtype,
-        pad_free: bool,
-    ) -> Result<TensorId> {
         let i = self.tensors.len();
         let (pd, gd) = (param_dtype, grad_dtype);
-        self.check_tensor(i, group, (&param, pd), (&grad, gd), pad_free)?;
+        self.check_tensor(i, group, (&param, pd), (&grad, gd), false)?;
         self.unplan()?; // after steps: plan again, keeping the state
-        self.insert_tensor(group, (param, pd), (grad, gd), pad_free);
+        self.insert_tensor(group, (param, pd), (grad, gd), false);
         Ok(TensorId(i))
     }
 
     /// Every check of registering a tensor as tensor `i` (see
-    /// [`Optimizer::add_tensor_as`]); registers nothing (it may remember that a buffer is
+    /// [`Optimizer::add_tensor_as`]; `pad_free`: the ranges are an [`Arena`]'s, whose
+    /// padding to the next [`ARENA_ALIGN`](crate::ARENA_ALIGN) elements in both buffers is
+    /// registered with the tensor); registers nothing (it may remember that a buffer is
     /// this device's).
     fn check_tensor(
         &mut self,
@@ -525,7 +512,6 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 }
 
-/// A caller's range as the registry's rules see it.
 /// `s`, with the arena's padding after it where `pad_free` (see [`layout::pad_end`]),
 /// within its buffer.
 fn padded(s: registry::Span<'_, wgpu::Buffer>, pad_free: bool) -> registry::Span<'_, wgpu::Buffer> {
@@ -539,6 +525,7 @@ fn padded(s: registry::Span<'_, wgpu::Buffer>, pad_free: bool) -> registry::Span
     }
 }
 
+/// A caller's range as the registry's rules see it.
 pub(crate) fn span(r: &BufferRange, dtype: Dtype) -> registry::Span<'_, wgpu::Buffer> {
     registry::Span {
         buffer: &r.buffer,
