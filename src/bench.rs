@@ -428,33 +428,63 @@ pub fn host_cost<R: UpdateRule>(
     n: usize,
     k: u32,
 ) -> Result<Sample> {
-    host_time(ctx, n, k, || Ok(()), || opt.step_many(k))
+    host_time(ctx, n, k, || opt.step_many(k))
 }
 
 /// Host time to encode and submit an empty compute pass (not waiting for the GPU), median
-/// over `n` submissions, in seconds: the least a step can cost the host, to hold
-/// [`host_cost`] against in the same run.
+/// over `n` submissions back to back (each after a wait), in seconds: the least any
+/// submission costs. A step finds the device right after a step, which on a software
+/// device costs any submission more: [`host_cost_vs_empty`] compares the two there.
 pub fn empty_submit_cost(ctx: &Context, n: usize) -> Result<Sample> {
-    host_time(ctx, n, 1, || Ok(()), || submit_empty(ctx))
+    host_time(ctx, n, 1, || submit_empty(ctx))
 }
 
-/// [`empty_submit_cost`] with an untimed `opt.step()` and wait before each timed
-/// submission: the empty pass in the state a step's own submission finds (after the device
-/// ran a step). On lavapipe up to 20x the time of back-to-back empty passes, growing with
-/// the step's size (most likely its work, which ran on the host's CPU, evicted the host's
-/// caches).
-pub fn empty_submit_cost_after_step<R: UpdateRule>(
+/// [`host_cost`] at K=1 against [`empty_submit_cost`], timed in pairs (see
+/// [`host_cost_vs_empty`]).
+#[derive(Clone, Copy, Debug)]
+pub struct HostVsEmpty {
+    /// Seconds to encode and submit one step.
+    pub step: Sample,
+    /// Seconds to encode and submit an empty compute pass.
+    pub empty: Sample,
+    /// Per-pair step / empty: median, min, max.
+    pub ratio: Sample,
+}
+
+/// Host time of `opt.step()` and of an empty compute pass (not waiting for the GPU) in
+/// `pairs` pairs, each submission followed by an untimed wait: an untimed step, then the
+/// timed step, then the timed empty pass. So both find the device as a training loop's
+/// step does: idle right after a step. On lavapipe that state costs any submission more
+/// than the step's own recording does: an empty pass right after a step took 2-20x one
+/// right after an empty pass (its threads, likely, asleep; its caches cold).
+pub fn host_cost_vs_empty<R: UpdateRule>(
     ctx: &Context,
     opt: &mut Optimizer<R>,
-    n: usize,
-) -> Result<Sample> {
-    host_time(
-        ctx,
-        n,
-        1,
-        || opt.step().and_then(|()| ctx.wait()),
-        || submit_empty(ctx),
-    )
+    pairs: usize,
+) -> Result<HostVsEmpty> {
+    let timed = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let t = Instant::now();
+        f()?;
+        let secs = t.elapsed().as_secs_f64();
+        ctx.wait()?;
+        Ok(secs)
+    };
+    // Warm the empty pass up (the step's first one is untimed in each pair).
+    timed(&mut || submit_empty(ctx))?;
+    let (mut step, mut empty, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..pairs.max(1) {
+        timed(&mut || opt.step())?;
+        let s = timed(&mut || opt.step())?;
+        let e = timed(&mut || submit_empty(ctx))?;
+        step.push(s);
+        empty.push(e);
+        ratio.push(s / e);
+    }
+    Ok(HostVsEmpty {
+        step: Sample::of(step),
+        empty: Sample::of(empty),
+        ratio: Sample::of(ratio),
+    })
 }
 
 /// Encodes and submits an empty compute pass.
@@ -468,20 +498,18 @@ fn submit_empty(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// `submit` once to warm up, then `n` times, each after an untimed `before`, timed on the
-/// host and followed by a wait (untimed): the median in seconds per `units`.
+/// `submit` once to warm up, then `n` times, each timed on the host and followed by a wait
+/// (untimed): the median in seconds per `units`.
 fn host_time(
     ctx: &Context,
     n: usize,
     units: u32,
-    mut before: impl FnMut() -> Result<()>,
     mut submit: impl FnMut() -> Result<()>,
 ) -> Result<Sample> {
     submit()?;
     ctx.wait()?;
     let mut xs = Vec::with_capacity(n);
     for _ in 0..n {
-        before()?;
         let t = Instant::now();
         submit()?;
         xs.push(t.elapsed().as_secs_f64() / units as f64);

@@ -63,10 +63,13 @@ Figures:
                 submitting a step (K=1 and K=8). Many small tensors: AdamW over T = 10 ..
                 20,000 tensors of 64-4063 elements batched vs one flat buffer of the same
                 total (alternating), and the time to prepare each; the host cost of a step
-                on 148 of them against an empty compute pass, submitted alone and right
-                after the device ran a step (as each timed step is; on a software device
-                that work ran on the host's CPU and likely left its caches cold). Batched: an
-                arena's tensors of one group run as one piece, their padding with them.
+                (K=1) on 148 of them against an empty compute pass, in pairs that find the
+                device as a training loop's step does, idle right after a step (untimed
+                step, timed step, timed empty pass, each followed by a wait): median of
+                the per-pair ratios. Empty passes back to back cost less on a software
+                device: after a step's work, which ran on the host's CPU, any submission
+                costs more. Batched:
+                an arena's tensors of one group run as one piece, their padding with them.
   features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
                 with both, and with bf16 / f16 params and grads through an f32 master
                 copy: time relative to the plain f32 step at the same size; K steps per

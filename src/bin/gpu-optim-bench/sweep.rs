@@ -41,23 +41,25 @@ pub struct MixedRow {
     pub prepare_vs_previous: Option<Sample>,
 }
 
-/// The host's cost of a step against the least a submission costs.
+/// The host's cost of a step against an empty submission.
 #[derive(Serialize)]
 pub struct HostCost {
     /// The optimizer's tensors (AdamW, one group, batched).
     pub tensors: usize,
-    /// Seconds to encode and submit a step (not waiting for the device), median.
+    /// Seconds to encode and submit a step (not waiting for the device), K=1, timed in
+    /// pairs with `empty_submit`.
     pub step_k1: Sample,
+    /// The same per step at K=8 (seconds per step).
     pub step_k8: Sample,
-    /// Seconds to encode and submit an empty compute pass, median.
+    /// Seconds to encode and submit an empty compute pass, timed in pairs with `step_k1`.
     pub empty_submit: Sample,
-    /// step_k1 / empty_submit (medians).
-    pub k1_over_empty: f64,
-    /// The same empty pass submitted right after the device ran a step (as each timed step
-    /// is): on a software device, with the caches that step's work left.
-    pub empty_after_step: Sample,
-    /// step_k1 / empty_after_step (medians).
-    pub k1_over_empty_after_step: f64,
+    /// Per-pair step_k1 / empty_submit: median, min, max (the host-cost gate's statistic).
+    pub k1_over_empty: Sample,
+    /// The pairs.
+    pub pairs: usize,
+    /// An empty compute pass submitted after empty passes only (the least a submission
+    /// costs; on a software device less than after any real work).
+    pub empty_back_to_back: Sample,
 }
 
 /// `t` tensor lengths uniform in 64..=4063 (mean ~2,060: a deep model's biases and norms),
@@ -160,29 +162,26 @@ fn time_prepare(ctx: &Context, arena: &Arena, k: usize) -> Result<f64, gpu_optim
     Ok(secs)
 }
 
-/// Host cost of a step at K=1 and K=8 on `tensors` tensors of the sweep's sizes, and of
-/// an empty compute pass, measured alternately in the same run.
+/// Pairs of a step and an empty pass in the host-cost measurement.
+const HOST_COST_PAIRS: usize = 100;
+
+/// Host cost of a step at K=1 (in pairs with an empty compute pass: the gate's statistic)
+/// and K=8 on `tensors` tensors of the sweep's sizes, and of empty passes back to back.
 pub fn host_cost(s: &Shared, tensors: usize) -> Result<HostCost, Box<dyn std::error::Error>> {
     let ctx = s.ctx;
     let arena = Arena::new(ctx, &mixed_lens(tensors))?;
     let mut opt = adamw_over(ctx, &arena, 8)?;
-    let (mut k1, mut k8, mut empty, mut after) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..5 {
-        k1.push(bench::host_cost(ctx, &mut opt, 20, 1)?.median);
-        k8.push(bench::host_cost(ctx, &mut opt, 5, 8)?.median);
-        empty.push(bench::empty_submit_cost(ctx, 20)?.median);
-        after.push(bench::empty_submit_cost_after_step(ctx, &mut opt, 20)?.median);
-    }
-    let (step_k1, step_k8, empty_submit) = (Sample::of(k1), Sample::of(k8), Sample::of(empty));
-    let empty_after_step = Sample::of(after);
+    let pairs = bench::host_cost_vs_empty(ctx, &mut opt, HOST_COST_PAIRS)?;
+    let step_k8 = bench::host_cost(ctx, &mut opt, 20, 8)?;
+    let empty_back_to_back = bench::empty_submit_cost(ctx, 20)?;
     s.bar.inc(1);
     Ok(HostCost {
         tensors,
-        step_k1,
+        step_k1: pairs.step,
         step_k8,
-        empty_submit,
-        k1_over_empty: step_k1.median / empty_submit.median,
-        empty_after_step,
-        k1_over_empty_after_step: step_k1.median / empty_after_step.median,
+        empty_submit: pairs.empty,
+        k1_over_empty: pairs.ratio,
+        pairs: HOST_COST_PAIRS,
+        empty_back_to_back,
     })
 }
