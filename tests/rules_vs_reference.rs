@@ -3,7 +3,8 @@
 //! One table of rule configurations and one loop of checks (as optax's tests do): each
 //! configuration runs 20 steps at every length in `LENS`, which covers a single element,
 //! lengths below, at and around a vec4 (1, 3, 4), either side of a 1024-element boundary
-//! (1023, 1025; the scalar and the partial last vector), and a length that needs many
+//! (1023, 1025; the scalar and the partial last vector), whole 1024-element tiles (4096:
+//! the update tests no range, `KernelVariant::exact`), and a length that needs many
 //! workgroups and ends in a partial vector (100_003).
 //!
 //! ## Why `report.passed()` is the right check
@@ -25,7 +26,7 @@ mod common;
 use gpu_optim::verify::{compare, BufferError};
 use gpu_optim::*;
 
-const LENS: [usize; 6] = [1, 3, 4, 1023, 1025, 100_003];
+const LENS: [usize; 7] = [1, 3, 4, 1023, 1025, 4096, 100_003];
 const STEPS: u32 = 20;
 
 /// The table: (label, rule configuration). Everything not named is at torch's default.

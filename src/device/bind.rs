@@ -329,6 +329,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 fixed: FixedWords::agreed(&rule.kernel(), hypers),
                 shifted: p.shifted(),
                 tail: p.tail(),
+                exact: p.exact && !p.q8,
             };
             let main = kernel::pipeline(ctx, &key, "main")?;
             let sumsq = match global {

@@ -42,6 +42,7 @@ fn plain(kernel: &Kernel, width: u32, groups: u32) -> KernelVariant {
         fixed: FixedWords::NONE,
         shifted: true,
         tail: width == 4,
+        exact: false,
     }
 }
 

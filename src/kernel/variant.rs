@@ -125,6 +125,12 @@ pub struct KernelVariant {
     /// width), so stores are masked per lane; `false`: every lane is live (always at
     /// width 1).
     pub tail: bool,
+    /// Every invocation has a whole vector inside the dispatch's range (a dense piece of
+    /// whole tiles, no workgroup past the last), so the f32-state update tests no range
+    /// and nothing after it runs under a lane mask (lavapipe: ~5% of a minimal Adam
+    /// kernel). Implies `!tail`; always `false` with 8-bit state, whose update has no
+    /// such constant.
+    pub exact: bool,
 }
 
 impl KernelVariant {
@@ -159,6 +165,9 @@ impl KernelVariant {
         }
         if !self.tail {
             special.push_str(".whole");
+        }
+        if self.exact {
+            special.push_str(".exact");
         }
         if self.fixed != FixedWords::NONE {
             let bits: Vec<u8> = (self
@@ -276,6 +285,9 @@ impl KernelVariant {
             ("TAIL", self.tail as u32 as f64),
             ("FIXED", self.fixed.mask() as f64),
         ];
+        if self.q8.is_none() {
+            constants.push(("EXACT", self.exact as u32 as f64));
+        }
         const FW: [&str; 16] = [
             "FW0", "FW1", "FW2", "FW3", "FW4", "FW5", "FW6", "FW7", "FW8", "FW9", "FW10", "FW11",
             "FW12", "FW13", "FW14", "FW15",
@@ -300,8 +312,9 @@ impl KernelVariant {
     /// {1, 4} × {tiles, dense}, where legal (width 1: f32 params, grads and state only;
     /// 8-bit state: not for two-phase rules), at workgroup size 256 and the scaler's lag
     /// under WebGPU's default uniform limit (32 candidates); each generic (nothing fixed,
-    /// shifts read, partial vectors masked) and, dense with one group, also with the rule's branch words fixed to
-    /// its first step's values, no shifts and no partial vector.
+    /// shifts read, partial vectors masked) and, dense with one group, also with the
+    /// rule's branch words fixed to its first step's values, no shifts and no partial
+    /// vector, and that with whole tiles (`exact`, f32 state).
     pub fn all_for(rule: &AnyRule) -> Vec<KernelVariant> {
         let kernel = rule.kernel();
         let slots = rule.state_slots().len() as u32;
@@ -345,17 +358,27 @@ impl KernelVariant {
                                     fixed: FixedWords::NONE,
                                     shifted: true,
                                     tail: width == 4,
+                                    exact: false,
                                 };
                                 out.push(generic);
                                 // What one group's aligned tensor runs: its branch words
                                 // fixed, no shifts, no partial vector.
                                 if dense && groups == 1 {
-                                    out.push(KernelVariant {
+                                    let aligned = KernelVariant {
                                         fixed,
                                         shifted: false,
                                         tail: false,
                                         ..generic
-                                    });
+                                    };
+                                    out.push(aligned);
+                                    // ... and whole tiles (a length a multiple of
+                                    // workgroup x width), with f32 state.
+                                    if q8.is_none() {
+                                        out.push(KernelVariant {
+                                            exact: true,
+                                            ..aligned
+                                        });
+                                    }
                                 }
                             }
                         }
@@ -421,8 +444,9 @@ pub(crate) mod tests {
     /// redesign, by the test of commit 6f9ad40) with `GPU_OPTIM_BLESS_WGSL=1`, and blessed
     /// again when the kernels learned fixed words and unshifted bindings (every text
     /// changed: `hyper_of`, the shifts, the `FIXED` overrides), when the step scalars
-    /// moved to bind group 1, when `TAIL` made the lane masks a constant, and when Adam's
-    /// last line took one division instead of two (Kingma & Ba's order). A text is
+    /// moved to bind group 1, when `TAIL` made the lane masks a constant, when Adam's
+    /// last line took one division instead of two (Kingma & Ba's order), and when `EXACT`
+    /// let a dense dispatch of whole tiles skip its range test (every f32-state text). A text is
     /// recorded by its length and CRC-32 (the full texts are ~70 MB); a change anywhere
     /// in it changes the CRC except with probability 2^-32. Re-bless only for a change
     /// meant to alter the kernels, and say so in its commit.

@@ -192,6 +192,10 @@ pub(crate) struct LaunchLayout {
     /// Workgroups of the update (x, y) and of the clipping pre-pass.
     pub grid: (u32, u32),
     pub sumsq_grid: (u32, u32),
+    /// Every invocation of the update has a whole vector inside the piece: dense, the
+    /// piece's end at its last tile's end, and a 1D grid of exactly its tiles (a 2D grid
+    /// may have workgroups past them).
+    pub exact: bool,
 }
 
 impl LaunchLayout {
@@ -395,6 +399,7 @@ pub(crate) fn layout(
                 mwin = (rel * 4, (pend - x0) * 4);
             }
             let coarse = if dense { n.div_ceil(SUMSQ_TILES) } else { n };
+            let exact = dense && header.end as u64 == n * tile_elems && n <= max_groups;
             launches.push(LaunchLayout {
                 width: width as u32,
                 dense,
@@ -411,6 +416,7 @@ pub(crate) fn layout(
                 dtypes,
                 grid: (grid_x as u32, n.div_ceil(grid_x) as u32),
                 sumsq_grid: (coarse.min(grid_x) as u32, coarse.div_ceil(grid_x) as u32),
+                exact,
             });
         };
         // Runs: a tensor whose padding is free runs on into the next tensor of its group
@@ -888,6 +894,33 @@ mod tests {
             tails([100, 100, 301, 52], true),
             [false, false, true, false]
         );
+    }
+
+    /// A dispatch skips its range test (exact) only where every invocation has a whole
+    /// vector inside its piece: dense, ending at its last tile's end, and a 1D grid of
+    /// exactly its tiles.
+    #[test]
+    fn exact_only_where_whole_tiles_fill_a_1d_grid() {
+        let exact = |len: u64, limits: LayoutLimits| -> Vec<bool> {
+            let lay = layout(&[arena_place(0, len, 0)], &limits, 16).unwrap();
+            lay.launches.iter().map(|l| l.exact).collect()
+        };
+        let limits = tile256_limits();
+        assert_eq!(exact(1024, limits), [true]);
+        assert_eq!(exact(256, limits), [true]);
+        // The last tile part-empty: its lanes past the end must not run.
+        assert_eq!(exact(1020, limits), [false]);
+        assert_eq!(exact(1000, limits), [false]);
+        // Four tiles in a 2D grid of 3 x 2 workgroups: two past the last tile.
+        let small = LayoutLimits {
+            max_groups: 3,
+            ..limits
+        };
+        assert_eq!(exact(1024, small), [false]);
+        // Two tensors in one dispatch, tiles from a table: its grid is whole, its ranges not.
+        let two = [arena_place(0, 256, 0), arena_place(256, 256, 1)];
+        let lay = layout(&two, &limits, 16).unwrap();
+        assert!(lay.launches.iter().all(|l| !l.dense && !l.exact));
     }
 
     /// Runs: arena tensors of one group, each where the previous one's padding ends, are

@@ -1,8 +1,9 @@
 //! The generality tax: how much slower is the crate's step (tiles, param groups, runtime
 //! flags, features) than the fastest plain kernel for one configuration? For SGD, SGD with
 //! momentum and Adam at torch's defaults, a hand-written WGSL kernel (anchors/*.wgsl: one
-//! vec4 per invocation, workgroup 256, 2D grid past the per-dimension limit, the per-step
-//! scalars in a small uniform written per step) runs on the same buffers as the crate's
+//! vec4 per invocation, workgroup 256, 2D grid past the per-dimension limit, no range test
+//! where the grid is whole workgroups in 1D, the per-step scalars in a small uniform
+//! written per step) runs on the same buffers as the crate's
 //! optimizer (the arena's params and grads, the optimizer's own state), timed alternately
 //! with it by the same timer. Prints no table, writes no file.
 //!
@@ -111,9 +112,11 @@ pub struct AnchorRow {
 /// A compiled anchor bound to one tensor's params, grads and state.
 pub struct Anchor {
     rule: AnyRule,
-    pipeline: wgpu::ComputePipeline,
+    /// The kernel that tests each invocation's range, and the one that does not (for a
+    /// window of whole workgroups in a 1D grid, as the crate's `exact` dispatches).
+    pipelines: [wgpu::ComputePipeline; 2],
     /// One bind group and grid per window within the binding limit (one below it).
-    chunks: Vec<(wgpu::BindGroup, (u32, u32))>,
+    chunks: Vec<(wgpu::BindGroup, (u32, u32), bool)>,
     /// One slot of per-step scalars per step of a submission (a dynamic offset each).
     ring: wgpu::Buffer,
     stride: u64,
@@ -201,16 +204,18 @@ impl Anchor {
                 label: Some("anchor"),
                 source: wgpu::ShaderSource::Wgsl(kind.wgsl().into()),
             });
-            let pipeline = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some("anchor"),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[("GX", maxg as f64)],
-                    ..Default::default()
-                },
-                cache: None,
+            let pipelines = [0.0, 1.0].map(|exact| {
+                d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("anchor"),
+                    layout: Some(&pl),
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &[("GX", maxg as f64), ("EXACT", exact)],
+                        ..Default::default()
+                    },
+                    cache: None,
+                })
             });
             let ring = d.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("anchor per-step scalars"),
@@ -250,15 +255,16 @@ impl Anchor {
                     layout: &layout,
                     entries: &bind,
                 });
-                chunks.push((bg, (gx as u32, groups.div_ceil(gx) as u32)));
+                let exact = nv % WG == 0 && groups <= maxg;
+                chunks.push((bg, (gx as u32, groups.div_ceil(gx) as u32), exact));
                 v0 += nv;
             }
-            (pipeline, ring, chunks)
+            (pipelines, ring, chunks)
         })?;
-        let (pipeline, ring, chunks) = built;
+        let (pipelines, ring, chunks) = built;
         Ok(Anchor {
             rule: rule.clone(),
-            pipeline,
+            pipelines,
             chunks,
             ring,
             stride,
@@ -287,9 +293,9 @@ impl Anchor {
             label: Some("anchor steps"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.pipeline);
         for j in 0..k as u64 {
-            for (bg, (x, y)) in &self.chunks {
+            for (bg, (x, y), exact) in &self.chunks {
+                pass.set_pipeline(&self.pipelines[*exact as usize]);
                 pass.set_bind_group(0, bg, &[(j * self.stride) as u32]);
                 pass.dispatch_workgroups(*x, *y, 1);
             }

@@ -53,7 +53,8 @@ Figures:
   cpu           the CPU reference (one thread) at the same size: what the GPU buys.
   ours/minimal  the generality tax: our step vs a minimal hand-written kernel for SGD, SGD
                 momentum and Adam at torch defaults (one vec4 per invocation, scalars in a
-                uniform; no tiles, groups, flags or features) on the same buffers, timed
+                uniform, no range test where the grid is whole workgroups; no tiles,
+                groups, flags or features) on the same buffers, timed
                 alternately with the same timer: median of the per-repetition ratios
                 (at least 7 repetitions, whatever --reps or the time budget says);
                 verify ok when both give the same bits after a few steps from the same

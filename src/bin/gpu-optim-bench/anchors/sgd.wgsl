@@ -12,11 +12,14 @@ struct Step { a: vec4<f32>, b: vec4<f32> }
 
 // Workgroups per row of the 2D grid (the device's per-dimension limit).
 override GX: u32 = 65535u;
+// Every invocation has a vec4 inside the window (whole workgroups, a 1D grid): no range
+// test, so nothing runs under a lane mask (as the crate's `exact` dispatches).
+override EXACT: bool = false;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = (wg.y * GX + wg.x) * 256u + lid;
-    if i >= arrayLength(&param) {
+    if !EXACT && i >= arrayLength(&param) {
         return;
     }
     param[i] = param[i] + (-step.a.x) * grad[i];
