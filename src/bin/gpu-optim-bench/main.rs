@@ -92,7 +92,8 @@ Figures:
                 --features peer-burn, Burn's Adam and SGD with momentum on its wgpu
                 backend: their time per step and ours / theirs at the same size (Burn
                 and ours each in a process of its own, alternately, one step then a
-                wait, wall clock; median of the per-repetition ratios).
+                wait, wall clock; median of the per-repetition ratios, at least 15
+                repetitions).
 
 The header names the adapter (backend, driver) and, on a software device, the CPU; on
 wgpu's GL backend it says what that means and what to install. On a slow device (software

@@ -47,14 +47,12 @@ pub struct PeerFile {
 /// `--features peer-burn` and the rule is among `rules`: timed like for like with ours,
 /// each side in its own process (this binary run with `--peer-child`), as each library's
 /// users run it, so neither side's device, threads or memory sit beside the other's.
-/// Alternately, `reps` times (at least [`crate::anchors::ANCHOR_MIN_REPS`], the gates'
-/// statistic), each side first in every other repetition; each process warms up, then
+/// Alternately, `reps` times (at least [`PEER_MIN_REPS`]), each side first in every other repetition; each process warms up, then
 /// times [`CHILD_STEPS`] steps, one step then a wait, wall clock, on the same number of
 /// params, and reports their median. The row's ratio is the median of the per-repetition
 /// ratios.
 #[cfg(feature = "peer-burn")]
 pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow> {
-    use crate::anchors::ANCHOR_MIN_REPS;
     use gpu_optim::bench::Sample;
     use gpu_optim::UpdateRule;
     let pairs: Vec<(burn_peer::PeerRule, &AnyRule)> = rules
@@ -71,7 +69,7 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
     for &n in sizes {
         for &(peer, rule) in &pairs {
             s.bar.set_message(format!("peer {} {n}", peer.name()));
-            match like_for_like(s.args, &rule.name(), n, s.reps.max(ANCHOR_MIN_REPS)) {
+            match like_for_like(s.args, &rule.name(), n, s.reps.max(PEER_MIN_REPS)) {
                 Ok((burn, ratio)) => out.push(PeerRow {
                     peer: PeerTiming {
                         rule: peer.name().into(),
@@ -86,7 +84,7 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
                     },
                     ours: rule.name(),
                     time_ratio: Some(ratio.median),
-                    timing: LIKE_FOR_LIKE.into(),
+                    timing: like_for_like_timing(),
                 }),
                 Err(e) => eprintln!("burn peer {} at {n}: {e}", peer.name()),
             }
@@ -147,6 +145,15 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
     }
     out
 }
+
+/// Repetitions of a Burn row at the least, whatever `--reps` or a slow device's time
+/// budget says. The gate (ours <= Burn) is judged by the median of at least 7; here each
+/// repetition is two processes, and on a 2-core lavapipe machine their per-repetition
+/// ratios at 2^22-2^24 spread over an interquartile range of 0.90-1.05 (15 pairs), so a
+/// median of 7 moves by about ±5% from run to run: 15 bring that to about ±3.5%. (One
+/// repetition costs ~0.5 s at 2^22 and ~1.5 s at 2^24, both sides together.)
+#[cfg(feature = "peer-burn")]
+const PEER_MIN_REPS: usize = 15;
 
 /// Steps each `--peer-child` process times after its warm-up; it reports their median.
 #[cfg(feature = "peer-burn")]
@@ -210,8 +217,13 @@ pub fn burn_rows(_s: &Shared, _sizes: &[usize], _rules: &[AnyRule]) -> Vec<PeerR
 
 /// How a Burn row is timed.
 #[cfg(feature = "peer-burn")]
-const LIKE_FOR_LIKE: &str = "each side in its own process, alternating (each first in every \
-     other repetition), median of 3 steps per process, each one step then a wait, wall clock";
+fn like_for_like_timing() -> String {
+    format!(
+        "each side in its own process, alternating (each first in every other repetition, at \
+         least {PEER_MIN_REPS} repetitions), median of {CHILD_STEPS} steps per process, each \
+         one step then a wait, wall clock"
+    )
+}
 
 /// The torch peer: read `--torch-json`, or run the script when asked or when torch has CUDA.
 pub fn torch_peer(
