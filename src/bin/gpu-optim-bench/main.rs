@@ -69,8 +69,8 @@ Figures:
                 step, timed step, timed empty pass, each followed by a wait): median of
                 the per-pair ratios. Empty passes back to back cost less on a software
                 device: after a step's work, which ran on the host's CPU, any submission
-                costs more. Batched:
-                an arena's tensors of one group run as one piece, their padding with them.
+                costs more. Batched: an arena's tensors of one group run as one piece,
+                their padding with them.
   features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
                 with both, and with bf16 / f16 params and grads through an f32 master
                 copy: time relative to the plain f32 step at the same size; K steps per

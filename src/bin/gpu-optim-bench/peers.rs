@@ -47,10 +47,10 @@ pub struct PeerFile {
 /// `--features peer-burn` and the rule is among `rules`: timed like for like with ours,
 /// each side in its own process (this binary run with `--peer-child`), as each library's
 /// users run it, so neither side's device, threads or memory sit beside the other's.
-/// Alternately, `reps` times (at least [`PEER_MIN_REPS`]), each side first in every other repetition; each process warms up, then
-/// times [`CHILD_STEPS`] steps, one step then a wait, wall clock, on the same number of
-/// params, and reports their median. The row's ratio is the median of the per-repetition
-/// ratios.
+/// Alternately, `reps` times (at least [`PEER_MIN_REPS`]), each side first in every other
+/// repetition; each process warms up, then times [`CHILD_STEPS`] steps, one step then a
+/// wait, wall clock, on the same number of params, and reports their median. The row's
+/// ratio is the median of the per-repetition ratios.
 #[cfg(feature = "peer-burn")]
 pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow> {
     use gpu_optim::bench::Sample;
