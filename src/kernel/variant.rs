@@ -445,8 +445,9 @@ pub(crate) mod tests {
     /// again when the kernels learned fixed words and unshifted bindings (every text
     /// changed: `hyper_of`, the shifts, the `FIXED` overrides), when the step scalars
     /// moved to bind group 1, when `TAIL` made the lane masks a constant, when Adam's
-    /// last line took one division instead of two (Kingma & Ba's order), and when `EXACT`
-    /// let a dense dispatch of whole tiles skip its range test (every f32-state text). A text is
+    /// last line took one division instead of two (Kingma & Ba's order), when `EXACT`
+    /// let a dense dispatch of whole tiles skip its range test, and when a skipped step
+    /// stored its old values instead of returning (both: every f32-state text). A text is
     /// recorded by its length and CRC-32 (the full texts are ~70 MB); a change anywhere
     /// in it changes the CRC except with probability 2^-32. Re-bless only for a change
     /// meant to alter the kernels, and say so in its commit.
