@@ -487,3 +487,32 @@ fn mixed_size_sweep_and_host_cost_are_reported() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Fault (found feeding the bench a hurried user's input): `--sizes 0` panicked dividing by
+/// zero, `--reps 0` panicked taking the median of no samples, and `--verify-steps 0`
+/// printed "ok" for a check that compared nothing. Each is now refused with a message
+/// naming the flag, exit code 2 (clap's) or 1, and no panic.
+#[test]
+fn zero_sizes_reps_and_verify_steps_are_refused_not_panicked() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--sizes", "0"], "size"),
+        (&["--sizes", "2^12,0"], "size"),
+        (&["--reps", "0"], "--reps"),
+        (&["--verify-steps", "0"], "--verify-steps"),
+    ];
+    for (args, names) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+            .args(args)
+            .args(["--rules", "sgd", "--no-model", "--no-cpu"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(" 0"),
+            "{args:?} does not name the value: {stderr}"
+        );
+    }
+}

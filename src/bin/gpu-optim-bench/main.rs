@@ -133,14 +133,14 @@ struct Args {
     #[arg(long)]
     steps: Option<usize>,
     /// Timed repetitions per figure (median reported; default 5, fewer on a slow device
-    /// under the time budget, which says so).
-    #[arg(long)]
+    /// under the time budget, which says so). At least 1.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     reps: Option<usize>,
     /// The whole default run even on a slow device (software or GL): no time budget.
     #[arg(long)]
     full: bool,
-    /// Steps run by the correctness check.
-    #[arg(long, default_value_t = 10)]
+    /// Steps run by the correctness check (at least 1: none would compare nothing).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     verify_steps: u32,
     /// Skip the model workloads: GPT-2 small, the mixed-size sweep and the host cost.
     #[arg(long)]
@@ -195,13 +195,20 @@ impl Shared<'_> {
     }
 }
 
+/// A `--sizes` entry: `2^k` or a count of params, at least 1.
 fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
-    if let Some(e) = s.strip_prefix("2^") {
-        let e: u32 = e.parse().map_err(|_| format!("bad size {s}"))?;
-        return 1usize.checked_shl(e).ok_or(format!("size {s} too large"));
+    let n = match s.strip_prefix("2^") {
+        Some(e) => {
+            let e: u32 = e.parse().map_err(|_| format!("bad size {s}"))?;
+            1usize.checked_shl(e).ok_or(format!("size {s} too large"))?
+        }
+        None => s.parse().map_err(|_| format!("bad size {s}"))?,
+    };
+    match n {
+        0 => Err("a size must be at least 1 param, not 0".into()),
+        n => Ok(n),
     }
-    s.parse().map_err(|_| format!("bad size {s}"))
 }
 
 fn fmt_size(n: usize) -> String {
