@@ -516,3 +516,45 @@ fn zero_sizes_reps_and_verify_steps_are_refused_not_panicked() {
         );
     }
 }
+
+/// Fault (found the same way): `--json` or `--plot` into a missing directory, or onto a
+/// directory, failed only after the whole run, with a bare OS error that named no flag;
+/// a missing `--torch-json` file likewise. Now each fails before anything is timed, and
+/// the message names the flag and the path.
+#[test]
+fn bad_paths_fail_before_the_run_and_name_their_flag() {
+    let missing = std::env::temp_dir().join("gpu-optim-no-such-dir/x/r.json");
+    let dir = std::env::temp_dir();
+    let cases = [
+        ("--json", missing.clone()),
+        ("--plot", missing.clone()),
+        ("--plot", dir.clone()),
+        ("--json", dir),
+        ("--torch-json", missing),
+    ];
+    for (flag, path) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+            .args([flag, path.to_str().unwrap()])
+            .args([
+                "--sizes",
+                "2^12",
+                "--rules",
+                "sgd",
+                "--no-model",
+                "--no-cpu",
+            ])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(!out.status.success(), "{flag} {path:?} ran");
+        let named = format!("{flag} {}", path.display());
+        assert!(stderr.contains(&named), "{flag}: {stderr}");
+        assert!(
+            !stdout.contains("rules"),
+            "{flag}: timed before failing: {stdout}"
+        );
+    }
+}

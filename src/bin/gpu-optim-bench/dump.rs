@@ -197,10 +197,11 @@ pub fn dump_wgsl(
         opt.prepare()?;
         add(opt.kernel_variants())?;
     }
-    std::fs::create_dir_all(dir)?;
+    let at = |e: std::io::Error| format!("--dump-wgsl {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(at)?;
     for (name, v) in &variants {
         let path = dir.join(format!("{name}.wgsl"));
-        std::fs::write(&path, v.wgsl())?;
+        std::fs::write(&path, v.wgsl()).map_err(at)?;
         println!("{}", path.display());
     }
     println!("{} variants written to {}", variants.len(), dir.display());

@@ -195,6 +195,22 @@ impl Shared<'_> {
     }
 }
 
+/// `path` can be written as a file: not a directory, in a directory that exists.
+fn check_output_path(flag: &str, path: &std::path::Path) -> Result<(), String> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(format!("{flag} {shown}: is a directory, not a file"));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!("{flag} {shown}: no directory {}", parent.display()));
+    }
+    Ok(())
+}
+
 /// A `--sizes` entry: `2^k` or a count of params, at least 1.
 fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
@@ -266,6 +282,15 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .map(|s| parse_size(s))
         .collect::<Result<_, _>>()?;
     let rules = parse_rules(&args.rules)?;
+    // Files written at the end of a run: a bad path fails now, not after minutes of it.
+    for (flag, path) in [("--json", &args.json), ("--plot", &args.plot)] {
+        if let Some(path) = path {
+            check_output_path(flag, path)?;
+        }
+    }
+    if let Some(path) = args.torch_json.as_ref().filter(|p| !p.is_file()) {
+        return Err(format!("--torch-json {}: no such file", path.display()).into());
+    }
 
     let options = ContextOptions {
         adapter_name: args.adapter.clone(),

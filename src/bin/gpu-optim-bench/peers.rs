@@ -260,7 +260,9 @@ pub fn torch_peer(
             out
         }
     };
-    let file: PeerFile = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let at = |e: &dyn std::fmt::Display| format!("torch timings {}: {e}", path.display());
+    let text = std::fs::read_to_string(&path).map_err(|e| at(&e))?;
+    let file: PeerFile = serde_json::from_str(&text).map_err(|e| at(&e))?;
     Ok(file.rules)
 }
 

@@ -448,11 +448,12 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
 /// The JSON report and the plot, where asked for.
 pub fn write_files(args: &Args, report: &Report) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(report)?)?;
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .map_err(|e| format!("--json {}: {e}", path.display()))?;
         println!("\nwrote {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot(path, report)?;
+        plot(path, report).map_err(|e| format!("--plot {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())
