@@ -62,7 +62,7 @@ impl Plan {
             return Vec::new();
         };
         let mut lines = vec![format!(
-            "time budget: this is {reason}, so the default run is trimmed (to 30-40 s on 2 \
+            "time budget: this is {reason}, so the default run is trimmed (to 30-50 s on 2 \
              cores; untrimmed 2-4 min):"
         )];
         lines.extend(self.notes.iter().map(|n| format!("  - {n}")));
