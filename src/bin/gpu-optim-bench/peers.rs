@@ -149,8 +149,9 @@ pub fn burn_rows(s: &Shared, sizes: &[usize], rules: &[AnyRule]) -> Vec<PeerRow>
 /// Repetitions of a Burn row at the least, whatever `--reps` or a slow device's time
 /// budget says. The gate (ours <= Burn) is judged by the median of at least 7; here each
 /// repetition is two processes, and on a 2-core lavapipe machine their per-repetition
-/// ratios at 2^22-2^24 spread over an interquartile range of 0.90-1.05 (15 pairs), so a
-/// median of 7 moves by about ±5% from run to run: 15 bring that to about ±3.5%. (One
+/// ratios spread over interquartile ranges of 0.90-1.11 and 0.90-1.05 (Adam at 2^24, two
+/// sets of 15 pairs), so a median of 7 moves by about ±5% from run to run: 15 bring that
+/// to about ±3.5%. (One
 /// repetition costs ~0.5 s at 2^22 and ~1.5 s at 2^24, both sides together.)
 #[cfg(feature = "peer-burn")]
 const PEER_MIN_REPS: usize = 15;
