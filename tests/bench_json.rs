@@ -163,6 +163,15 @@ fn json_report_matches_schema_and_plot_is_svg() {
         assert_eq!(a["max_ulps"], 0, "{a}");
         assert!(a["ratio"]["median"].as_f64().unwrap() > 0.0, "{a}");
     }
+    // Its noise floor: sgd's minimal kernel against itself, one row per size.
+    let noise = report["anchor_noise"].as_array().unwrap();
+    assert_eq!(noise.len(), 2, "{noise:#?}");
+    for a in noise {
+        assert_eq!(a["rule"], "sgd", "{a}");
+        assert_eq!(a["reps"], anchors[0]["reps"], "{a}");
+        assert!(a["ratio"]["median"].as_f64().unwrap() > 0.0, "{a}");
+    }
+    assert!(stdout.contains("sgd itself"), "{stdout}");
 
     // The validator itself rejects a broken report.
     let mut broken = report.clone();

@@ -109,6 +109,22 @@ pub struct AnchorRow {
     pub max_ulps: u64,
 }
 
+/// The statistic's own noise at one size: the minimal kernel timed alternately against
+/// itself (two instances on the same buffers), exactly as an [`AnchorRow`]. Were timing
+/// exact the ratio would be 1; how far its median strays says how far an ours/minimal
+/// ratio in the same run can stray by chance (on lavapipe, 2 cores: medians of 7 at 2^20
+/// spanned 0.88-1.20x over 12 runs, medians of 21 0.95-1.02x).
+#[derive(Serialize)]
+pub struct NoiseRow {
+    /// The rule whose anchor ran against itself.
+    pub rule: String,
+    pub params: usize,
+    pub steps_per_submission: usize,
+    pub reps: usize,
+    /// One instance / the other per repetition: median, min, max.
+    pub ratio: Sample,
+}
+
 /// A compiled anchor bound to one tensor's params, grads and state.
 pub struct Anchor {
     rule: AnyRule,
@@ -403,12 +419,13 @@ pub fn anchored(rules: &[AnyRule]) -> Vec<&AnyRule> {
 /// on the same buffers, `--reps` times each (at least [`ANCHOR_MIN_REPS`]), alternately
 /// (ours, then the anchor), each
 /// timing one `Timer::time` of one repetition (a warm-up submission, then the timed one,
-/// K steps each).
+/// K steps each). Per size, also the first anchored rule's anchor against itself, the
+/// same way: the statistic's noise floor.
 pub fn anchor_rows(
     s: &Shared,
     sizes: &[usize],
     rules: &[AnyRule],
-) -> Result<Vec<AnchorRow>, Box<dyn std::error::Error>> {
+) -> Result<(Vec<AnchorRow>, Vec<NoiseRow>), Box<dyn std::error::Error>> {
     let Shared {
         ctx,
         timer,
@@ -424,10 +441,10 @@ pub fn anchor_rows(
         checks.push(verify_anchor(ctx, rule)?);
         bar.inc(1);
     }
-    let mut rows = Vec::new();
+    let (mut rows, mut noise) = (Vec::new(), Vec::new());
     for &n in sizes {
         if n % 4 != 0 {
-            bar.inc(rules.len() as u64);
+            bar.inc(rules.len() as u64 + !rules.is_empty() as u64);
             continue;
         }
         let arena = bench::random_arena(ctx, n)?;
@@ -455,6 +472,26 @@ pub fn anchor_rows(
             });
             bar.inc(1);
         }
+        if let Some(rule) = rules.first() {
+            bar.set_message(format!("anchor {} vs itself {}", rule.name(), fmt_size(n)));
+            let (mut opt, t) = crate_optimizer(ctx, rule, &arena, k)?;
+            let mut one = anchor_on(ctx, rule, &arena, &mut opt, t, k)?;
+            let mut other = anchor_on(ctx, rule, &arena, &mut opt, t, k)?;
+            let (_, _, ratio) = timer.alternate(
+                reps,
+                k,
+                |enc| one.record(ctx, enc, k),
+                |enc| other.record(ctx, enc, k),
+            )?;
+            noise.push(NoiseRow {
+                rule: rule.name(),
+                params: n,
+                steps_per_submission: k,
+                reps,
+                ratio,
+            });
+            bar.inc(1);
+        }
     }
-    Ok(rows)
+    Ok((rows, noise))
 }

@@ -8,7 +8,9 @@ use gpu_optim::bench::{self, Roofline, TimingMethod};
 use gpu_optim::Context;
 use serde::Serialize;
 
-use crate::anchors::{AnchorRow, ANCHOR_MIN_REPS, ANCHOR_VERIFY_LEN, ANCHOR_VERIFY_STEPS};
+use crate::anchors::{
+    AnchorRow, NoiseRow, ANCHOR_MIN_REPS, ANCHOR_VERIFY_LEN, ANCHOR_VERIFY_STEPS,
+};
 use crate::features::FeatureRow;
 use crate::machine::MachineReport;
 use crate::model::ModelReport;
@@ -83,6 +85,8 @@ pub struct Report {
     pub cpu: Vec<CpuRow>,
     /// The generality tax: the crate's step vs a minimal kernel, same buffers, interleaved.
     pub anchors: Vec<AnchorRow>,
+    /// Per size, the minimal kernel against itself: the tax's noise floor in this run.
+    pub anchor_noise: Vec<NoiseRow>,
     pub model: Option<ModelReport>,
     /// Many small tensors batched vs one flat buffer of the same total; preparation time.
     pub mixed_sizes: Vec<MixedRow>,
@@ -101,6 +105,7 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
         verify: verifies,
         cpu: cpus,
         anchors,
+        anchor_noise,
         model,
         mixed_sizes,
         host_cost,
@@ -226,6 +231,26 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
                 } else {
                     format!("DIFF (max ulps {})", a.max_ulps)
                 }
+            )?;
+        }
+        if !anchor_noise.is_empty() {
+            writeln!(
+                out,
+                "  noise floor: the first minimal kernel against itself, timed the same way\n  \
+                 (1.000x were timing exact; a ratio above can stray about as far by chance)"
+            )?;
+        }
+        for a in anchor_noise {
+            writeln!(
+                out,
+                "  {:<14} {:>8} {:>4} {:>10} {:>11} {:>12.3}x {:>17}",
+                format!("{} itself", a.rule),
+                fmt_size(a.params),
+                a.steps_per_submission,
+                "",
+                "",
+                a.ratio.median,
+                format!("[{:.3} - {:.3}]", a.ratio.min, a.ratio.max),
             )?;
         }
     }
