@@ -46,14 +46,24 @@ struct Launch {
 override WG: u32 = 256u;
 override SLOTS: u32 = 0u;
 override DENSE: bool = false;
-// Gradient clipping on: grads are clamped to ±aux[1] (if > 0) and scaled by aux[3].
+// Gradient clipping on: grads are clamped to ±aux[1] (with CLIP_VALUE) and scaled by
+// the clip coefficient.
 override CLIP: bool = false;
+// Value clipping on (GradClip::value, torch's clip_grad_value_; implies CLIP): a
+// constant, switched with the setting (src/device/record.rs: stage), rather than a test
+// of aux[1] > 0 in every invocation, which cost lavapipe 6-8% of a clipped Adam step.
+override CLIP_VALUE: bool = false;
 // Two-phase rule (shaders/two_phase.wgsl): `update` reads its tensor's sums.
 override TWO_PHASE: bool = false;
 // Loss scaling (src/scaler.rs; implies CLIP): grads are unscaled by 1/aux[AUX_SCALE], a
 // step with a non-finite grad is skipped, and the scalars are the slot's candidate for
 // the device's own step count.
 override SCALER: bool = false;
+// Every invocation has a whole vector inside the dispatch's range, in whole tiles
+// (KernelVariant::exact, f32 state only): the update (shaders/state_f32.wgsl) and the
+// pre-pass test no range, so nothing runs under a lane mask (lavapipe: ~5% of a minimal
+// Adam kernel at 2^20-2^24).
+override EXACT: bool = false;
 // Offset of the per-tensor sums in `aux` (shaders/reduce.wgsl: SUMS_AT).
 const SUMS_AT: u32 = 16u;
 // aux words of the loss scaler (shaders/reduce.wgsl).
@@ -211,14 +221,13 @@ fn sign_torch(x: V) -> V {
 // The gradient as the rule sees it: unscaled, clamped by value, then scaled by the clip
 // coefficient (torch's clip_grad_value_ then clip_grad_norm_: a NaN gradient stays NaN,
 // and a non-finite norm makes the coefficient 0 or NaN). Without a clamp, one
-// multiplication by (1/scale)·coefficient (aux[14], from shaders/reduce.wgsl): each load
-// of `aux` is a per-lane loop on software devices.
+// multiplication by (1/scale)·coefficient (aux[14], from shaders/reduce.wgsl).
 fn clipped(g: V) -> V {
     if !CLIP {
         return g;
     }
-    let v = aux[1];
-    if v > 0.0 {
+    if CLIP_VALUE {
+        let v = aux[1];
         return clamp_nan(g * inv_scale(), V(-v), V(v)) * aux[3];
     }
     return g * aux[AUX_FACTOR];
@@ -324,15 +333,15 @@ fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         let tile = tile_at(t);
         let vi = tile.first + lid;
         let e0 = vi * W;
-        if e0 < tile.end {
-            let live = live_lanes(e0, tile.end);
+        if EXACT || e0 < tile.end {
+            let live = live_lanes(e0, tile.end) | M(EXACT);
             let raw = load_g(vi + shifts().y);
             // Non-finite values are counted from their bits (WGSL may assume x == x),
             // before unscaling, as torch's _amp_foreach_non_finite_check_and_unscale_
             // finds them (the loss scaler's skip).
             let bad = is_nonfinite(raw);
             var g = raw * inv;
-            if v > 0.0 {
+            if CLIP_VALUE {
                 g = clamp_nan(g, V(-v), V(v));
             }
             g = select(V(0.0), g, live);

@@ -21,11 +21,6 @@ fn store_state(si: u32, old: State, st: State, live: M) {
     if SLOTS > 2u { s2[si] = select(old.s2, st.s2, live); }
 }
 
-// Every invocation has a whole vector inside the dispatch's range (KernelVariant::exact):
-// no range test below, so nothing runs under a lane mask (lavapipe: ~5% of a minimal Adam
-// kernel at 2^20-2^24).
-override EXACT: bool = false;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = tile_index(wg);

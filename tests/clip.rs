@@ -175,6 +175,61 @@ fn clip_settings_can_change_after_the_first_step() {
     assert!((moved - 0.5).abs() < 1e-3, "moved {moved}");
 }
 
+/// Value clipping is a constant of the kernels (`KernelVariant::clip_value`), switched
+/// when the setting changes: turned on after the first step, off again, and on within a
+/// submission of several steps, each step moves the params by exactly what its own setting
+/// says. A tensor of whole tiles (4096: the `exact` kernels) and one with a partial vector.
+#[test]
+fn value_clipping_switched_between_steps_takes_effect() {
+    let ctx = common::ctx();
+    let lens = [4096, 1001];
+    let arena = Arena::new(&ctx, &lens).unwrap();
+    for (i, &n) in lens.iter().enumerate() {
+        ctx.upload(&arena.param(i), &vec![0.0; n]).unwrap();
+        // Grads of 8 and -3: a bound of 2 clamps both, a bound of 5 only the first.
+        let g: Vec<f32> = (0..n)
+            .map(|j| if j % 2 == 0 { 8.0 } else { -3.0 })
+            .collect();
+        ctx.upload(&arena.grad(i), &g).unwrap();
+    }
+    let sgd = Sgd {
+        lr: 1.0,
+        ..Sgd::default()
+    };
+    let mut opt = Optimizer::new(&ctx, sgd).unwrap();
+    opt.add_arena(&arena, opt.default_group()).unwrap();
+    let measure_only = GradClip::default();
+    let by = |v: f32| GradClip {
+        max_norm: None,
+        value: Some(v),
+    };
+    opt.set_grad_clip(measure_only).unwrap();
+    // (setting before the step, steps in one submission, the step of an even and an odd
+    // element)
+    let plan = [
+        (measure_only, 1, (8.0, -3.0)),
+        (by(2.0), 1, (2.0, -2.0)),
+        (measure_only, 1, (8.0, -3.0)),
+        (by(5.0), 3, (5.0, -3.0)),
+        (measure_only, 2, (8.0, -3.0)),
+    ];
+    let mut want = (0.0f32, 0.0f32);
+    for (clip, k, (even, odd)) in plan {
+        opt.set_grad_clip(clip).unwrap();
+        opt.step_many(k).unwrap();
+        for _ in 0..k {
+            want = (want.0 - even, want.1 - odd);
+        }
+        for (i, &n) in lens.iter().enumerate() {
+            let p = ctx.download(&arena.param(i)).unwrap();
+            for (j, x) in p.iter().enumerate() {
+                let w = if j % 2 == 0 { want.0 } else { want.1 };
+                assert_eq!(*x, w, "tensor {i} (n = {n}) element {j} after {clip:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn clipping_refusals() {
     let ctx = common::ctx();

@@ -46,10 +46,17 @@ impl Launch {
         FixedWords::agreed(&self.variant.kernel, candidates)
     }
 
-    /// Switches the pipelines to the ones for `fixed` (compiled once per context).
-    pub(crate) fn refix(&mut self, ctx: &Context, fixed: FixedWords) -> Result<()> {
+    /// Switches the pipelines to the ones for `fixed` and `clip_value` (compiled once per
+    /// context).
+    pub(crate) fn refix(
+        &mut self,
+        ctx: &Context,
+        fixed: FixedWords,
+        clip_value: bool,
+    ) -> Result<()> {
         let key = KernelVariant {
             fixed,
+            clip_value: self.variant.clip && clip_value,
             ..self.variant
         };
         let entry = |on: bool, name| on.then(|| kernel::pipeline(ctx, &key, name)).transpose();
@@ -317,6 +324,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 slots: rule.state_slots().len() as u32,
                 workgroup: wg,
                 clip: global,
+                clip_value: global && self.settings.clip_value(),
                 dense: p.dense,
                 groups: n_groups,
                 q8: p.q8.then_some(Q8Kernel {

@@ -322,14 +322,16 @@ impl<R: UpdateRule> Optimizer<R> {
         let scalars = self.settings.scalars(&self.groups, t, skipped, reach);
         scalars.write(&shape, &mut self.scratch, &mut self.stage);
         // A group's flags changed, or its weight decay or momentum went to or from 0
-        // (set_group): the dispatches that took them as constants switch pipelines first.
+        // (set_group), or value clipping went on or off (set_grad_clip): the dispatches
+        // that took them as constants switch pipelines first.
+        let clip_value = self.settings.clip_value();
         let plan = self.plan.as_mut().expect("prepared");
         for l in &mut plan.launches {
             let fixed = l.agreed(&self.scratch, shape.groups_p2 as usize, reach as usize);
-            if fixed != l.variant.fixed {
+            if fixed != l.variant.fixed || (l.variant.clip && clip_value != l.variant.clip_value) {
                 let ctx = self.ctx.clone();
                 ctx.scoped("compiling a kernel for new hyperparameters", || {
-                    l.refix(&ctx, fixed)
+                    l.refix(&ctx, fixed, clip_value)
                 })??;
             }
         }

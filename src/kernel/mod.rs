@@ -33,6 +33,7 @@ fn plain(kernel: &Kernel, width: u32, groups: u32) -> KernelVariant {
         slots: 0,
         workgroup: 256,
         clip: false,
+        clip_value: false,
         dense: false,
         groups,
         q8: None,

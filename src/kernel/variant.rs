@@ -104,6 +104,9 @@ pub struct KernelVariant {
     pub workgroup: u32,
     /// The gradient's sum of squares is reduced first (clipping, or loss scaling's check).
     pub clip: bool,
+    /// Gradients are clamped by value first ([`crate::GradClip::value`] is set; only with
+    /// `clip`): a constant of the pipeline, switched when the setting changes.
+    pub clip_value: bool,
     /// One piece of one tensor per dispatch: tiles computed, not read from a table.
     pub dense: bool,
     /// Length of the uniform array of per-group scalars (a power of two).
@@ -142,18 +145,22 @@ impl KernelVariant {
     /// A name unique among variants, e.g. `adam.s2.w4.dense.bf16-f32.q8-m1.clip.g1.wg256`:
     /// kernel, state slots, width, tiles or dense, param-grad element types (`.sr`:
     /// stochastic rounding), state format (`f32`, `q8` or `q8sr` with the signed-slot
-    /// mask), features (`plain`, `clip`, `scaler-lag<L>`), group count, workgroup size.
+    /// mask), features (`plain`, `clip`, `scaler-lag<L>`, `-value` with value clipping),
+    /// group count, workgroup size.
     pub fn name(&self) -> String {
         let state = match self.q8 {
             None => "f32".to_string(),
             Some(q) if q.stochastic => format!("q8sr-m{}", q.signed),
             Some(q) => format!("q8-m{}", q.signed),
         };
-        let features = match (self.clip, self.lag) {
+        let mut features = match (self.clip, self.lag) {
             (false, 0) => "plain".to_string(),
             (true, 0) => "clip".to_string(),
             (_, lag) => format!("scaler-lag{lag}"),
         };
+        if self.clip_value {
+            features.push_str("-value");
+        }
         let dtype = |d: Dtype| match d {
             Dtype::F32 => "f32",
             Dtype::F16 => "f16",
@@ -278,6 +285,7 @@ impl KernelVariant {
             ("WG", self.workgroup as f64),
             ("SLOTS", self.slots as f64),
             ("CLIP", self.clip as u32 as f64),
+            ("CLIP_VALUE", self.clip_value as u32 as f64),
             ("TWO_PHASE", self.kernel.two_phase as u32 as f64),
             ("DENSE", self.dense as u32 as f64),
             ("SCALER", (self.lag > 0) as u32 as f64),
@@ -308,7 +316,8 @@ impl KernelVariant {
     /// (`--dump-wgsl` writes the variants the bench's configurations actually run, a few
     /// of these): element types {f32, bf16/bf16, f16/f16, bf16/f32} (bf16
     /// params also rounded stochastically without a master) × state {f32, 8-bit nearest,
-    /// 8-bit stochastic} × {plain, clip, clip + loss scaler} × groups {1, 2, 8} × width
+    /// 8-bit stochastic} × {plain, clip, clip + loss scaler, each of the two with value
+    /// clipping} × groups {1, 2, 8} × width
     /// {1, 4} × {tiles, dense}, where legal (width 1: f32 params, grads and state only;
     /// 8-bit state: not for two-phase rules), at workgroup size 256 and the scaler's lag
     /// under WebGPU's default uniform limit (32 candidates); each generic (nothing fixed,
@@ -335,7 +344,14 @@ impl KernelVariant {
                 if q8.is_some() && kernel.two_phase {
                     continue;
                 }
-                for (clip, lag) in [(false, 0), (true, 0), (true, MAX_LAG)] {
+                let features = [
+                    (false, false, 0),
+                    (true, false, 0),
+                    (true, true, 0),
+                    (true, false, MAX_LAG),
+                    (true, true, MAX_LAG),
+                ];
+                for (clip, clip_value, lag) in features {
                     for groups in [1, 2, 8] {
                         for width in [1, 4] {
                             let narrow = width == 1;
@@ -349,6 +365,7 @@ impl KernelVariant {
                                     slots,
                                     workgroup: 256,
                                     clip,
+                                    clip_value,
                                     dense,
                                     groups,
                                     q8,
@@ -447,7 +464,9 @@ pub(crate) mod tests {
     /// moved to bind group 1, when `TAIL` made the lane masks a constant, when Adam's
     /// last line took one division instead of two (Kingma & Ba's order), when `EXACT`
     /// let a dense dispatch of whole tiles skip its range test, and when a skipped step
-    /// stored its old values instead of returning (both: every f32-state text). A text is
+    /// stored its old values instead of returning (both: every f32-state text), and when
+    /// value clipping became a constant (`CLIP_VALUE`, new variants) and the pre-pass of
+    /// whole tiles dropped its range test (every text). A text is
     /// recorded by its length and CRC-32 (the full texts are ~70 MB); a change anywhere
     /// in it changes the CRC except with probability 2^-32. Re-bless only for a change
     /// meant to alter the kernels, and say so in its commit.

@@ -28,6 +28,12 @@ pub(crate) struct StepSettings {
 }
 
 impl StepSettings {
+    /// Gradients are clamped by value in this step ([`GradClip::value`] is set): the
+    /// kernels take it as a constant ([`crate::KernelVariant::clip_value`]).
+    pub(crate) fn clip_value(&self) -> bool {
+        self.clip.is_some_and(|c| c.value.is_some())
+    }
+
     /// The scalars of step `t` of `rules` under these settings (`skipped`, `reach`: loss
     /// scaling's candidates, 0 without it).
     pub(crate) fn scalars<'a, R>(
