@@ -375,6 +375,30 @@ pub struct Setup {
     pub format: StateFormat,
 }
 
+/// An optimizer for `rule` over `arena`'s first tensor with `setup`, `k` steps per
+/// submission, prepared.
+pub fn optimizer_on<R: UpdateRule>(
+    ctx: &Context,
+    rule: &R,
+    arena: &Arena,
+    k: usize,
+    setup: &Setup,
+) -> Result<Optimizer<R>> {
+    let mut opt = Optimizer::new(ctx, rule.clone())?;
+    opt.set_steps_per_submission(k as u32)?;
+    opt.set_state_format(setup.format)?;
+    let (pd, gd) = arena.dtypes();
+    opt.add_tensor_as(opt.default_group(), arena.param(0), pd, arena.grad(0), gd)?;
+    if let Some(c) = setup.clip {
+        opt.set_grad_clip(c)?;
+    }
+    if let Some(s) = setup.scaler {
+        opt.set_grad_scaler(s)?;
+    }
+    opt.prepare()?;
+    Ok(opt)
+}
+
 /// Times `k` steps per submission of `rule` on `arena`'s first tensor with `setup`.
 pub fn time_rule_on<R: UpdateRule>(
     ctx: &Context,
@@ -387,17 +411,7 @@ pub fn time_rule_on<R: UpdateRule>(
 ) -> Result<RuleTiming> {
     let n = arena.param(0).len;
     let format = setup.format;
-    let mut opt = Optimizer::new(ctx, rule.clone())?;
-    opt.set_steps_per_submission(k as u32)?;
-    opt.set_state_format(format)?;
-    let (pd, gd) = arena.dtypes();
-    opt.add_tensor_as(opt.default_group(), arena.param(0), pd, arena.grad(0), gd)?;
-    if let Some(c) = setup.clip {
-        opt.set_grad_clip(c)?;
-    }
-    if let Some(s) = setup.scaler {
-        opt.set_grad_scaler(s)?;
-    }
+    let mut opt = optimizer_on(ctx, rule, arena, k, setup)?;
     let step = time_steps(timer, &mut opt, reps, k)?;
     let bpp = bytes_per_param(rule, format);
     Ok(RuleTiming {

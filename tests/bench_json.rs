@@ -273,6 +273,12 @@ fn small_sizes_with_default_steps_do_not_fail_on_the_scaler_row() {
         } else {
             assert_eq!(k, 64, "{f}");
         }
+        // Timed alternately with a plain step: at least 7 repetitions whatever --reps says,
+        // the ratio within its own per-repetition range.
+        assert!(f["reps"].as_u64().unwrap() >= 7, "{f}");
+        let r = &f["over_plain"];
+        let (lo, mid, hi) = (r["min"].as_f64(), r["median"].as_f64(), r["max"].as_f64());
+        assert!(lo <= mid && mid <= hi && lo.unwrap() > 0.0, "{f}");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

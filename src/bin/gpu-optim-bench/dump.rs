@@ -133,7 +133,7 @@ fn plan(ctx: &Context, rule: &AnyRule, cfg: &Config) -> Result<Option<Vec<Kernel
     let (pd, gd) = cfg.dtypes;
     let arena = Arena::with_dtypes(ctx, &cfg.lens, pd, gd)?;
     let mut opt = Optimizer::new(ctx, rule.clone())?;
-    // The order of bench::time_rule_on: format, tensors, clipping, loss scaling.
+    // The order of bench::optimizer_on: format, tensors, clipping, loss scaling.
     let refused = match opt.set_state_format(cfg.format) {
         Err(Error::InvalidState(_)) => true,
         r => {

@@ -5,6 +5,7 @@ use gpu_optim::bench::{self, Sample, Setup};
 use gpu_optim::{Adam, AnyRule, Arena, Context, Dtype, GradScaler, Optimizer, UpdateRule};
 use serde::Serialize;
 
+use crate::anchors::ANCHOR_MIN_REPS;
 use crate::rules::RuleRow;
 use crate::Shared;
 
@@ -12,14 +13,22 @@ use crate::Shared;
 pub struct FeatureRow {
     pub feature: String,
     pub params: usize,
+    /// Seconds per step with the feature.
     pub step: Sample,
-    pub over_plain: f64,
+    /// Seconds per step of the plain f32 Adam step on its own f32 buffers of the same
+    /// size at the same K, timed alternately with `step`.
+    pub plain: Sample,
+    /// Per-repetition step / plain (each pair timed back to back): median, min, max.
+    pub over_plain: Sample,
+    /// Alternating repetitions (at least [`ANCHOR_MIN_REPS`], as every gate's ratio).
+    pub reps: usize,
     /// The time ratio the feature's bytes predict: its bytes per param over the plain
     /// step's (clipping or loss scaling: one more f32 read of the grads, 32/28 for Adam;
     /// 16-bit params and grads through an f32 master: 28/28).
     pub bytes_ratio: f64,
-    /// Steps recorded per submission: the run's K at this size, or fewer with loss scaling
-    /// where its candidates per slot allow fewer (see [`max_steps_with_scaler`]).
+    /// Steps recorded per submission, the feature's and the plain step's: the run's K at
+    /// this size, or fewer with loss scaling where its candidates per slot allow fewer
+    /// (see [`max_steps_with_scaler`]).
     pub steps_per_submission: usize,
 }
 
@@ -48,7 +57,11 @@ pub fn max_steps_with_scaler(
     Ok((lag as usize).saturating_sub(1).max(1))
 }
 
-/// The training-loop feature rows (none when no size is up to 2^24 or Adam was not timed).
+/// The training-loop feature rows (none when no size is up to 2^24 or Adam was not timed),
+/// each timed alternately with the plain step, like for like: the same size and K, the
+/// plain step on f32 buffers of its own. (Its time from the rules' table would come from
+/// another minute of the run, and on a noisy software device that moved the ratio by
+/// 1.3x between runs.)
 pub fn feature_rows(
     s: &Shared,
     sizes: &[usize],
@@ -61,110 +74,110 @@ pub fn feature_rows(
         reps,
         ..
     } = *s;
+    let reps = reps.max(ANCHOR_MIN_REPS);
     let k_for = |n| s.k_for(n);
     // Training-loop features relative to the plain step, at the largest size up to 2^24:
     // clipping (one more read of the grads plus two small reductions), loss scaling with
-    // the inf/NaN check (the same reduction), both.
+    // the inf/NaN check (the same reduction), both; 16-bit params and grads.
     let mut features = Vec::new();
-    if let Some(n) = sizes.iter().copied().filter(|&n| n <= 1 << 24).max() {
-        let rule = AnyRule::Adam(Adam::default());
-        let plain = rows
-            .iter()
-            .find(|r| r.timing.rule == "adam" && r.timing.params == n)
-            .map(|r| r.timing.step.median);
-        if let Some(plain) = plain {
-            let clip = Some(gpu_optim::GradClip {
-                max_norm: Some(1.0),
-                value: None,
-            });
-            // A scale of 1: the random grads stand for already-scaled ones.
-            let unit_scaler = GradScaler {
-                init_scale: 1.0,
-                ..GradScaler::default()
-            };
-            let scaler = Some(unit_scaler);
-            let scaler_k = k_for(n).min(max_steps_with_scaler(ctx, &rule, unit_scaler)?);
-            let arena = bench::random_arena(ctx, n)?;
-            let plain_bytes = rule.bytes_per_param() as f64;
-            // The pre-pass reads every f32 grad once more (clipping and the scaler's
-            // inf/NaN check share it); its reductions move a few bytes per tile.
-            let prepass_ratio = (plain_bytes + 4.0) / plain_bytes;
-            for (name, setup) in [
-                (
-                    "adam + clip_grad_norm(1.0)",
-                    Setup {
-                        clip,
-                        ..Setup::default()
-                    },
-                ),
-                (
-                    "adam + GradScaler",
-                    Setup {
-                        scaler,
-                        ..Setup::default()
-                    },
-                ),
-                (
-                    "adam + clip + GradScaler",
-                    Setup {
-                        clip,
-                        scaler,
-                        ..Setup::default()
-                    },
-                ),
-            ] {
-                bar.set_message(name);
-                // Loss scaling takes fewer steps per submission than a small size's
-                // default K (64 at 2^18 and below): its row runs at most what it accepts,
-                // and says so. Its ratio to the plain step then also holds a little more
-                // submission overhead per step.
-                let k = if setup.scaler.is_some() {
-                    scaler_k
-                } else {
-                    k_for(n)
-                };
-                let t = bench::time_rule_on(ctx, timer, &rule, &arena, reps, k, &setup)?;
-                features.push(FeatureRow {
-                    feature: name.into(),
-                    params: n,
-                    step: t.step,
-                    over_plain: t.step.median / plain,
-                    bytes_ratio: prepass_ratio,
-                    steps_per_submission: k,
-                });
-            }
-            // Mixed precision: the caller's bf16 params and grads, the f32 master here.
-            for (name, pd, gd) in [
-                (
-                    "adam, bf16 params+grads, f32 master",
-                    Dtype::Bf16,
-                    Dtype::Bf16,
-                ),
-                ("adam, f16 params+grads, f32 master", Dtype::F16, Dtype::F16),
-            ] {
-                bar.set_message(name);
-                let arena = bench::random_arena_as(ctx, n, pd, gd)?;
-                let t = bench::time_rule_on(
-                    ctx,
-                    timer,
-                    &rule,
-                    &arena,
-                    reps,
-                    k_for(n),
-                    &Setup::default(),
-                )?;
-                features.push(FeatureRow {
-                    feature: name.into(),
-                    params: n,
-                    step: t.step,
-                    over_plain: t.step.median / plain,
-                    // The master is read and written as the f32 params were; the grads are
-                    // read as 2 bytes instead of 4, and the 16-bit params written (2).
-                    bytes_ratio: (plain_bytes - 4.0 + 2.0 + 2.0) / plain_bytes,
-                    steps_per_submission: k_for(n),
-                });
-            }
-        }
+    let Some(n) = sizes.iter().copied().filter(|&n| n <= 1 << 24).max() else {
+        return Ok(features);
+    };
+    if !rows
+        .iter()
+        .any(|r| r.timing.rule == "adam" && r.timing.params == n)
+    {
+        return Ok(features);
+    }
+    let rule = AnyRule::Adam(Adam::default());
+    let clip = Some(gpu_optim::GradClip {
+        max_norm: Some(1.0),
+        value: None,
+    });
+    // A scale of 1: the random grads stand for already-scaled ones.
+    let unit_scaler = GradScaler {
+        init_scale: 1.0,
+        ..GradScaler::default()
+    };
+    let scaler = Some(unit_scaler);
+    let scaler_k = k_for(n).min(max_steps_with_scaler(ctx, &rule, unit_scaler)?);
+    let f32_arena = bench::random_arena(ctx, n)?;
+    let plain_arena = bench::random_arena(ctx, n)?;
+    let plain_bytes = rule.bytes_per_param() as f64;
+    // The pre-pass reads every f32 grad once more (clipping and the scaler's inf/NaN
+    // check share it); its reductions move a few bytes per tile.
+    let prepass_ratio = (plain_bytes + 4.0) / plain_bytes;
+    // The master is read and written as the f32 params were; the grads are read as 2
+    // bytes instead of 4, and the 16-bit params written (2).
+    let half_ratio = (plain_bytes - 4.0 + 2.0 + 2.0) / plain_bytes;
+    let bf16_arena = bench::random_arena_as(ctx, n, Dtype::Bf16, Dtype::Bf16)?;
+    let f16_arena = bench::random_arena_as(ctx, n, Dtype::F16, Dtype::F16)?;
+    let with = |clip, scaler| Setup {
+        clip,
+        scaler,
+        ..Setup::default()
+    };
+    let cases = [
+        (
+            "adam + clip_grad_norm(1.0)",
+            &f32_arena,
+            with(clip, None),
+            prepass_ratio,
+        ),
+        (
+            "adam + GradScaler",
+            &f32_arena,
+            with(None, scaler),
+            prepass_ratio,
+        ),
+        (
+            "adam + clip + GradScaler",
+            &f32_arena,
+            with(clip, scaler),
+            prepass_ratio,
+        ),
+        // Mixed precision: the caller's bf16 params and grads, the f32 master here.
+        (
+            "adam, bf16 params+grads, f32 master",
+            &bf16_arena,
+            Setup::default(),
+            half_ratio,
+        ),
+        (
+            "adam, f16 params+grads, f32 master",
+            &f16_arena,
+            Setup::default(),
+            half_ratio,
+        ),
+    ];
+    for (name, arena, setup, bytes_ratio) in cases {
+        bar.set_message(name);
+        // Loss scaling takes fewer steps per submission than a small size's default K
+        // (64 at 2^18 and below): its row runs at most what it accepts, and says so; the
+        // plain step beside it runs as many.
+        let k = if setup.scaler.is_some() {
+            scaler_k
+        } else {
+            k_for(n)
+        };
+        let mut opt = bench::optimizer_on(ctx, &rule, arena, k, &setup)?;
+        let mut plain = bench::optimizer_on(ctx, &rule, &plain_arena, k, &Setup::default())?;
+        let (step, plain, over_plain) = timer.alternate(
+            reps,
+            k,
+            |enc| opt.record_steps(enc, k as u32),
+            |enc| plain.record_steps(enc, k as u32),
+        )?;
+        features.push(FeatureRow {
+            feature: name.into(),
+            params: n,
+            step,
+            plain,
+            over_plain,
+            reps,
+            bytes_ratio,
+            steps_per_submission: k,
+        });
     }
     Ok(features)
 }

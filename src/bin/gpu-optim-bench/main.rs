@@ -76,8 +76,10 @@ Figures:
                 their padding with them.
   features      Adam with clip_grad_norm, with GradScaler (loss scaling + inf/NaN skip),
                 with both, and with bf16 / f16 params and grads through an f32 master
-                copy: time relative to the plain f32 step at the same size; K steps per
-                submission, at most what loss scaling accepts (31) in its rows. bytes: the
+                copy: time relative to the plain f32 step at the same size and K, the
+                two timed alternately (median of the per-repetition ratios, at least 7
+                repetitions); K steps per submission, at most what loss scaling accepts
+                (31) in its rows. bytes: the
                 ratio the feature's bytes predict (clipping and the scaler's check read
                 the grads once more: 32/28; bf16/f16 with the master: 28/28; 8-bit
                 Adam: 16/28). On a software device (lavapipe, llvmpipe) the time ratio

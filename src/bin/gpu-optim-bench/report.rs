@@ -362,20 +362,23 @@ pub fn print_tables(report: &Report) -> Result<bool, Box<dyn std::error::Error>>
     if !features.is_empty() {
         writeln!(
             out,
-            "\ntraining-loop features (time relative to the plain step, same size; bytes: the \
-             ratio its bytes predict)"
+            "\ntraining-loop features (time relative to the plain step, same size and K, \
+             alternately: median of {} repetitions [min - max]; bytes: the ratio its bytes \
+             predict)",
+            features[0].reps
         )?;
         for f in features {
             writeln!(
                 out,
-                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain  bytes {:.3}x  K={}{}",
+                "  {:<36} {:>8} {:>10.3} ms  {:.3}x plain {:>17}  bytes {:.3}x  K={}{}",
                 f.feature,
                 fmt_size(f.params),
                 f.step.median * 1e3,
-                f.over_plain,
+                f.over_plain.median,
+                format!("[{:.3} - {:.3}]", f.over_plain.min, f.over_plain.max),
                 f.bytes_ratio,
                 f.steps_per_submission,
-                if f.over_plain > 1.15 * f.bytes_ratio {
+                if f.over_plain.median > 1.15 * f.bytes_ratio {
                     "  (> bytes: instruction-bound, see --help)"
                 } else {
                     ""
