@@ -1,11 +1,11 @@
 //! What does 8-bit block-wise state cost and save against f32 state, and does the MLP example
-//! still converge with it? Reads the rules' rows and roofline only; writes no table or file.
+//! still converge with it? Reads the roofline only; writes no table or file. Each 8-bit
+//! step is timed alternately with the f32-state step, like for like.
 
 use gpu_optim::bench::{self, Roofline, Sample, Setup};
 use gpu_optim::{verify, AnyRule, StateFormat, UpdateRule, VerifyPlan};
 use serde::Serialize;
 
-use crate::rules::RuleRow;
 use crate::{mlp, Shared};
 
 /// Rules the bench runs with 8-bit state (bitsandbytes' 8-bit optimizers).
@@ -23,7 +23,8 @@ pub struct State8Row {
     pub step: Sample,
     pub gbps: f64,
     pub pct_roofline: f64,
-    /// Time per step / the same rule's with f32 state.
+    /// Time per step / the same rule's with f32 state (on buffers of its own, same size
+    /// and K, timed alternately): median of the per-repetition ratios.
     pub over_f32: f64,
     /// The time ratio its bytes predict: bytes per param over the f32-state rule's
     /// (16.06/28 for Adam).
@@ -35,7 +36,8 @@ pub struct State8Row {
     pub mlp_loss_8bit: f32,
     /// Final training loss with 8-bit state / with f32 state (1 = no loss of convergence).
     pub mlp_loss_ratio: f32,
-    /// The same with stochastic requantization: time vs f32 state, final loss, ratio.
+    /// The same with stochastic requantization: time vs f32 state (timed alternately, as
+    /// `over_f32`), final loss, ratio.
     pub sr_over_f32: f64,
     pub mlp_loss_8bit_sr: f32,
     pub mlp_loss_ratio_sr: f32,
@@ -47,7 +49,6 @@ pub fn state8_rows(
     sizes: &[usize],
     rules: &[AnyRule],
     roofs: &[Roofline],
-    rows: &[RuleRow],
 ) -> Result<Vec<State8Row>, Box<dyn std::error::Error>> {
     let Shared {
         ctx,
@@ -68,6 +69,22 @@ pub fn state8_rows(
             .map(|r| r.gbps())
             .unwrap_or(f64::NAN);
         let arena = bench::random_arena(ctx, n)?;
+        let f32_arena = bench::random_arena(ctx, n)?;
+        let k = k_for(n);
+        // The step with `setup` and the f32-state step, alternately: the first's times and
+        // the median of the per-repetition ratios.
+        let against_f32 =
+            |rule: &AnyRule, setup: &Setup| -> Result<(Sample, f64), gpu_optim::Error> {
+                let mut opt = bench::optimizer_on(ctx, rule, &arena, k, setup)?;
+                let mut f32_opt = bench::optimizer_on(ctx, rule, &f32_arena, k, &Setup::default())?;
+                let (step, _, ratio) = timer.alternate(
+                    reps,
+                    k,
+                    |enc| opt.record_steps(enc, k as u32),
+                    |enc| f32_opt.record_steps(enc, k as u32),
+                )?;
+                Ok((step, ratio.median))
+            };
         for rule in rules
             .iter()
             .filter(|r| STATE8_RULES.contains(&r.name().as_str()))
@@ -78,11 +95,7 @@ pub fn state8_rows(
                 format: f,
                 ..Setup::default()
             };
-            let t = bench::time_rule_on(ctx, timer, rule, &arena, reps, k_for(n), &setup)?;
-            let plain = rows
-                .iter()
-                .find(|r| r.timing.rule == rule.name() && r.timing.params == n)
-                .map_or(f64::NAN, |r| r.timing.step.median);
+            let (step, over_f32) = against_f32(rule, &setup)?;
             let slots = rule.state_slots().len() as f64;
             let mlp = |format| -> Result<f32, gpu_optim::Error> {
                 let r = mlp::lr_for(rule.clone());
@@ -106,21 +119,22 @@ pub fn state8_rows(
                 },
                 ..Setup::default()
             };
-            let t_sr = bench::time_rule_on(ctx, timer, rule, &arena, reps, k_for(n), &sr_setup)?;
+            let (_, sr_over_f32) = against_f32(rule, &sr_setup)?;
             let mut plan = VerifyPlan::flat(rule.clone(), 100_003, args.verify_steps);
             plan.state_format = f;
             let check = verify(ctx, &plan)?;
             let bpp = bench::bytes_per_param(rule, f);
+            let gbps = bpp * n as f64 / step.median / 1e9;
             state8.push(State8Row {
                 verified: check.passed(),
                 max_scaled: check.worst().max_scaled,
                 rule: rule.name(),
                 params: n,
                 bytes_per_param: bpp,
-                step: t.step,
-                gbps: t.gbps,
-                pct_roofline: 100.0 * t.gbps / roof,
-                over_f32: t.step.median / plain,
+                step,
+                gbps,
+                pct_roofline: 100.0 * gbps / roof,
+                over_f32,
                 bytes_ratio: bpp / rule.bytes_per_param() as f64,
                 state_bytes_per_param: slots * (1.0 + 4.0 / gpu_optim::quant::BLOCK as f64),
                 f32_state_bytes_per_param: slots * 4.0,
@@ -128,7 +142,7 @@ pub fn state8_rows(
                 mlp_loss_f32: loss_f32,
                 mlp_loss_8bit: loss_8,
                 mlp_loss_ratio: loss_8 / loss_f32,
-                sr_over_f32: t_sr.step.median / plain,
+                sr_over_f32,
                 mlp_loss_8bit_sr: loss_sr,
                 mlp_loss_ratio_sr: loss_sr / loss_f32,
             });
