@@ -87,6 +87,129 @@ fn f16_params_and_grads() {
     run(&ctx, Adam::default(), Dtype::F16, Dtype::F16, LENS, 3);
 }
 
+/// The device's f16 conversions (shaders/half.wgsl) give the twin's bits (gpu_optim::half)
+/// on every half and at every rounding edge. SGD at lr 1 from params of 0 moves them to
+/// -grad, so (1) f16 grads of every bit pattern, NaN payloads included, read back widened
+/// in the f32 params, and (2) f32 grads of -x leave x in the f32 master, whose rounding
+/// lands in f16 params: x around every midpoint between neighbouring halves (the tie and
+/// one f32 ulp either side), at the overflow and underflow thresholds, f32 subnormals,
+/// infinities, NaNs and random bit patterns. Random values in [-1, 1), as the other tests
+/// here use, never reach the subnormal, overflow or NaN arms.
+#[test]
+fn f16_conversions_match_the_twin_on_every_half_and_rounding_edge() {
+    let ctx = common::ctx();
+    let sgd = gpu_optim::Sgd {
+        lr: 1.0,
+        ..gpu_optim::Sgd::default()
+    };
+    // (1) Widening: every f16 bit pattern as a grad, written as raw bytes (an f32 upload
+    // would requantize NaN payloads).
+    let n = 1 << 16;
+    let arena = Arena::with_dtypes(&ctx, &[n], Dtype::F32, Dtype::F16).unwrap();
+    let mut opt = Optimizer::new(&ctx, sgd.clone()).unwrap();
+    let id = opt.add_arena(&arena, opt.default_group()).unwrap()[0];
+    let mut model = CpuModel::with_limits(sgd.clone(), ctx.limits()).unwrap();
+    let at = arena.param(0).offset;
+    let m = model
+        .add_tensor(
+            model.default_group(),
+            at,
+            &vec![0.0; n],
+            (Dtype::F32, Dtype::F16),
+        )
+        .unwrap();
+    ctx.upload(&arena.param(0), &vec![0.0; n]).unwrap();
+    let bits: Vec<u16> = (0..=u16::MAX).collect();
+    let g = arena.grad(0);
+    ctx.queue()
+        .write_buffer(&g.buffer, g.offset * 2, bytemuck::cast_slice(&bits));
+    opt.step().unwrap();
+    let widened: Vec<f32> = bits.iter().map(|&h| Dtype::F16.decode(h)).collect();
+    model.step(&[widened]).unwrap();
+    same(
+        "every f16 grad, widened",
+        &opt.read_params(id).unwrap(),
+        model.params(m).unwrap(),
+    );
+
+    // (2) Narrowing: f32 values at every rounding edge of f16.
+    let mut xs: Vec<f32> = Vec::new();
+    let finite: Vec<f32> = (0..0x7c00u16).map(|h| Dtype::F16.decode(h)).collect();
+    for w in finite.windows(2) {
+        let mid = ((w[0] as f64 + w[1] as f64) / 2.0) as f32; // exact: 12 significant bits
+        let b = mid.to_bits();
+        xs.extend([b - 1, b, b + 1].map(f32::from_bits));
+    }
+    let edges = [
+        0x477f_f000u32,
+        0x3300_0000,
+        0x3880_0000,
+        0x3800_0000,
+        0x7f80_0000,
+    ];
+    for e in edges {
+        xs.extend((e - 4..=e + 4).map(f32::from_bits));
+    }
+    xs.extend(
+        [
+            0x7fc0_0000u32,
+            0x7f80_0001,
+            0x7fff_ffff,
+            1,
+            0x7f_ffff,
+            0x0080_0000,
+        ]
+        .map(f32::from_bits),
+    );
+    xs.extend([f32::MAX, f32::MIN_POSITIVE, 65504.0, 65519.99, 65520.0, 0.0]);
+    let mut rng = Rng(77);
+    xs.extend((0..1 << 16).map(|_| f32::from_bits(rng.next_u64() as u32)));
+    let signed: Vec<f32> = xs.iter().flat_map(|&x| [x, -x]).collect();
+    let n = signed.len();
+    let arena = Arena::with_dtypes(&ctx, &[n], Dtype::F16, Dtype::F32).unwrap();
+    let mut opt = Optimizer::new(&ctx, sgd.clone()).unwrap();
+    let id = opt.add_arena(&arena, opt.default_group()).unwrap()[0];
+    let mut model = CpuModel::with_limits(sgd, ctx.limits()).unwrap();
+    let at = arena.param(0).offset;
+    let m = model
+        .add_tensor(
+            model.default_group(),
+            at,
+            &vec![0.0; n],
+            (Dtype::F16, Dtype::F32),
+        )
+        .unwrap();
+    ctx.upload_as(&arena.param(0), Dtype::F16, &vec![0.0; n])
+        .unwrap();
+    let grads: Vec<f32> = signed.iter().map(|&x| -x).collect();
+    ctx.upload(&arena.grad(0), &grads).unwrap();
+    opt.step().unwrap();
+    model.step(&[grads]).unwrap();
+    same(
+        "the master",
+        &opt.read_params(id).unwrap(),
+        model.params(m).unwrap(),
+    );
+    let (bytes, dt) = opt.param_bytes(id).unwrap();
+    assert_eq!(dt, Dtype::F16);
+    let got: Vec<u16> = bytemuck::pod_collect_to_vec(&bytes);
+    let want: Vec<u16> = model
+        .params(m)
+        .unwrap()
+        .iter()
+        .map(|&x| Dtype::F16.encode(x))
+        .collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            g,
+            w,
+            "f16 of {:e} ({:#010x}): device {g:#06x}, twin {w:#06x}",
+            model.params(m).unwrap()[i],
+            model.params(m).unwrap()[i].to_bits()
+        );
+    }
+}
+
 #[test]
 fn mixed_dtypes_of_params_and_grads() {
     let ctx = common::ctx();
