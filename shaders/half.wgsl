@@ -39,24 +39,26 @@ fn bf16_to_f32(h: u32) -> f32 {
     return bitcast<f32>(h << 16u);
 }
 
+// f16 conversions without branches: each case is computed and a select picks one (the
+// CPU twin's branches, the same bits). A branch on per-element data runs on software
+// devices under lane masks, every arm for every vector.
 fn f16_from_f32(x: f32) -> u32 {
     let b = bitcast<u32>(x);
     let sign = (b >> 16u) & 0x8000u;
     let a = b & 0x7fffffffu;
-    var h = 0u;
-    if a >= 0x7f800000u {
-        h = 0x7c00u | select(0u, 0x200u, a > 0x7f800000u);
-    } else if a >= 0x477ff000u {
-        h = 0x7c00u;
-    } else if a >= 0x38800000u {
-        let m = a - 0x38000000u;
-        h = (m + 0xfffu + ((m >> 13u) & 1u)) >> 13u;
-    } else if a >= 0x33000000u {
-        let full = (a & 0x7fffffu) | 0x800000u;
-        let shift = 126u - (a >> 23u);
-        let half = 1u << (shift - 1u);
-        h = (full + half - 1u + ((full >> shift) & 1u)) >> shift;
-    }
+    // Normal: rebias the exponent (127 -> 15), round away 13 bits (wraps below the range).
+    let m = a - 0x38000000u;
+    let normal = (m + 0xfffu + ((m >> 13u) & 1u)) >> 13u;
+    // Subnormal: m * 2^-24. The shift is 14-24 in its range; clamped elsewhere, so that
+    // no shift reaches 32.
+    let full = (a & 0x7fffffu) | 0x800000u;
+    let shift = clamp(126u - (a >> 23u), 1u, 24u);
+    let sub = (full + (1u << (shift - 1u)) - 1u + ((full >> shift) & 1u)) >> shift;
+    var h = select(0u, sub, a >= 0x33000000u);
+    h = select(h, normal, a >= 0x38800000u);
+    // >= 65520 rounds to inf; inf stays inf, NaN stays a quiet NaN.
+    h = select(h, 0x7c00u, a >= 0x477ff000u);
+    h = select(h, 0x7c00u | select(0u, 0x200u, a > 0x7f800000u), a >= 0x7f800000u);
     return sign | h;
 }
 
@@ -64,12 +66,8 @@ fn f16_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u) << 16u;
     let e = (h >> 10u) & 0x1fu;
     let m = h & 0x3ffu;
-    if e == 0u {
-        let v = f32(m) * 5.9604645e-8;
-        return select(v, -v, sign != 0u);
-    }
-    if e == 31u {
-        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
-    }
-    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+    let v = f32(m) * 5.9604645e-8;
+    let subnormal = select(v, -v, sign != 0u);
+    let wide = select(sign | ((e + 112u) << 23u), sign | 0x7f800000u, e == 31u) | (m << 13u);
+    return select(bitcast<f32>(wide), subnormal, e == 0u);
 }
