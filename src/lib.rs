@@ -93,6 +93,7 @@ pub use kernel::{
     shader_source, shader_source_q8, shader_source_typed, FixedWords, KernelVariant, Q8Kernel,
 };
 pub use optimizer::Optimizer;
+pub use plan::settings::MAX_STEPS_PER_SUBMISSION;
 pub use quant::StateFormat;
 pub use registry::{GroupId, TensorId};
 pub use rules::{

@@ -532,6 +532,45 @@ fn zero_sizes_reps_and_verify_steps_are_refused_not_panicked() {
     }
 }
 
+/// Faults a newcomer found: `--steps 2000` and `--sizes 2^40` failed only after the
+/// header, with the library's words (`steps_per_submission`, a buffer's label) and no
+/// flag; `--sizes abc` said "bad size abc" without the format; `--workgroup 4096` ran at
+/// 1024 and said nothing. Each is now refused, naming the flag or the limit, and the
+/// oversized runs time nothing.
+#[test]
+fn out_of_range_steps_sizes_and_workgroup_are_refused_by_name() {
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["--steps", "2000"], &["--steps", "2000", "1024"]),
+        (&["--sizes", "abc"], &["--sizes", "abc", "2^k"]),
+        (&["--sizes", "2^40"], &["--sizes 2^40", "max_buffer_size"]),
+        (
+            &["--workgroup", "4096"],
+            &["4096", "max_compute_invocations_per_workgroup"],
+        ),
+    ];
+    for (args, names) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+            .args(args)
+            .args(["--rules", "sgd", "--no-model", "--no-cpu"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        for name in names {
+            assert!(
+                stderr.contains(name),
+                "{args:?} does not say {name}: {stderr}"
+            );
+        }
+        assert!(
+            !stdout.contains("roofline"),
+            "{args:?} timed something: {stdout}"
+        );
+    }
+}
+
 /// Fault (found the same way): `--json` or `--plot` into a missing directory, or onto a
 /// directory, failed only after the whole run, with a bare OS error that named no flag;
 /// a missing `--torch-json` file likewise. Now each fails before anything is timed, and

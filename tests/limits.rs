@@ -207,6 +207,24 @@ fn other_workgroup_sizes() {
     assert!(matches!(r, Err(Error::InvalidHyperparameter { .. })));
 }
 
+/// A workgroup size past the device's limits is refused, naming them, not silently
+/// clamped (the bench's `--workgroup 4096` ran at 1024 and said nothing).
+#[test]
+fn workgroup_size_past_the_device_limit_is_refused_not_clamped() {
+    let most = common::ctx().limits().max_compute_invocations_per_workgroup;
+    let r = Context::with_options(&ContextOptions {
+        workgroup_size: Some((most + 1).next_power_of_two()),
+        ..Default::default()
+    });
+    match r {
+        Err(Error::InvalidState(m)) => {
+            assert!(m.contains("max_compute_invocations_per_workgroup"), "{m}")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a workgroup past the limit was accepted"),
+    }
+}
+
 fn caller_device(limits: wgpu::Limits) -> (wgpu::Device, wgpu::Queue) {
     let inst = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = pollster::block_on(inst.request_adapter(&Default::default()))

@@ -33,7 +33,9 @@ pub struct ContextOptions {
     /// Lower the device's workgroups-per-dimension limit: exercises 2D dispatch.
     pub max_compute_workgroups_per_dimension: Option<u32>,
     /// Invocations per workgroup of the rule kernels (default 256, clamped to the
-    /// device's limits; a power of two). Each invocation updates one vec4.
+    /// device's limits). Each invocation updates one vec4. A size given here must be a
+    /// power of two within the device's `max_compute_invocations_per_workgroup` and
+    /// `max_compute_workgroup_size_x`, else [`Context::with_options`] refuses it.
     pub workgroup_size: Option<u32>,
 }
 
@@ -180,6 +182,19 @@ impl Context {
                     value: wg as f64,
                     why: "a power of two",
                 });
+            }
+            // A size the device cannot run is refused, not silently clamped.
+            let l = ctx.limits();
+            let most = l
+                .max_compute_invocations_per_workgroup
+                .min(l.max_compute_workgroup_size_x);
+            if wg > most {
+                return Err(Error::InvalidState(format!(
+                    "workgroup_size {wg}: this device runs at most {most} invocations per \
+                     workgroup (max_compute_invocations_per_workgroup {}, \
+                     max_compute_workgroup_size_x {})",
+                    l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_size_x
+                )));
             }
             Arc::get_mut(&mut ctx.inner).expect("fresh").workgroup_size = Some(wg);
         }

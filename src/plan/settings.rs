@@ -222,14 +222,17 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 }
 
-/// `steps_per_submission`: at least 1, and at most 1024 (the ring of per-step scalar
-/// slots, a few hundred bytes each, is allocated up front; more steps per command buffer
-/// gain nothing measurable).
+/// The most steps [`Optimizer::set_steps_per_submission`] accepts: the ring of per-step
+/// scalar slots, a few hundred bytes each, is allocated up front, and more steps per
+/// command buffer gain nothing measurable.
+pub const MAX_STEPS_PER_SUBMISSION: u32 = 1024;
+
+/// `steps_per_submission`: 1 to [`MAX_STEPS_PER_SUBMISSION`].
 pub(crate) fn check_steps_per_submission(k: u32) -> Result<()> {
     match k {
-        1..=1024 => Ok(()),
+        1..=MAX_STEPS_PER_SUBMISSION => Ok(()),
         _ => Err(Error::InvalidState(format!(
-            "steps_per_submission must be in 1..=1024, not {k}"
+            "steps_per_submission must be in 1..={MAX_STEPS_PER_SUBMISSION}, not {k}"
         ))),
     }
 }

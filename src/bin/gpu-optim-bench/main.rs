@@ -133,10 +133,11 @@ struct Args {
     /// 2^16,2^20,2^22 under a slow device's time budget, which says so).
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
-    /// Steps recorded per submission (default: enough to make each submission ~2^24 params,
-    /// 2^22 under a slow device's time budget, at most 64; rows with loss scaling: at most
-    /// what it accepts, 31).
-    #[arg(long)]
+    /// Steps recorded per submission, 1 to 1024 (default: enough to make each submission
+    /// ~2^24 params, 2^22 under a slow device's time budget, at most 64; rows with loss
+    /// scaling: at most what it accepts, 31).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+        .range(1..=gpu_optim::MAX_STEPS_PER_SUBMISSION as u64))]
     steps: Option<usize>,
     /// Timed repetitions per figure (median reported; default 5, fewer on a slow device
     /// under the time budget, which says so). At least 1.
@@ -217,15 +218,21 @@ fn check_output_path(flag: &str, path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+fn bad_size(s: &str) -> String {
+    format!("--sizes {s:?}: not a size; give `2^k` or a count of params, e.g. 2^20,16777216")
+}
+
 /// A `--sizes` entry: `2^k` or a count of params, at least 1.
 fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let n = match s.strip_prefix("2^") {
         Some(e) => {
-            let e: u32 = e.parse().map_err(|_| format!("bad size {s}"))?;
-            1usize.checked_shl(e).ok_or(format!("size {s} too large"))?
+            let e: u32 = e.parse().map_err(|_| bad_size(s))?;
+            1usize
+                .checked_shl(e)
+                .ok_or(format!("--sizes {s}: too large"))?
         }
-        None => s.parse().map_err(|_| format!("bad size {s}"))?,
+        None => s.parse().map_err(|_| bad_size(s))?,
     };
     match n {
         0 => Err("a size must be at least 1 param, not 0".into()),
@@ -319,6 +326,17 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let machine = MachineReport::this();
     let explicit_backend = backends.is_some() || wgpu::Backends::from_env().is_some();
     machine::print_header(&ctx, &machine, explicit_backend);
+    // Every size is an f32 buffer of its own (params, grads, each state slot).
+    let max = ctx.limits().max_buffer_size;
+    if let Some(&n) = sizes.iter().find(|&&n| n as u64 * 4 > max) {
+        return Err(format!(
+            "--sizes {}: {} bytes per f32 buffer exceed this device's max_buffer_size of \
+             {max} bytes",
+            fmt_size(n),
+            n as u64 * 4
+        )
+        .into());
+    }
     if let Some(dir) = &args.dump_wgsl {
         dump::dump_wgsl(&ctx, &args, &rules, dir)?;
         return Ok(true);
