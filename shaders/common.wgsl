@@ -40,7 +40,9 @@ struct Launch {
     n_tiles: u32, tile_base: u32, partials_at: u32, q_block0: u32,
     group: u32, end: u32, tensor: u32, q_blocks: u32,
     // The param binding's first vector in its buffer (stochastic rounding's element ids).
-    p_base: u32, pad0: u32, pad1: u32, pad2: u32,
+    // A dense dispatch's tiles per workgroup in the clipping pre-pass (plan/layout.rs:
+    // sumsq_tiles; 16, more on a software device).
+    p_base: u32, sumsq_tiles: u32, pad1: u32, pad2: u32,
 }
 
 override WG: u32 = 256u;
@@ -314,14 +316,13 @@ fn store_partial(lid: u32, t: u32) {
 // is NaN, else inf if one is infinite (the squares are never negative: no inf - inf).
 var<workgroup> partial: array<vec2<f32>, WG>;
 
-// A dense dispatch's workgroup covers this many tiles in the pre-pass (lanes loop over
-// them; its first tile's partial holds the sum, the others 0): far fewer workgroup
-// reductions, whose barriers software devices pay dearly for.
-const SUMSQ_TILES: u32 = 16u;
+// A dense dispatch's workgroup covers launch.sumsq_tiles tiles in the pre-pass (lanes
+// loop over them; its first tile's partial holds the sum, the others 0): far fewer
+// workgroup reductions, whose barriers software devices pay dearly for.
 
 @compute @workgroup_size(WG)
 fn grad_sumsq(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = select(1u, SUMSQ_TILES, DENSE);
+    let r = select(1u, launch.sumsq_tiles, DENSE);
     let t0 = tile_index(wg) * r;
     if t0 >= launch.n_tiles {
         return;

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 pub(crate) struct Launch {
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) grid: (u32, u32),
-    /// The clipping pre-pass's grid: a dense dispatch's workgroups cover SUMSQ_TILES tiles.
+    /// The clipping pre-pass's grid: a dense dispatch's workgroups cover `sumsq_tiles` tiles.
     pub(crate) sumsq_grid: (u32, u32),
     /// The update kernel for this dispatch's width and density, and the pre-passes'.
     pub(crate) main: wgpu::ComputePipeline,
@@ -155,6 +155,11 @@ impl<R: UpdateRule> Optimizer<R> {
             pack: self.settings.clip.is_none()
                 && self.settings.scaler.is_none()
                 && self.groups.iter().all(|g| !g.kernel().two_phase),
+            // A software device runs workgroups on the host's threads (lavapipe: one per
+            // core): 8 pre-pass workgroups per thread keep them busy.
+            sumsq_spread: ctx
+                .is_software()
+                .then(|| 8 * std::thread::available_parallelism().map_or(1, |n| n.get()) as u64),
         };
         layout::check_window(&layout_limits)?;
         if limits.max_storage_buffers_per_shader_stage < 8 {

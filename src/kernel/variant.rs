@@ -467,7 +467,8 @@ pub(crate) mod tests {
     /// stored its old values instead of returning (both: every f32-state text), and when
     /// value clipping became a constant (`CLIP_VALUE`, new variants) and the pre-pass of
     /// whole tiles dropped its range test (every text), and when the f16 conversions lost
-    /// their branches (every text: shaders/half.wgsl is in each). A text is
+    /// their branches (every text: shaders/half.wgsl is in each), and when the pre-pass
+    /// read its tiles per workgroup from `Launch` (every text). A text is
     /// recorded by its length and CRC-32 (the full texts are ~70 MB); a change anywhere
     /// in it changes the CRC except with probability 2^-32. Re-bless only for a change
     /// meant to alter the kernels, and say so in its commit.

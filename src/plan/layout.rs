@@ -31,9 +31,25 @@ pub(crate) fn pad_end(end: u64) -> u64 {
     end.next_multiple_of(ARENA_ALIGN)
 }
 
-/// Tiles per workgroup in a dense dispatch's clipping pre-pass (`SUMSQ_TILES` in
-/// shaders/common.wgsl).
+/// Tiles per workgroup in a dense dispatch's clipping pre-pass (`Launch::sumsq_tiles` in
+/// shaders/common.wgsl): each workgroup sums its tiles in a loop, then reduces once (two
+/// barriers).
 pub(crate) const SUMSQ_TILES: u64 = 16;
+/// The most tiles per pre-pass workgroup on a software device ([`LayoutLimits::
+/// sumsq_spread`]). On lavapipe a reduction's barriers cost ~9 µs per workgroup: Adam with
+/// clip_grad_norm at 2^22 (2 cores), the pre-pass took 0.36-0.40x a plain step with 16
+/// tiles per workgroup, 0.29-0.31x with 64, 0.26-0.27x with 256.
+pub(crate) const SUMSQ_TILES_MAX: u64 = 64;
+
+/// Tiles per workgroup of a dense dispatch's pre-pass over `n` tiles: [`SUMSQ_TILES`], or
+/// on a software device as many as leave at least `spread` workgroups, up to
+/// [`SUMSQ_TILES_MAX`].
+pub(crate) fn sumsq_tiles(n: u64, spread: Option<u64>) -> u64 {
+    match spread {
+        Some(w) if w > 0 => (n / w).clamp(SUMSQ_TILES, SUMSQ_TILES_MAX),
+        _ => SUMSQ_TILES,
+    }
+}
 
 /// One workgroup's work (`struct Tile` in `shaders/common.wgsl`): vectors `first ..
 /// first + workgroup` of tensor `tensor`, and, in a packed tile, from `first_b` on those of
@@ -96,7 +112,9 @@ pub(crate) struct LaunchInfo {
     pub q_blocks: u32,
     /// The param binding's first vector in its buffer.
     pub p_base: u32,
-    pub pad: [u32; 3],
+    /// Dense dispatches: tiles per workgroup of the clipping pre-pass ([`sumsq_tiles`]).
+    pub sumsq_tiles: u32,
+    pub pad: [u32; 2],
 }
 
 /// A registered tensor as the layout sees it: buffers by rank (their order), offsets and
@@ -142,6 +160,10 @@ pub(crate) struct LayoutLimits {
     /// window; f32 state only): no pass of the step sums per tile or per tensor (no
     /// clipping, loss scaling or two-phase rule).
     pub pack: bool,
+    /// On a software device, the fewest workgroups a dense pre-pass should keep (a few per
+    /// CPU thread): it then sums more tiles per workgroup ([`sumsq_tiles`]). `None`: a GPU,
+    /// [`SUMSQ_TILES`] always.
+    pub sumsq_spread: Option<u64>,
 }
 
 /// A launch group's state: one buffer per slot from `base` over `span` elements (f32), or
@@ -376,7 +398,8 @@ pub(crate) fn layout(
                 tensor: 0,
                 q_blocks: 0,
                 p_base: (pw / width) as u32,
-                pad: [0; 3],
+                sumsq_tiles: 1,
+                pad: [0; 2],
             };
             let dense = tiles
                 .iter()
@@ -398,7 +421,13 @@ pub(crate) fn layout(
                 swin = (rel, (pend - x0).div_ceil(4) * 4);
                 mwin = (rel * 4, (pend - x0) * 4);
             }
-            let coarse = if dense { n.div_ceil(SUMSQ_TILES) } else { n };
+            let r = if dense {
+                sumsq_tiles(n, limits.sumsq_spread)
+            } else {
+                1
+            };
+            header.sumsq_tiles = r as u32;
+            let coarse = n.div_ceil(r);
             let exact = dense && header.end as u64 == n * tile_elems && n <= max_groups;
             launches.push(LaunchLayout {
                 width: width as u32,
@@ -581,6 +610,8 @@ mod tests {
                     workgroup,
                     per_tensor,
                     pack,
+                    // A software device's spread on odd sizes, a GPU's on the others.
+                    sumsq_spread: (kib % 2 == 1).then_some(kib / 4),
                 },
             );
         (proptest::collection::vec(buffer, 1..4), limits)
@@ -687,10 +718,16 @@ mod tests {
             prop_assert_eq!(h.n_tiles as usize, l.tiles.len());
             prop_assert!(l.grid.0 as u64 <= lim.max_groups && l.grid.1 as u64 <= lim.max_groups);
             prop_assert!(l.grid.0 as u64 * l.grid.1 as u64 >= l.tiles.len() as u64);
-            let coarse = match l.dense {
-                true => (l.tiles.len() as u64).div_ceil(SUMSQ_TILES),
-                false => l.tiles.len() as u64,
-            };
+            let r = h.sumsq_tiles as u64;
+            prop_assert_eq!(
+                r,
+                match l.dense {
+                    true => sumsq_tiles(l.tiles.len() as u64, lim.sumsq_spread),
+                    false => 1,
+                }
+            );
+            prop_assert!((SUMSQ_TILES..=SUMSQ_TILES_MAX).contains(&r) || r == 1);
+            let coarse = (l.tiles.len() as u64).div_ceil(r);
             let sg = l.sumsq_grid;
             prop_assert!(sg.0 as u64 <= lim.max_groups && sg.1 as u64 <= lim.max_groups);
             prop_assert!(sg.0 as u64 * sg.1 as u64 >= coarse);
@@ -826,6 +863,7 @@ mod tests {
             workgroup: 64,
             per_tensor: false,
             pack: true,
+            sumsq_spread: None,
         }
     }
 
@@ -1005,6 +1043,7 @@ mod tests {
             workgroup: 256,
             per_tensor: false,
             pack: false,
+            sumsq_spread: None,
         };
         let e = layout(&[], &limits, 16).unwrap_err().to_string();
         assert!(e.contains("too small for one tile"), "{e}");
