@@ -503,6 +503,15 @@ fn mixed_size_sweep_and_host_cost_are_reported() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The bench's output for `args` on a short sgd run that they should refuse.
+fn refused(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
+        .args(args)
+        .args(["--rules", "sgd", "--no-model", "--no-cpu"])
+        .output()
+        .unwrap()
+}
+
 /// Fault (found feeding the bench a hurried user's input): `--sizes 0` panicked dividing by
 /// zero, `--reps 0` panicked taking the median of no samples, and `--verify-steps 0`
 /// printed "ok" for a check that compared nothing. Each is now refused with a message
@@ -516,11 +525,7 @@ fn zero_sizes_reps_and_verify_steps_are_refused_not_panicked() {
         (&["--verify-steps", "0"], "--verify-steps"),
     ];
     for (args, names) in cases {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
-            .args(args)
-            .args(["--rules", "sgd", "--no-model", "--no-cpu"])
-            .output()
-            .unwrap();
+        let out = refused(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} ran");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
@@ -549,11 +554,7 @@ fn out_of_range_steps_sizes_and_workgroup_are_refused_by_name() {
         ),
     ];
     for (args, names) in cases {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gpu-optim-bench"))
-            .args(args)
-            .args(["--rules", "sgd", "--no-model", "--no-cpu"])
-            .output()
-            .unwrap();
+        let out = refused(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");

@@ -87,6 +87,36 @@ fn f16_params_and_grads() {
     run(&ctx, Adam::default(), Dtype::F16, Dtype::F16, LENS, 3);
 }
 
+/// SGD at lr 1 over one tensor of `n` params of 0 (`pd`) with `pd`/`gd` grads, on the
+/// device and in the CPU model: the arena, the optimizer and its tensor, the model and its.
+fn sgd_from_zero(
+    ctx: &Context,
+    n: usize,
+    pd: Dtype,
+    gd: Dtype,
+) -> (
+    Arena,
+    Optimizer<gpu_optim::Sgd>,
+    TensorId,
+    CpuModel<gpu_optim::Sgd>,
+    TensorId,
+) {
+    let sgd = gpu_optim::Sgd {
+        lr: 1.0,
+        ..gpu_optim::Sgd::default()
+    };
+    let arena = Arena::with_dtypes(ctx, &[n], pd, gd).unwrap();
+    let mut opt = Optimizer::new(ctx, sgd.clone()).unwrap();
+    let id = opt.add_arena(&arena, opt.default_group()).unwrap()[0];
+    let mut model = CpuModel::with_limits(sgd, ctx.limits()).unwrap();
+    let at = arena.param(0).offset;
+    let m = model
+        .add_tensor(model.default_group(), at, &vec![0.0; n], (pd, gd))
+        .unwrap();
+    ctx.upload_as(&arena.param(0), pd, &vec![0.0; n]).unwrap();
+    (arena, opt, id, model, m)
+}
+
 /// The device's f16 conversions (shaders/half.wgsl) give the twin's bits (gpu_optim::half)
 /// on every half and at every rounding edge. SGD at lr 1 from params of 0 moves them to
 /// -grad, so (1) f16 grads of every bit pattern, NaN payloads included, read back widened
@@ -98,27 +128,9 @@ fn f16_params_and_grads() {
 #[test]
 fn f16_conversions_match_the_twin_on_every_half_and_rounding_edge() {
     let ctx = common::ctx();
-    let sgd = gpu_optim::Sgd {
-        lr: 1.0,
-        ..gpu_optim::Sgd::default()
-    };
     // (1) Widening: every f16 bit pattern as a grad, written as raw bytes (an f32 upload
     // would requantize NaN payloads).
-    let n = 1 << 16;
-    let arena = Arena::with_dtypes(&ctx, &[n], Dtype::F32, Dtype::F16).unwrap();
-    let mut opt = Optimizer::new(&ctx, sgd.clone()).unwrap();
-    let id = opt.add_arena(&arena, opt.default_group()).unwrap()[0];
-    let mut model = CpuModel::with_limits(sgd.clone(), ctx.limits()).unwrap();
-    let at = arena.param(0).offset;
-    let m = model
-        .add_tensor(
-            model.default_group(),
-            at,
-            &vec![0.0; n],
-            (Dtype::F32, Dtype::F16),
-        )
-        .unwrap();
-    ctx.upload(&arena.param(0), &vec![0.0; n]).unwrap();
+    let (arena, mut opt, id, mut model, m) = sgd_from_zero(&ctx, 1 << 16, Dtype::F32, Dtype::F16);
     let bits: Vec<u16> = (0..=u16::MAX).collect();
     let g = arena.grad(0);
     ctx.queue()
@@ -165,22 +177,8 @@ fn f16_conversions_match_the_twin_on_every_half_and_rounding_edge() {
     let mut rng = Rng(77);
     xs.extend((0..1 << 16).map(|_| f32::from_bits(rng.next_u64() as u32)));
     let signed: Vec<f32> = xs.iter().flat_map(|&x| [x, -x]).collect();
-    let n = signed.len();
-    let arena = Arena::with_dtypes(&ctx, &[n], Dtype::F16, Dtype::F32).unwrap();
-    let mut opt = Optimizer::new(&ctx, sgd.clone()).unwrap();
-    let id = opt.add_arena(&arena, opt.default_group()).unwrap()[0];
-    let mut model = CpuModel::with_limits(sgd, ctx.limits()).unwrap();
-    let at = arena.param(0).offset;
-    let m = model
-        .add_tensor(
-            model.default_group(),
-            at,
-            &vec![0.0; n],
-            (Dtype::F16, Dtype::F32),
-        )
-        .unwrap();
-    ctx.upload_as(&arena.param(0), Dtype::F16, &vec![0.0; n])
-        .unwrap();
+    let (arena, mut opt, id, mut model, m) =
+        sgd_from_zero(&ctx, signed.len(), Dtype::F16, Dtype::F32);
     let grads: Vec<f32> = signed.iter().map(|&x| -x).collect();
     ctx.upload(&arena.grad(0), &grads).unwrap();
     opt.step().unwrap();
