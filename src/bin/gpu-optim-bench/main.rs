@@ -84,8 +84,9 @@ Figures:
                 the grads once more: 32/28; bf16/f16 with the master: 28/28; 8-bit
                 Adam: 16/28). On a software device (lavapipe, llvmpipe) the time ratio
                 exceeds it: its shaders are bound by instructions, not memory, so a
-                feature costs its instructions (the pre-pass's loads, its two workgroup
-                barriers per tile, the reductions' dispatches, 16-bit conversions,
+                feature costs its instructions (the pre-pass's loads, the two barriers
+                of each workgroup's reduction, the reductions' dispatches, 16-bit
+                conversions, loss scaling's per-lane choice of its step's scalars,
                 8-bit (de)quantization) rather than its bytes; a GPU's ratio is the one to
                 hold to the bytes.
   8-bit state   Adam, AdamW and Lion with bitsandbytes-style 8-bit block-wise state: bytes
