@@ -399,6 +399,28 @@ pub fn optimizer_on<R: UpdateRule>(
     Ok(opt)
 }
 
+/// `rule` on `a`'s arena with `a`'s setup against the same rule on `b`'s with `b`'s, `k`
+/// steps per submission each ([`optimizer_on`]), timed alternately `reps` times
+/// ([`Timer::alternate`]): seconds per step of each and the per-repetition ratios a / b.
+pub fn time_against<R: UpdateRule>(
+    ctx: &Context,
+    timer: &Timer,
+    rule: &R,
+    a: (&Arena, &Setup),
+    b: (&Arena, &Setup),
+    reps: usize,
+    k: usize,
+) -> Result<(Sample, Sample, Sample)> {
+    let mut first = optimizer_on(ctx, rule, a.0, k, a.1)?;
+    let mut second = optimizer_on(ctx, rule, b.0, k, b.1)?;
+    timer.alternate(
+        reps,
+        k,
+        |enc| first.record_steps(enc, k as u32),
+        |enc| second.record_steps(enc, k as u32),
+    )
+}
+
 /// Times `k` steps per submission of `rule` on `arena`'s first tensor with `setup`.
 pub fn time_rule_on<R: UpdateRule>(
     ctx: &Context,

@@ -160,13 +160,15 @@ pub fn feature_rows(
         } else {
             k_for(n)
         };
-        let mut opt = bench::optimizer_on(ctx, &rule, arena, k, &setup)?;
-        let mut plain = bench::optimizer_on(ctx, &rule, &plain_arena, k, &Setup::default())?;
-        let (step, plain, over_plain) = timer.alternate(
+        let plain_setup = Setup::default();
+        let (step, plain, over_plain) = bench::time_against(
+            ctx,
+            timer,
+            &rule,
+            (arena, &setup),
+            (&plain_arena, &plain_setup),
             reps,
             k,
-            |enc| opt.record_steps(enc, k as u32),
-            |enc| plain.record_steps(enc, k as u32),
         )?;
         features.push(FeatureRow {
             feature: name.into(),

@@ -75,13 +75,15 @@ pub fn state8_rows(
         // the median of the per-repetition ratios.
         let against_f32 =
             |rule: &AnyRule, setup: &Setup| -> Result<(Sample, f64), gpu_optim::Error> {
-                let mut opt = bench::optimizer_on(ctx, rule, &arena, k, setup)?;
-                let mut f32_opt = bench::optimizer_on(ctx, rule, &f32_arena, k, &Setup::default())?;
-                let (step, _, ratio) = timer.alternate(
+                let f32_setup = Setup::default();
+                let (step, _, ratio) = bench::time_against(
+                    ctx,
+                    timer,
+                    rule,
+                    (&arena, setup),
+                    (&f32_arena, &f32_setup),
                     reps,
                     k,
-                    |enc| opt.record_steps(enc, k as u32),
-                    |enc| f32_opt.record_steps(enc, k as u32),
                 )?;
                 Ok((step, ratio.median))
             };
